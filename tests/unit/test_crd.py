@@ -1,0 +1,67 @@
+"""The CRD is generated from the models; the committed file must be exactly that output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from batch_inference_operator import api, crd
+from conftest import REPO
+
+
+def test_committed_crd_matches_the_models() -> None:
+    committed = (REPO / crd.CRD_FILE).read_text()
+    assert committed == crd.render_crd(), "deploy/crds/ drifted from api.py: run `make crds` and commit the result"
+
+
+def _walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    nodes = [(path, node)]
+    for name, child in node.get("properties", {}).items():
+        nodes += _walk(child, f"{path}.{name}")
+    if isinstance(node.get("items"), dict):
+        nodes += _walk(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        nodes += _walk(node["additionalProperties"], f"{path}{{}}")
+    return nodes
+
+
+def test_schema_is_structural() -> None:
+    """What the apiserver refuses: $ref, typed anyOf/oneOf, untyped nodes, properties with additionalProperties."""
+    schema = crd.build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    for path, node in _walk(schema):
+        assert "type" in node, f"{path} has no type"
+        forbidden = {"$ref", "$defs", "anyOf", "oneOf", "allOf", "title", "const"} & node.keys()
+        assert not forbidden, f"{path} carries {forbidden}"
+        assert not ("properties" in node and "additionalProperties" in node), path
+        assert node.get("exclusiveMinimum") in (None, True, False), f"{path}: OpenAPI v3.0 exclusiveMinimum is boolean"
+
+
+def test_crd_shape() -> None:
+    generated = crd.build_crd()
+    spec = generated["spec"]
+    assert generated["metadata"]["name"] == "batchinferencejobs.batchinference.dev"
+    assert spec["names"]["shortNames"] == ["bij"] and spec["names"]["categories"] == ["batchinference"]
+    assert spec["scope"] == "Namespaced"
+    version = spec["versions"][0]
+    assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
+    columns = {c["name"]: c for c in version["additionalPrinterColumns"]}
+    assert list(columns) == ["Phase", "Model", "Succeeded", "Failed", "Attempts", "Cache", "Age", "Job", "Output"]
+    assert all(columns[name].get("priority", 0) == 0 for name in ["Phase", "Model", "Age"])
+    assert columns["Job"]["priority"] == 1 and columns["Output"]["priority"] == 1
+    spec_schema = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    immutable = {rule["fieldPath"] for rule in spec_schema["x-kubernetes-validations"]}
+    assert immutable == {f".{name}" for name in api.JOB_DEFINING_FIELDS}
+
+
+def test_printer_columns_point_at_real_fields() -> None:
+    schema = crd.build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    paths = {path for path, _ in _walk(schema)}
+    for column in crd.PRINTER_COLUMNS:
+        if column["jsonPath"].startswith(".metadata"):
+            continue
+        assert column["jsonPath"] in paths, column
+
+
+def test_rendered_file_is_yaml_of_the_crd() -> None:
+    assert yaml.safe_load(crd.render_crd()) == crd.build_crd()
