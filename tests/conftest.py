@@ -26,3 +26,60 @@ def example_manifests() -> list[tuple[str, dict[str, Any]]]:
 def gcs_manifest() -> dict[str, Any]:
     """A fresh copy of the GCS example, for tests that mutate it."""
     return copy.deepcopy(next(doc for name, doc in example_manifests() if name == "gcs-job.yaml"))
+
+
+# ---------------------------------------------------------------- waiting without sleeping blindly
+
+
+async def eventually(predicate: Any, timeout: float = 10.0, interval: float = 0.02, message: str = "") -> Any:  # noqa: ASYNC109
+    """Poll `predicate` (sync or async) until it returns something truthy, or fail after `timeout` seconds."""
+    import asyncio
+    import inspect
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {message or predicate}")
+        await asyncio.sleep(interval)
+
+
+# ---------------------------------------------------------------- the Kubernetes API server
+
+
+@pytest.fixture
+async def kube_api() -> Any:
+    from local_stack.kube_server import running_kube_api
+
+    async with running_kube_api() as server:
+        yield server
+
+
+@pytest.fixture
+def kube_url(kube_api: Any) -> str:
+    from local_stack.kube_server import server_url
+
+    return server_url(kube_api)
+
+
+@pytest.fixture
+def kubeconfig(kube_url: str, tmp_path: pathlib.Path) -> pathlib.Path:
+    from local_stack.kube_server import write_kubeconfig
+
+    return write_kubeconfig(tmp_path / "kubeconfig", kube_url)
+
+
+BIJ_PATH = "/apis/batchinference.dev/v1alpha1/namespaces/{namespace}/batchinferencejobs"
+
+
+def bij_path(namespace: str = "default", name: str | None = None, status: bool = False) -> str:
+    path = BIJ_PATH.format(namespace=namespace)
+    if name:
+        path += f"/{name}"
+    if status:
+        path += "/status"
+    return path

@@ -1,0 +1,1105 @@
+"""A Kubernetes API server for tests and the local stack, built on kmock.
+
+kmock (by kopf's author) gives the HTTP server, discovery, Status errors, its request log and its
+DSL for injecting faults. Its own object emulation is too loose for kopf and kubectl (no
+resourceVersion, no status split, no selectors, no watch resumption), so this subclass serves the
+resource paths itself with the semantics a real kube-apiserver has where clients depend on them:
+
+- create: uid, creationTimestamp, generation, resourceVersion, namespace from the URL, generateName,
+  201; the namespace must exist; names are validated;
+- every write gets a new resourceVersion; a stale one is a 409; a no-op write is not a write;
+- generation moves with spec only; the main resource ignores status and `/status` ignores the rest;
+- merge patch, JSON patch (a failed `test` is a 422), PUT with a required resourceVersion;
+- finalizers and deletionTimestamp; namespaces that cascade their deletion;
+- list with kind, apiVersion and a resourceVersion; label and field selectors; limit/continue;
+- watch from a resourceVersion (410 when too old), selector transitions, timeoutSeconds;
+- server-side tables from the CRD's printer columns, for `kubectl get`;
+- the CRD enforced on every write: schema, defaults, pruning or strict unknown fields, CEL rules;
+- OpenAPI v3 documents generated from the CRD, so `kubectl apply` validates as on a real cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime
+import hashlib
+import itertools
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp.web
+import attrs
+import jsonpatch
+import kmock
+from kmock._internal import rendering
+
+from .crd_validation import Cause, CrdSchema
+
+SERVER_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-local-stack", "platform": "linux/amd64"}
+# Watch history kept for resumption; older resourceVersions get 410 Gone, as after etcd compaction.
+EVENT_HISTORY = 50_000
+
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ApiError(kmock.KubernetesError):
+    """An apiserver Status error: code, reason and message, with optional details (causes)."""
+
+
+_JSON = {"Content-Type": "application/json"}
+
+
+def _status_body(error: kmock.KubernetesError) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": error.message or "",
+        "reason": error.reason or "",
+        "code": error.status,
+    }
+    if isinstance(error.details, dict):
+        body["details"] = error.details
+    return body
+
+
+def api_error(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> ApiError:
+    return ApiError(status=code, reason=reason, message=message, details=details)
+
+
+@dataclass
+class ResourceType:
+    """One served resource: what discovery, validation and tables need to know about it."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool = True
+    singular: str = ""
+    short_names: list[str] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+    status_subresource: bool = False
+    schema: CrdSchema | None = None
+    printer_columns: list[dict[str, Any]] = field(default_factory=list)
+    has_generation: bool = False
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.group, self.version, self.plural)
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    @classmethod
+    def from_crd(cls, crd: dict[str, Any]) -> list[ResourceType]:
+        spec = crd["spec"]
+        names = spec["names"]
+        return [
+            cls(
+                group=spec["group"],
+                version=version["name"],
+                plural=names["plural"],
+                kind=names["kind"],
+                namespaced=spec["scope"] == "Namespaced",
+                singular=names.get("singular", names["kind"].lower()),
+                short_names=list(names.get("shortNames", [])),
+                categories=list(names.get("categories", [])),
+                status_subresource="status" in version.get("subresources", {}),
+                schema=CrdSchema(version["schema"]["openAPIV3Schema"]),
+                printer_columns=list(version.get("additionalPrinterColumns", [])),
+                has_generation=True,
+            )
+            for version in spec["versions"]
+            if version.get("served", True)
+        ]
+
+
+CORE_TYPES = [
+    ResourceType(
+        "",
+        "v1",
+        "namespaces",
+        "Namespace",
+        namespaced=False,
+        singular="namespace",
+        short_names=["ns"],
+        status_subresource=True,
+    ),
+    ResourceType("", "v1", "events", "Event", singular="event", short_names=["ev"]),
+    ResourceType("events.k8s.io", "v1", "events", "Event", singular="event", short_names=["ev"]),
+]
+
+
+@dataclass
+class Route:
+    rtype: ResourceType
+    namespace: str | None
+    name: str | None
+    subresource: str | None
+
+
+@dataclass
+class WatchEvent:
+    rv: int
+    rtype_key: tuple[str, str, str]
+    type: str
+    obj: dict[str, Any]
+    previous: dict[str, Any] | None
+
+
+# ---------------------------------------------------------------- selectors
+
+_REQUIREMENT = re.compile(
+    r"^\s*(?P<key>[A-Za-z0-9_./-]+)\s*(?:(?P<op>==|=|!=)\s*(?P<value>[A-Za-z0-9_.-]*)"
+    r"|\s+(?P<setop>in|notin)\s*\((?P<values>[^)]*)\))?\s*$"
+)
+
+
+def _split_selector(selector: str) -> list[str]:
+    """Split on commas that are not inside `in (...)` parentheses."""
+    parts, depth, current = [], 0, ""
+    for char in selector:
+        depth += char == "("
+        depth -= char == ")"
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    if current.strip():
+        parts.append(current)
+    return parts
+
+
+def label_selector_matches(selector: str | None, labels: dict[str, str]) -> bool:
+    if not selector:
+        return True
+    for requirement in _split_selector(selector):
+        requirement = requirement.strip()
+        if requirement.startswith("!"):
+            if requirement[1:].strip() in labels:
+                return False
+            continue
+        match = _REQUIREMENT.match(requirement)
+        if not match:
+            raise api_error(400, "BadRequest", f"unable to parse requirement: {requirement!r}")
+        key = match["key"]
+        if match["op"]:
+            equal = labels.get(key) == match["value"]
+            if (match["op"] == "!=") == equal:
+                return False
+        elif match["setop"]:
+            values = {v.strip() for v in match["values"].split(",") if v.strip()}
+            inside = key in labels and labels[key] in values
+            if (match["setop"] == "in") != inside:
+                return False
+        elif key not in labels:
+            return False
+    return True
+
+
+def _field_value(obj: dict[str, Any], path: str) -> str:
+    node: Any = obj
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return "" if node is None else str(node)
+
+
+def field_selector_matches(selector: str | None, obj: dict[str, Any]) -> bool:
+    if not selector:
+        return True
+    for requirement in selector.split(","):
+        match = re.match(r"^\s*([A-Za-z0-9_.]+)\s*(==|=|!=)\s*(.*?)\s*$", requirement)
+        if not match:
+            raise api_error(400, "BadRequest", f"invalid field selector: {requirement!r}")
+        path, op, value = match.groups()
+        if (_field_value(obj, path) == value) != (op != "!="):
+            return False
+    return True
+
+
+# ---------------------------------------------------------------- tables
+
+
+def _age(timestamp: str | None) -> str:
+    """kubectl's short human duration: 42s, 5m, 3h, 2d."""
+    if not timestamp:
+        return "<unknown>"
+    then = datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    seconds = int((datetime.datetime.now(datetime.UTC) - then).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size * (2 if unit != "m" else 1):
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def _json_path(obj: dict[str, Any], path: str) -> Any:
+    node: Any = obj
+    for part in path.strip(".").split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def _table_columns(rtype: ResourceType) -> list[dict[str, Any]]:
+    name = {
+        "name": "Name",
+        "type": "string",
+        "format": "name",
+        "priority": 0,
+        "description": "Name must be unique within a namespace.",
+    }
+    if rtype.printer_columns:
+        return [name] + [
+            {
+                "name": c["name"],
+                "type": "string" if c["type"] == "date" else c["type"],
+                "format": c.get("format", ""),
+                "priority": c.get("priority", 0),
+                "description": c.get("description", ""),
+            }
+            for c in rtype.printer_columns
+        ]
+    return [name, {"name": "Age", "type": "string", "format": "", "priority": 0, "description": "Age"}]
+
+
+def _table_cells(rtype: ResourceType, obj: dict[str, Any]) -> list[Any]:
+    cells: list[Any] = [obj["metadata"]["name"]]
+    if not rtype.printer_columns:
+        return [*cells, _age(obj["metadata"].get("creationTimestamp"))]
+    for column in rtype.printer_columns:
+        value = _json_path(obj, column["jsonPath"])
+        if column["type"] == "date":
+            value = _age(value) if value else "<unknown>"
+        cells.append(value)
+    return cells
+
+
+def _wants_table(accept: str) -> bool:
+    return "as=Table" in accept
+
+
+# ---------------------------------------------------------------- the server
+
+
+@attrs.define(kw_only=True)
+class KubeApiServer(kmock.KubernetesScaffold):
+    """kmock's scaffold plus a stateful, apiserver-faithful store for the declared resource types."""
+
+    types: dict[tuple[str, str, str], ResourceType] = attrs.field(factory=dict, init=False)
+    store: dict[tuple[tuple[str, str, str], str | None, str], dict[str, Any]] = attrs.field(factory=dict, init=False)
+    history: list[WatchEvent] = attrs.field(factory=list, init=False)
+    _rv: itertools.count = attrs.field(factory=lambda: itertools.count(1000), init=False)
+    _last_rv: int = attrs.field(default=999, init=False)
+    _changed: asyncio.Condition | None = attrs.field(default=None, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        for rtype in CORE_TYPES:
+            self.add_type(rtype)
+        self.put_object("namespaces", {"metadata": {"name": "default"}})
+        # Our resource paths: anything deeper than discovery (/api/V, /apis/G/V). User DSL reactions win.
+        self.fallback[re.compile(r"/api/[^/]+/.+|/apis/[^/]+/[^/]+/.+")] << self._serve_resource
+        self.fallback["get /openapi/v3"] << self._serve_openapi_root
+        self.fallback[re.compile(r"/openapi/v3/.+")] << self._serve_openapi
+
+    # ------------------------------------------------------------ configuration
+
+    def add_type(self, rtype: ResourceType) -> None:
+        self.types[rtype.key] = rtype
+        subresources = {"status"} if rtype.status_subresource else set()
+        verbs = {"get", "list", "watch", "create", "update", "patch", "delete"}
+        self.resources[f"{rtype.api_version}/{rtype.plural}"] = kmock.ResourceInfo(
+            kind=rtype.kind,
+            singular=rtype.singular,
+            namespaced=rtype.namespaced,
+            subresources=subresources,
+            shortnames=set(rtype.short_names),
+            categories=set(rtype.categories),
+            verbs=verbs,
+        )
+
+    def add_crd(self, crd: dict[str, Any]) -> None:
+        for rtype in ResourceType.from_crd(crd):
+            self.add_type(rtype)
+
+    def _find_type(self, plural_or_kind: str) -> ResourceType:
+        for rtype in self.types.values():
+            if plural_or_kind in (rtype.plural, rtype.kind, rtype.qualified):
+                return rtype
+        raise KeyError(plural_or_kind)
+
+    def put_object(self, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """Seed an object directly (tests, bootstrap), with the metadata a create would give it."""
+        rtype = self._find_type(plural)
+        obj = copy.deepcopy(obj)
+        obj.setdefault("apiVersion", rtype.api_version)
+        obj.setdefault("kind", rtype.kind)
+        namespace = obj["metadata"].get("namespace") if rtype.namespaced else None
+        self._stamp_new(rtype, obj)
+        self._commit(rtype, namespace, obj["metadata"]["name"], obj, "ADDED", None)
+        return obj
+
+    @property
+    def request_log(self) -> list[rendering.Request]:
+        """Every request served so far, oldest first (for assertions on what a client did)."""
+        return list(self._requests)
+
+    def get_object(self, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        rtype = self._find_type(plural)
+        return self.store.get((rtype.key, namespace if rtype.namespaced else None, name))
+
+    def list_objects(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        rtype = self._find_type(plural)
+        return [
+            obj
+            for (key, ns, _), obj in sorted(self.store.items(), key=lambda kv: (kv[0][1] or "", kv[0][2]))
+            if key == rtype.key and (namespace is None or ns == namespace)
+        ]
+
+    async def __call__(self, raw_request: Any) -> Any:
+        """kmock's path parser reads `/api/v1/namespaces` as a namespace prefix missing its name and fails;
+        that one path (list, watch and create of namespaces) is parsed and served here instead."""
+        if raw_request.path.rstrip("/") != "/api/v1/namespaces":
+            return await super().__call__(raw_request)
+        body = await raw_request.read()
+        request = rendering.Request(
+            id=len(self._requests),
+            raw_request=raw_request,
+            url=raw_request.url,
+            method=raw_request.method,
+            params=dict(raw_request.query),
+            headers=dict(raw_request.headers),
+            body=body,
+            text=body.decode(errors="replace"),
+            data=_json_or_none(body),
+        )
+        self._requests.append(request)
+        return await (await self._serve_resource(request))(request)
+
+    # ------------------------------------------------------------ discovery fixes
+
+    async def _serve_server_version(self, request: rendering.Request) -> rendering.Payload:
+        return dict(SERVER_VERSION)
+
+    async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
+        """kmock says groupVersion "/v1" for the core group and lists subresources loosely; fix both."""
+        path = request.url.path.strip("/").split("/")
+        group, version = ("", path[1]) if path[0] == "api" else (path[1], path[2])
+        types = [t for t in self.types.values() if t.group == group and t.version == version]
+        if not types:
+            raise api_error(404, "NotFound", f"the server could not find the requested resource ({group}/{version})")
+        resources = []
+        for rtype in types:
+            info = self.resources[f"{rtype.api_version}/{rtype.plural}"]
+            resources.append(
+                {
+                    "name": rtype.plural,
+                    "singularName": rtype.singular,
+                    "namespaced": rtype.namespaced,
+                    "kind": rtype.kind,
+                    "verbs": sorted(info.verbs),
+                    "shortNames": rtype.short_names,
+                    "categories": rtype.categories,
+                    "storageVersionHash": hashlib.sha256(rtype.qualified.encode()).hexdigest()[:12],
+                }
+            )
+            if rtype.status_subresource:
+                resources.append(
+                    {
+                        "name": f"{rtype.plural}/status",
+                        "singularName": "",
+                        "namespaced": rtype.namespaced,
+                        "kind": rtype.kind,
+                        "verbs": ["get", "patch", "update"],
+                    }
+                )
+        return {
+            "apiVersion": "v1",
+            "kind": "APIResourceList",
+            "groupVersion": f"{group}/{version}".lstrip("/"),
+            "resources": resources,
+        }
+
+    # ------------------------------------------------------------ errors
+
+    async def _render_error(self, exc: Exception) -> Any:
+        if isinstance(exc, ApiError):
+            return aiohttp.web.json_response(_status_body(exc), status=exc.status)
+        return await super()._render_error(exc)
+
+    # ------------------------------------------------------------ routing
+
+    def _route(self, path: str) -> Route:
+        parts = path.strip("/").split("/")
+        if parts[0] == "api":
+            group, version, rest = "", parts[1], parts[2:]
+        else:
+            group, version, rest = parts[1], parts[2], parts[3:]
+        namespace = None
+        if len(rest) >= 3 and rest[0] == "namespaces":
+            candidate = self.types.get((group, version, rest[2]))
+            if candidate is not None and candidate.namespaced:
+                namespace, rest = rest[1], rest[2:]
+        rtype = self.types.get((group, version, rest[0]))
+        if rtype is None or len(rest) > 3:
+            raise api_error(404, "NotFound", "the server could not find the requested resource")
+        name = rest[1] if len(rest) > 1 else None
+        subresource = rest[2] if len(rest) > 2 else None
+        if subresource not in (None, "status") or (subresource == "status" and not rtype.status_subresource):
+            raise api_error(404, "NotFound", "the server could not find the requested resource")
+        return Route(rtype, namespace, name, subresource)
+
+    async def _serve_resource(self, request: rendering.Request) -> kmock.Response:
+        """Every answer carries its status explicitly: kmock's reaction object is shared between requests.
+        Refusals are answers, not server errors, so they do not land in kmock's error list."""
+        try:
+            result = await self._dispatch(request)
+        except ApiError as error:
+            return kmock.Response(status=error.status, headers=_JSON, payload=_status_body(error))
+        if isinstance(result, kmock.Response):
+            return result
+        return kmock.Response(status=200, headers=_JSON, payload=result)
+
+    async def _dispatch(self, request: rendering.Request) -> Any:
+        route = self._route(request.url.path)
+        method = str(request.method.value if hasattr(request.method, "value") else request.method).upper()
+        params = dict(request.params)
+        accept = request.headers.get("Accept", "")
+        content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+        if method in ("POST", "PUT", "PATCH") and "json" not in content_type:
+            raise api_error(
+                415,
+                "UnsupportedMediaType",
+                f"the body of the request was in an unknown format "
+                f"({content_type or 'none'}); this server speaks JSON only (no protobuf, no CBOR)",
+            )
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        if route.name is None:
+            if method == "GET" and params.get("watch") in ("true", "1"):
+                return kmock.Response(
+                    status=200, headers=_JSON, payload=self._watch(route, params, _wants_table(accept))
+                )
+            if method == "GET":
+                return self._list(route, params, accept)
+            if method == "POST":
+                return kmock.Response(
+                    status=201, headers=_JSON, payload=await self._create(route, request.data, params)
+                )
+            raise api_error(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        if route.rtype.namespaced and route.namespace is None:
+            raise api_error(404, "NotFound", "the server could not find the requested resource")
+        if method == "GET":
+            obj = self._existing(route)
+            return self._as_table(route.rtype, [obj], params, accept) if _wants_table(accept) else obj
+        if method == "PATCH":
+            return await self._patch(route, content_type, request.data, params)
+        if method == "PUT":
+            return await self._replace(route, request.data, params)
+        if method == "DELETE":
+            return await self._delete(route)
+        raise api_error(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+
+    # ------------------------------------------------------------ reads
+
+    def _key(self, route: Route, name: str | None = None) -> tuple[tuple[str, str, str], str | None, str]:
+        return (route.rtype.key, route.namespace if route.rtype.namespaced else None, name or route.name or "")
+
+    def _existing(self, route: Route) -> dict[str, Any]:
+        obj = self.store.get(self._key(route))
+        if obj is None:
+            raise api_error(
+                404,
+                "NotFound",
+                f'{route.rtype.qualified} "{route.name}" not found',
+                {"name": route.name, "group": route.rtype.group, "kind": route.rtype.plural},
+            )
+        return obj
+
+    def _matching(self, route: Route, params: dict[str, str]) -> list[dict[str, Any]]:
+        found = []
+        for (key, namespace, _), obj in self.store.items():
+            if key != route.rtype.key or (route.namespace is not None and namespace != route.namespace):
+                continue
+            if label_selector_matches(
+                params.get("labelSelector"), obj["metadata"].get("labels") or {}
+            ) and field_selector_matches(params.get("fieldSelector"), obj):
+                found.append(obj)
+        return sorted(found, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+
+    def _list(self, route: Route, params: dict[str, str], accept: str) -> dict[str, Any]:
+        items = self._matching(route, params)
+        start = int(params.get("continue") or 0)
+        limit = int(params.get("limit") or 0)
+        page = items[start : start + limit] if limit else items[start:]
+        metadata: dict[str, Any] = {"resourceVersion": str(self._last_rv)}
+        if limit and start + limit < len(items):
+            metadata["continue"] = str(start + limit)
+            metadata["remainingItemCount"] = len(items) - start - limit
+        if _wants_table(accept):
+            table = self._as_table(route.rtype, page, params, accept)
+            table["metadata"].update(metadata)
+            return table
+        return {
+            "apiVersion": route.rtype.api_version,
+            "kind": f"{route.rtype.kind}List",
+            "metadata": metadata,
+            "items": page,
+        }
+
+    def _as_table(
+        self,
+        rtype: ResourceType,
+        objs: list[dict[str, Any]],
+        params: dict[str, str],
+        accept: str,
+        with_columns: bool = True,
+    ) -> dict[str, Any]:
+        include = params.get("includeObject", "Metadata")
+        rows = []
+        for obj in objs:
+            if include == "Object":
+                shown: Any = obj
+            elif include == "None":
+                shown = None
+            else:
+                shown = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]}
+            rows.append({"cells": _table_cells(rtype, obj), "object": shown})
+        version = "v1beta1" if "v=v1beta1" in accept and "v=v1;" not in accept else "v1"
+        return {
+            "kind": "Table",
+            "apiVersion": f"meta.k8s.io/{version}",
+            "metadata": {"resourceVersion": str(self._last_rv)},
+            "columnDefinitions": _table_columns(rtype) if with_columns else [],
+            "rows": rows,
+        }
+
+    async def _watch(self, route: Route, params: dict[str, str], as_table: bool) -> AsyncIterator[Any]:
+        assert self._changed is not None
+        yield b""  # send the headers now, as the apiserver does, even if nothing happens for a while
+        timeout = float(params["timeoutSeconds"]) if params.get("timeoutSeconds") else None
+        deadline = asyncio.get_running_loop().time() + timeout if timeout else None
+        since = params.get("resourceVersion") or "0"
+        first_table = True
+
+        def render(event_type: str, obj: dict[str, Any]) -> dict[str, Any]:
+            nonlocal first_table
+            if as_table:
+                shown = self._as_table(route.rtype, [obj], params, "", with_columns=first_table)
+                first_table = False
+                return {"type": event_type, "object": shown}
+            return {"type": event_type, "object": obj}
+
+        if since == "0":
+            cursor = self._last_rv
+            for obj in self._matching(route, params):
+                yield render("ADDED", obj)
+        else:
+            cursor = int(since)
+            oldest = self.history[0].rv if self.history else self._last_rv + 1
+            if cursor < oldest - 1 and len(self.history) >= EVENT_HISTORY:
+                yield {
+                    "type": "ERROR",
+                    "object": {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "status": "Failure",
+                        "reason": "Expired",
+                        "code": 410,
+                        "message": f"too old resource version: {cursor} ({oldest})",
+                    },
+                }
+                return
+        while True:
+            for event in self._events_after(cursor):
+                cursor = event.rv
+                shown = self._filter_event(route, params, event)
+                if shown is not None:
+                    yield render(*shown)
+            async with self._changed:
+                remaining = None if deadline is None else deadline - asyncio.get_running_loop().time()
+                if remaining is not None and remaining <= 0:
+                    return
+                if self._last_rv <= cursor:
+                    try:
+                        await asyncio.wait_for(self._changed.wait(), remaining)
+                    except TimeoutError:
+                        return
+
+    def _events_after(self, cursor: int) -> list[WatchEvent]:
+        # History is ordered by rv; a binary search keeps many watchers cheap.
+        low, high = 0, len(self.history)
+        while low < high:
+            middle = (low + high) // 2
+            if self.history[middle].rv <= cursor:
+                low = middle + 1
+            else:
+                high = middle
+        return self.history[low:]
+
+    def _filter_event(self, route: Route, params: dict[str, str], event: WatchEvent) -> tuple[str, dict] | None:
+        """Selector transitions as the apiserver reports them: moving in is ADDED, moving out is DELETED."""
+        if event.rtype_key != route.rtype.key:
+            return None
+        if route.namespace is not None and event.obj["metadata"].get("namespace") != route.namespace:
+            return None
+
+        def matches(obj: dict[str, Any] | None) -> bool:
+            return (
+                obj is not None
+                and label_selector_matches(params.get("labelSelector"), obj["metadata"].get("labels") or {})
+                and field_selector_matches(params.get("fieldSelector"), obj)
+            )
+
+        now, before = matches(event.obj), matches(event.previous)
+        if event.type == "MODIFIED":
+            if now and before:
+                return ("MODIFIED", event.obj)
+            if now:
+                return ("ADDED", event.obj)
+            if before:
+                return ("DELETED", event.obj)
+            return None
+        return (event.type, event.obj) if now else None
+
+    # ------------------------------------------------------------ writes
+
+    def _stamp_new(self, rtype: ResourceType, obj: dict[str, Any]) -> None:
+        metadata = obj.setdefault("metadata", {})
+        metadata["uid"] = str(uuid.uuid4())
+        metadata["creationTimestamp"] = now_rfc3339()
+        if rtype.has_generation:
+            metadata["generation"] = 1
+        for transient in ("deletionTimestamp", "deletionGracePeriodSeconds"):
+            metadata.pop(transient, None)
+        if rtype.plural == "namespaces":
+            obj["status"] = {"phase": "Active"}
+
+    def _commit(
+        self,
+        rtype: ResourceType,
+        namespace: str | None,
+        name: str,
+        obj: dict[str, Any] | None,
+        event_type: str,
+        previous: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """Write (or delete, when obj is None) with a fresh resourceVersion, and tell the watchers."""
+        rv = next(self._rv)
+        self._last_rv = rv
+        key = (rtype.key, namespace, name)
+        if obj is None:
+            assert previous is not None
+            shown = copy.deepcopy(previous)
+            shown["metadata"]["resourceVersion"] = str(rv)
+            del self.store[key]
+        else:
+            obj["metadata"]["resourceVersion"] = str(rv)
+            self.store[key] = obj
+            shown = obj
+        self.history.append(WatchEvent(rv, rtype.key, event_type, shown, previous))
+        if len(self.history) > EVENT_HISTORY + EVENT_HISTORY // 10:  # trim in batches: cheap on average
+            del self.history[: len(self.history) - EVENT_HISTORY]
+        if self._changed is not None:
+            asyncio.get_running_loop().create_task(self._notify())
+        return shown
+
+    async def _notify(self) -> None:
+        assert self._changed is not None
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _admit(
+        self, route: Route, obj: dict[str, Any], old: dict[str, Any] | None, params: dict[str, str]
+    ) -> dict[str, Any]:
+        """Schema, defaults, pruning and CEL: refuse as the apiserver would, naming the fields."""
+        schema = route.rtype.schema
+        if schema is None:
+            return obj
+        mode = params.get("fieldValidation", "Warn")
+        stored, unknown, causes = schema.admit(obj, old, strict=(mode == "Strict"))
+        name = obj.get("metadata", {}).get("name") or obj.get("metadata", {}).get("generateName", "")
+        if unknown and mode == "Strict":
+            listed = ", ".join(f'unknown field "{path}"' for path in unknown)
+            raise api_error(
+                400,
+                "BadRequest",
+                f'{route.rtype.kind} in version "{route.rtype.version}" cannot be '
+                f"handled as a {route.rtype.kind}: strict decoding error: {listed}",
+            )
+        if causes:
+            self._refuse(route, name, causes)
+        return stored
+
+    def _refuse(self, route: Route, name: str, causes: list[Cause]) -> None:
+        rendered = ", ".join(cause.render() for cause in causes)
+        kind = f"{route.rtype.kind}.{route.rtype.group}" if route.rtype.group else route.rtype.kind
+        raise api_error(
+            422,
+            "Invalid",
+            f'{kind} "{name}" is invalid: {"[" + rendered + "]" if len(causes) > 1 else rendered}',
+            {
+                "name": name,
+                "group": route.rtype.group,
+                "kind": route.rtype.kind,
+                "causes": [{"reason": c.reason, "message": c.message, "field": c.field} for c in causes],
+            },
+        )
+
+    def _check_name(self, route: Route, name: str) -> None:
+        pattern = _DNS_LABEL if route.rtype.plural == "namespaces" else _DNS_SUBDOMAIN
+        limit = 63 if route.rtype.plural == "namespaces" else 253
+        if not pattern.match(name) or len(name) > limit:
+            self._refuse(
+                route,
+                name,
+                [
+                    Cause(
+                        "metadata.name",
+                        "FieldValueInvalid",
+                        f'Invalid value: "{name}": a lowercase RFC 1123 name must consist of '
+                        "lower case alphanumeric characters, '-' or '.'",
+                    )
+                ],
+            )
+
+    async def _create(self, route: Route, body: Any, params: dict[str, str]) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise api_error(400, "BadRequest", "the body of the request was not a JSON object")
+        rtype = route.rtype
+        obj = copy.deepcopy(body)
+        metadata = obj.setdefault("metadata", {})
+        obj.setdefault("apiVersion", rtype.api_version)
+        obj.setdefault("kind", rtype.kind)
+        if obj["kind"] != rtype.kind:
+            raise api_error(400, "BadRequest", f"the kind {obj['kind']!r} does not match the resource {rtype.plural!r}")
+        if rtype.namespaced:
+            if metadata.get("namespace") not in (None, route.namespace):
+                raise api_error(
+                    400,
+                    "BadRequest",
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                )
+            metadata["namespace"] = route.namespace
+            namespace = self.store.get((("", "v1", "namespaces"), None, route.namespace or ""))
+            if namespace is None:
+                raise api_error(
+                    404,
+                    "NotFound",
+                    f'namespaces "{route.namespace}" not found',
+                    {"name": route.namespace, "kind": "namespaces"},
+                )
+            if namespace["status"].get("phase") == "Terminating":
+                raise api_error(
+                    403,
+                    "Forbidden",
+                    f"unable to create new content in namespace {route.namespace} because it is being terminated",
+                )
+        else:
+            metadata.pop("namespace", None)
+        if not metadata.get("name"):
+            if not metadata.get("generateName"):
+                self._refuse(
+                    route,
+                    "",
+                    [Cause("metadata.name", "FieldValueRequired", "Required value: name or generateName is required")],
+                )
+            metadata["name"] = metadata["generateName"] + uuid.uuid4().hex[:5]
+        name = metadata["name"]
+        self._check_name(route, name)
+        if rtype.status_subresource and rtype.schema is not None:
+            obj.pop("status", None)
+        self._stamp_new(rtype, obj)
+        obj = self._admit(route, obj, None, params)
+        key = self._key(route, name)
+        if key in self.store:
+            raise api_error(
+                409,
+                "AlreadyExists",
+                f'{rtype.qualified} "{name}" already exists',
+                {"name": name, "group": rtype.group, "kind": rtype.plural},
+            )
+        return self._commit(rtype, key[1], name, obj, "ADDED", None)
+
+    async def _patch(self, route: Route, content_type: str, body: Any, params: dict[str, str]) -> dict[str, Any]:
+        old = self._existing(route)
+        if content_type == "application/json-patch+json":
+            if not isinstance(body, list):
+                raise api_error(400, "BadRequest", "a JSON patch must be a list of operations")
+            try:
+                patched = jsonpatch.apply_patch(copy.deepcopy(old), body)
+            except jsonpatch.JsonPatchTestFailed as error:
+                raise api_error(
+                    422, "Invalid", f"the server rejected our request due to an error in our request: {error}"
+                ) from None
+            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as error:
+                raise api_error(422, "Invalid", f"the server rejected our request: {error}") from None
+        elif content_type == "application/merge-patch+json" or (
+            content_type == "application/strategic-merge-patch+json" and route.rtype.schema is None
+        ):
+            if not isinstance(body, dict):
+                raise api_error(400, "BadRequest", "a merge patch must be a JSON object")
+            patched = _merge_patch(copy.deepcopy(old), body)
+        else:
+            raise api_error(
+                415,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - "
+                "accepted media types include: application/json-patch+json, "
+                "application/merge-patch+json",
+            )
+        return self._update(route, old, patched, params)
+
+    async def _replace(self, route: Route, body: Any, params: dict[str, str]) -> dict[str, Any]:
+        old = self._existing(route)
+        if not isinstance(body, dict):
+            raise api_error(400, "BadRequest", "the body of the request was not a JSON object")
+        if not body.get("metadata", {}).get("resourceVersion") and route.rtype.schema is not None:
+            self._refuse(
+                route,
+                route.name or "",
+                [
+                    Cause(
+                        "metadata.resourceVersion",
+                        "FieldValueInvalid",
+                        "Invalid value: 0x0: must be specified for an update",
+                    )
+                ],
+            )
+        return self._update(route, old, copy.deepcopy(body), params)
+
+    def _update(self, route: Route, old: dict[str, Any], new: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
+        rtype = route.rtype
+        old_meta, new_meta = old["metadata"], new.setdefault("metadata", {})
+        requested_rv = new_meta.get("resourceVersion")
+        if requested_rv and requested_rv != old_meta["resourceVersion"]:
+            raise api_error(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {rtype.qualified} "{route.name}": '
+                "the object has been modified; please apply your changes to the latest version and try again",
+                {"name": route.name, "group": rtype.group, "kind": rtype.plural},
+            )
+        # What the client may not change, whatever it sent.
+        for fixed in (
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "resourceVersion",
+        ):
+            if fixed in old_meta:
+                new_meta[fixed] = old_meta[fixed]
+            else:
+                new_meta.pop(fixed, None)
+        new["apiVersion"], new["kind"] = old["apiVersion"], old["kind"]
+        if rtype.status_subresource:
+            if route.subresource == "status":
+                new = {**copy.deepcopy(old), "status": new.get("status")}
+                if new["status"] is None:
+                    del new["status"]
+            elif "status" in old:
+                new["status"] = copy.deepcopy(old["status"])
+            else:
+                new.pop("status", None)
+        if old_meta.get("deletionTimestamp"):
+            added = set(new["metadata"].get("finalizers") or []) - set(old_meta.get("finalizers") or [])
+            if added:
+                self._refuse(
+                    route,
+                    route.name or "",
+                    [
+                        Cause(
+                            "metadata.finalizers",
+                            "FieldValueForbidden",
+                            "Forbidden: no new finalizers can be added if the object is being deleted",
+                        )
+                    ],
+                )
+        new = self._admit(route, new, old, params)
+        if rtype.has_generation and _without(new, "metadata", "status") != _without(old, "metadata", "status"):
+            new["metadata"]["generation"] = old_meta.get("generation", 1) + 1
+        if new == old:
+            return old  # a no-op write is not a write: no new resourceVersion, no watch event
+        namespace = route.namespace if rtype.namespaced else None
+        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
+            self.store[(rtype.key, namespace, route.name or "")] = new
+            result = self._commit(rtype, namespace, route.name or "", None, "DELETED", new)
+            self._finish_namespace_if_empty(namespace)
+            return result
+        return self._commit(rtype, namespace, route.name or "", new, "MODIFIED", old)
+
+    async def _delete(self, route: Route) -> dict[str, Any]:
+        obj = self._existing(route)
+        namespace = route.namespace if route.rtype.namespaced else None
+        if route.rtype.plural == "namespaces":
+            return self._delete_namespace(obj)
+        return self._delete_object(route.rtype, namespace, obj)
+
+    def _delete_object(self, rtype: ResourceType, namespace: str | None, obj: dict[str, Any]) -> dict[str, Any]:
+        name = obj["metadata"]["name"]
+        if obj["metadata"].get("finalizers"):
+            if obj["metadata"].get("deletionTimestamp"):
+                return obj
+            marked = copy.deepcopy(obj)
+            marked["metadata"]["deletionTimestamp"] = now_rfc3339()
+            marked["metadata"]["deletionGracePeriodSeconds"] = 0
+            return self._commit(rtype, namespace, name, marked, "MODIFIED", obj)
+        result = self._commit(rtype, namespace, name, None, "DELETED", obj)
+        self._finish_namespace_if_empty(namespace)
+        return result
+
+    def _delete_namespace(self, namespace: dict[str, Any]) -> dict[str, Any]:
+        """Mark it Terminating and delete its content (finalizers honoured); it goes once empty."""
+        name = namespace["metadata"]["name"]
+        rtype = self.types[("", "v1", "namespaces")]
+        if namespace["status"].get("phase") != "Terminating":
+            terminating = copy.deepcopy(namespace)
+            terminating["status"]["phase"] = "Terminating"
+            terminating["metadata"]["deletionTimestamp"] = now_rfc3339()
+            namespace = self._commit(rtype, None, name, terminating, "MODIFIED", namespace)
+        for (key, ns, _), obj in list(self.store.items()):
+            if ns == name:
+                self._delete_object(self.types[key], ns, obj)
+        self._finish_namespace_if_empty(name)
+        return namespace
+
+    def _finish_namespace_if_empty(self, namespace: str | None) -> None:
+        if namespace is None:
+            return
+        rtype = self.types[("", "v1", "namespaces")]
+        ns_obj = self.store.get((rtype.key, None, namespace))
+        if ns_obj is None or ns_obj["status"].get("phase") != "Terminating":
+            return
+        if not any(ns == namespace for (_, ns, _) in self.store):
+            self._commit(rtype, None, namespace, None, "DELETED", ns_obj)
+
+    # ------------------------------------------------------------ OpenAPI v3 for kubectl
+
+    def _openapi_groups(self) -> dict[str, list[ResourceType]]:
+        groups: dict[str, list[ResourceType]] = {}
+        for rtype in self.types.values():
+            prefix = f"apis/{rtype.group}/{rtype.version}" if rtype.group else f"api/{rtype.version}"
+            groups.setdefault(prefix, []).append(rtype)
+        return groups
+
+    async def _serve_openapi_root(self, request: rendering.Request) -> rendering.Payload:
+        paths = {}
+        for prefix, types in self._openapi_groups().items():
+            digest = hashlib.sha256(json.dumps(self._openapi_document(types), sort_keys=True).encode()).hexdigest()
+            paths[prefix] = {"serverRelativeURL": f"/openapi/v3/{prefix}?hash={digest[:32].upper()}"}
+        return {"paths": paths}
+
+    async def _serve_openapi(self, request: rendering.Request) -> kmock.Response:
+        prefix = request.url.path.removeprefix("/openapi/v3/").strip("/")
+        types = self._openapi_groups().get(prefix)
+        if types is None:
+            error = api_error(404, "NotFound", f"no OpenAPI document for {prefix}")
+            return kmock.Response(status=404, headers=_JSON, payload=_status_body(error))
+        return kmock.Response(status=200, headers=_JSON, payload=self._openapi_document(types))
+
+    def _openapi_document(self, types: list[ResourceType]) -> dict[str, Any]:
+        """Enough of the apiserver's OpenAPI v3 for kubectl: schemas with their GVK, and paths whose write
+        operations declare `fieldValidation`, which tells kubectl to leave validation to the server."""
+        schemas: dict[str, Any] = {}
+        paths: dict[str, Any] = {}
+        field_validation = {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": True}}
+        for rtype in types:
+            reverse = ".".join(reversed(rtype.group.split("."))) if rtype.group else "io.k8s.api.core"
+            schema_name = f"{reverse}.{rtype.version}.{rtype.kind}"
+            schema = (
+                copy.deepcopy(rtype.schema.schema)
+                if rtype.schema
+                else {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+            )
+            schema["x-kubernetes-group-version-kind"] = [
+                {"group": rtype.group, "version": rtype.version, "kind": rtype.kind}
+            ]
+            schemas[schema_name] = schema
+            base = f"/apis/{rtype.group}/{rtype.version}" if rtype.group else f"/api/{rtype.version}"
+            scope = f"{base}/namespaces/{{namespace}}/{rtype.plural}" if rtype.namespaced else f"{base}/{rtype.plural}"
+            ref = {"$ref": f"#/components/schemas/{schema_name}"}
+            gvk = {"group": rtype.group, "version": rtype.version, "kind": rtype.kind}
+            body = {"content": {"application/json": {"schema": ref}}}
+            reply = {"200": {"content": {"application/json": {"schema": ref}}}}
+            paths[scope] = {
+                "get": {"x-kubernetes-action": "list", "x-kubernetes-group-version-kind": gvk, "responses": reply},
+                "post": {
+                    "x-kubernetes-action": "post",
+                    "x-kubernetes-group-version-kind": gvk,
+                    "parameters": [field_validation],
+                    "requestBody": body,
+                    "responses": reply,
+                },
+            }
+            item = {
+                "get": {"x-kubernetes-action": "get", "x-kubernetes-group-version-kind": gvk, "responses": reply},
+                "put": {
+                    "x-kubernetes-action": "put",
+                    "x-kubernetes-group-version-kind": gvk,
+                    "parameters": [field_validation],
+                    "requestBody": body,
+                    "responses": reply,
+                },
+                "patch": {
+                    "x-kubernetes-action": "patch",
+                    "x-kubernetes-group-version-kind": gvk,
+                    "parameters": [field_validation],
+                    "requestBody": body,
+                    "responses": reply,
+                },
+                "delete": {"x-kubernetes-action": "delete", "x-kubernetes-group-version-kind": gvk, "responses": reply},
+            }
+            paths[f"{scope}/{{name}}"] = item
+            if rtype.status_subresource:
+                paths[f"{scope}/{{name}}/status"] = {k: v for k, v in item.items() if k in ("get", "put", "patch")}
+        return {
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes", "version": SERVER_VERSION["gitVersion"]},
+            "paths": paths,
+            "components": {"schemas": schemas},
+        }
+
+
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body) if body.strip() else None
+    except ValueError:
+        return None
+
+
+def _without(obj: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k not in keys}
+
+
+def _merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = target if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = _merge_patch(result.get(key), value)
+    return result

