@@ -83,3 +83,71 @@ def bij_path(namespace: str = "default", name: str | None = None, status: bool =
     if status:
         path += "/status"
     return path
+
+
+# ---------------------------------------------------------------- GCS and the Vertex emulator
+
+
+@pytest.fixture(scope="session")
+def gcs() -> Any:
+    """One fake-gcs-server for the session; tests make their own buckets (see `bucket`)."""
+    from local_stack.gcs_server import GcsEmulator
+
+    with GcsEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def bucket(gcs: Any) -> Any:
+    import uuid
+
+    return gcs.client().create_bucket(f"test-{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+async def vertex(gcs: Any) -> Any:
+    """The Vertex emulator in this event loop, fast-paced; yields (base URL, engine)."""
+    from vertex_batch_emulator.engine import Config, Engine
+    from vertex_batch_emulator.rest import serve
+    from vertex_batch_emulator.storage import Storage
+
+    engine = Engine(Storage(gcs.client()), Config(queue_seconds=0.05, min_run_seconds=0.05))
+    async with serve(engine) as served:
+        yield served
+
+
+def genai_client(url: str, project: str = "demo-project", location: str = "us-central1", **http: Any) -> Any:
+    """The real google-genai client, pointed at the emulator the way the operator points it."""
+    from google import genai
+    from google.genai import types
+    from google.oauth2.credentials import Credentials
+
+    return genai.Client(
+        vertexai=True,
+        project=project,
+        location=location,
+        credentials=Credentials(token="test-token"),
+        http_options=types.HttpOptions(base_url=url, retry_options=types.HttpRetryOptions(attempts=1), **http),
+    )
+
+
+def write_jsonl(bucket: Any, name: str, rows: list[dict[str, Any]]) -> str:
+    import json
+
+    bucket.blob(name).upload_from_string("\n".join(json.dumps(row) for row in rows) + "\n")
+    return f"gs://{bucket.name}/{name}"
+
+
+def read_jsonl(gcs: Any, uri: str) -> list[dict[str, Any]]:
+    import json
+
+    bucket_name, _, name = uri.removeprefix("gs://").partition("/")
+    text = gcs.client().bucket(bucket_name).blob(name).download_as_text()
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def requests_rows(count: int, prefix: str = "", start: int = 0) -> list[dict[str, Any]]:
+    return [
+        {"id": f"r{i}", "request": {"contents": [{"role": "user", "parts": [{"text": f"{prefix}question {i}"}]}]}}
+        for i in range(start, start + count)
+    ]

@@ -1,0 +1,154 @@
+"""AIP-160 list filters as `batchPredictionJobs.list` documents them.
+
+Supported: `displayName` (also `display_name`) with `=`, `!=` and `:` (`*` wildcards);
+`modelDisplayName` with `=`/`!=`; `state` with `=`/`!=`; `createTime` with `= != < <= > >=` and an
+RFC 3339 value; `labels.key=value`, `labels.key!=value`, `labels.key:*` (has the key) and
+`labels.key:value`; `AND`, `OR`, `NOT` (or a leading `-`), parentheses, and juxtaposition as AND.
+As AIP-160 specifies, OR binds tighter than AND: `a AND b OR c` means `a AND (b OR c)`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fnmatch
+import re
+from collections.abc import Callable
+from typing import Any
+
+Predicate = Callable[[dict[str, Any]], bool]
+
+
+class FilterError(ValueError):
+    """A filter the server cannot parse: answered as 400 INVALID_ARGUMENT."""
+
+
+_TOKEN = re.compile(
+    r'\s*(?:(?P<lparen>\()|(?P<rparen>\))|(?P<op><=|>=|!=|=|<|>|:)|(?P<string>"(?:[^"\\]|\\.)*")'
+    r"|(?P<word>[^\s()<>=!:\"]+))"
+)
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    tokens, position = [], 0
+    text = text.strip()
+    while position < len(text):
+        match = _TOKEN.match(text, position)
+        if not match or match.end() == position:
+            raise FilterError(f"Invalid filter: unexpected character at position {position}: {text[position:]!r}")
+        kind = match.lastgroup or ""
+        value = match.group(kind)
+        if kind == "string":
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        tokens.append((kind, value))
+        position = match.end()
+    return tokens
+
+
+def _parse_time(value: str) -> datetime.datetime:
+    try:
+        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise FilterError(f"Invalid filter: {value!r} is not an RFC 3339 timestamp") from None
+
+
+_COMPARE = {
+    "=": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def _restriction(field: str, op: str, value: str) -> Predicate:
+    if field in ("displayName", "display_name", "modelDisplayName", "model_display_name"):
+        key = "modelDisplayName" if field.startswith("model") else "displayName"
+        if op == ":":
+            return lambda job: fnmatch.fnmatchcase(job.get(key, ""), value)
+        if op in ("=", "!="):
+            return lambda job: (job.get(key, "") == value) == (op == "=")
+    elif field == "state":
+        if op in ("=", "!="):
+            return lambda job: (job.get("state") == value) == (op == "=")
+    elif field in ("createTime", "create_time"):
+        if op in _COMPARE:
+            moment = _parse_time(value)
+            return lambda job: _COMPARE[op](_parse_time(job["createTime"]), moment)
+    elif field.startswith("labels."):
+        label = field.removeprefix("labels.")
+        if op == ":" and value == "*":
+            return lambda job: label in job.get("labels", {})
+        if op in ("=", ":"):
+            return lambda job: job.get("labels", {}).get(label) == value
+        if op == "!=":
+            return lambda job: job.get("labels", {}).get(label) != value
+    raise FilterError(f"Invalid filter: unsupported restriction {field} {op} {value!r}")
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.tokens = _tokens(text)
+        self.position = 0
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.tokens[self.position] if self.position < len(self.tokens) else None
+
+    def take(self) -> tuple[str, str]:
+        token = self.peek()
+        if token is None:
+            raise FilterError("Invalid filter: unexpected end")
+        self.position += 1
+        return token
+
+    def expression(self) -> Predicate:
+        """expression := sequence {AND sequence}; juxtaposed terms are ANDed too."""
+        parts = [self.disjunction()]
+        while (token := self.peek()) is not None and token != ("rparen", ")"):
+            if token == ("word", "AND"):
+                self.take()
+            parts.append(self.disjunction())
+        return lambda job: all(part(job) for part in parts)
+
+    def disjunction(self) -> Predicate:
+        parts = [self.term()]
+        while self.peek() == ("word", "OR"):
+            self.take()
+            parts.append(self.term())
+        return parts[0] if len(parts) == 1 else (lambda job: any(part(job) for part in parts))
+
+    def term(self) -> Predicate:
+        kind, value = self.take()
+        if (kind, value) == ("word", "NOT") or (kind == "word" and value == "-"):
+            inner = self.term()
+            return lambda job: not inner(job)
+        if kind == "word" and value.startswith("-") and len(value) > 1:
+            self.position -= 1
+            self.tokens[self.position] = ("word", value[1:])
+            inner = self.term()
+            return lambda job: not inner(job)
+        if kind == "lparen":
+            inner = self.expression()
+            if self.take() != ("rparen", ")"):
+                raise FilterError("Invalid filter: missing ')'")
+            return inner
+        if kind != "word":
+            raise FilterError(f"Invalid filter: expected a field name, found {value!r}")
+        op_kind, op = self.take()
+        if op_kind != "op":
+            raise FilterError(f"Invalid filter: expected a comparator after {value!r}")
+        value_kind, operand = self.take()
+        if value_kind not in ("word", "string"):
+            raise FilterError(f"Invalid filter: expected a value after {value} {op}")
+        return _restriction(value, op, operand)
+
+
+def compile_filter(text: str | None) -> Predicate:
+    """Compile a filter into a predicate over a job's REST representation."""
+    if not text or not text.strip():
+        return lambda job: True
+    parser = _Parser(text)
+    predicate = parser.expression()
+    if parser.peek() is not None:
+        raise FilterError(f"Invalid filter: unexpected {parser.peek()[1]!r}")  # type: ignore[index]
+    return predicate

@@ -1,0 +1,175 @@
+"""The emulator's pure parts: list filters, import rules, token counts and the implicit cache."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vertex_batch_emulator import inference
+from vertex_batch_emulator.filtering import FilterError, compile_filter
+from vertex_batch_emulator.importrules import MAX_DEPTH, ImportValidator, ImportViolation
+
+JOBS = [
+    {
+        "displayName": "nightly-reviews",
+        "state": "JOB_STATE_SUCCEEDED",
+        "createTime": "2026-11-20T10:00:00.000000Z",
+        "labels": {"team": "search", "bij-uid": "u1"},
+    },
+    {
+        "displayName": "adhoc",
+        "state": "JOB_STATE_RUNNING",
+        "createTime": "2026-11-22T10:00:00.000000Z",
+        "labels": {"team": "ads"},
+    },
+    {"displayName": "nightly-ads", "state": "JOB_STATE_FAILED", "createTime": "2026-11-24T10:00:00.000000Z"},
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", [0, 1, 2]),
+        ('state="JOB_STATE_SUCCEEDED"', [0]),
+        ("state!=JOB_STATE_SUCCEEDED", [1, 2]),
+        ('displayName="adhoc"', [1]),
+        ('display_name:"nightly-*"', [0, 2]),
+        ('displayName!="adhoc"', [0, 2]),
+        ("labels.team=search", [0]),
+        ("labels.team:*", [0, 1]),
+        ("labels.bij-uid=u1", [0]),
+        ('labels.team!="search"', [1, 2]),
+        ('createTime>"2026-11-21T00:00:00Z"', [1, 2]),
+        ('createTime<="2026-11-22T10:00:00Z"', [0, 1]),
+        ('createTime="2026-11-24T10:00:00Z"', [2]),
+        ('state="JOB_STATE_SUCCEEDED" AND displayName:"nightly-*"', [0]),
+        ('state="JOB_STATE_SUCCEEDED" OR state="JOB_STATE_FAILED"', [0, 2]),
+        ("NOT labels.team:*", [2]),
+        ("-labels.team:*", [2]),
+        ('displayName:"nightly-*" labels.team=search', [0]),
+        ('displayName:"nightly-*" AND (labels.team=ads OR state=JOB_STATE_FAILED)', [2]),
+        # AIP-160: OR binds tighter than AND
+        ("labels.team=ads AND state=JOB_STATE_RUNNING OR state=JOB_STATE_FAILED", [1]),
+    ],
+)
+def test_filters(text: str, expected: list[int]) -> None:
+    predicate = compile_filter(text)
+    assert [i for i, job in enumerate(JOBS) if predicate(job)] == expected
+
+
+@pytest.mark.parametrize("text", ["state=", "(state=X", 'createTime>"yesterday"', "colour=red", "state ~ x"])
+def test_bad_filters_are_refused(text: str) -> None:
+    with pytest.raises(FilterError):
+        compile_filter(text)
+
+
+def line(request: object, **extra: object) -> bytes:
+    return json.dumps({**extra, "request": request}).encode()
+
+
+GOOD = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+
+
+def deep(levels: int) -> dict:
+    node: dict = {"text": "x"}
+    for _ in range(levels):
+        node = {"inner": node}
+    return node
+
+
+@pytest.mark.parametrize(
+    ("lines", "rule", "bad_line"),
+    [
+        ([line(GOOD), b"{not json"], "json", 2),
+        ([line(GOOD), b"[1, 2]"], "object", 2),
+        ([line(GOOD), json.dumps({"id": 1}).encode()], "request", 2),
+        ([line(GOOD), json.dumps({"request": "text"}).encode()], "request", 2),
+        ([line({**GOOD, "tools": [{"googleSearch": {}}]})], "empty-object", 1),
+        ([line({**GOOD, "generationConfig": {"responseSchema": {"$defs": {"a": 1}}}})], "column-name", 1),
+        ([line({**GOOD, "labels": {"has space": "x"}})], "column-name", 1),
+        ([line(GOOD, id="a1"), line(GOOD, id=2)], "one-type-per-key", 2),
+        ([line(GOOD), line({"contents": [{"role": "user", "parts": [{"text": 5}]}]})], "one-type-per-key", 2),
+        ([line({**GOOD, "extra": deep(MAX_DEPTH)})], "max-depth", 1),
+    ],
+)
+def test_import_rules(lines: list[bytes], rule: str, bad_line: int) -> None:
+    validator = ImportValidator()
+    with pytest.raises(ImportViolation) as violation:
+        for number, raw in enumerate(lines, 1):
+            validator.check("gs://b/in.jsonl", number, raw)
+    assert (violation.value.rule, violation.value.line) == (rule, bad_line)
+    assert f"gs://b/in.jsonl line {bad_line}:" in str(violation.value)
+
+
+def test_import_rules_accept_valid_and_resume_rows() -> None:
+    validator = ImportValidator()
+    rows = [
+        line(GOOD, id="a"),
+        line({**GOOD, "extra": deep(MAX_DEPTH - 2)}, id="b"),
+        json.dumps({"id": "c", "request": GOOD, "status": "Bad Request: ...", "response": {}}).encode(),
+        b"",
+    ]
+    parsed = [validator.check("gs://b/in.jsonl", n, raw) for n, raw in enumerate(rows, 1)]
+    assert parsed[-1] is None and validator.requests == 3
+
+
+def test_import_rules_count_requests_across_files() -> None:
+    validator = ImportValidator()
+    validator.requests = 200_000
+    with pytest.raises(ImportViolation) as violation:
+        validator.check("gs://b/part-2.jsonl", 1, line(GOOD))
+    assert violation.value.rule == "max-requests"
+
+
+def test_token_rule_is_the_documented_one() -> None:
+    request = {
+        "systemInstruction": {"parts": [{"text": "a" * 10}]},
+        "contents": [{"role": "user", "parts": [{"text": "b" * 30}]}],
+    }
+    response = inference.generate("gemini-2.0-flash-001", "p", request, inference.ImplicitCache())
+    usage = response["usageMetadata"]
+    assert usage["promptTokenCount"] == 10  # ceil(40 / 4)
+    text = response["candidates"][0]["content"]["parts"][0]["text"]
+    assert usage["candidatesTokenCount"] == -(-len(text) // 4)
+    assert "thoughtsTokenCount" not in usage and "cachedContentTokenCount" not in usage
+    assert usage["totalTokenCount"] == usage["promptTokenCount"] + usage["candidatesTokenCount"]
+    assert inference.generate("gemini-2.0-flash-001", "p", request, inference.ImplicitCache()) == response
+
+
+def test_thinking_models_report_thoughts_within_budget() -> None:
+    request = {"contents": [{"parts": [{"text": "x" * 400}]}]}
+    usage = inference.generate("gemini-2.5-flash", "p", request, inference.ImplicitCache())["usageMetadata"]
+    assert usage["thoughtsTokenCount"] == 32 + 100 // 8
+    capped = {**request, "generationConfig": {"thinkingConfig": {"thinkingBudget": 10}}}
+    assert (
+        inference.generate("gemini-2.5-pro", "p", capped, inference.ImplicitCache())["usageMetadata"][
+            "thoughtsTokenCount"
+        ]
+        == 10
+    )
+    off = {**request, "generationConfig": {"thinkingConfig": {"thinkingBudget": 0}}}
+    assert (
+        "thoughtsTokenCount"
+        not in inference.generate("gemini-2.5-flash", "p", off, inference.ImplicitCache())["usageMetadata"]
+    )
+
+
+def test_implicit_cache_counts_shared_prefix_blocks() -> None:
+    cache = inference.ImplicitCache(threshold_tokens=2048)
+    shared = "s" * (3000 * 4)  # a 3,000-token shared prefix
+    assert cache.lookup_and_remember("p", "m", shared + "first question") == 0, "nothing cached yet"
+    hit = cache.lookup_and_remember("p", "m", shared + "second question")
+    assert hit == (3000 // 256) * 256 == 2816
+    assert cache.lookup_and_remember("other-project", "m", shared + "third") == 0, "per project"
+    assert cache.lookup_and_remember("p", "other-model", shared + "third") == 0, "per model"
+    short = "t" * (1000 * 4)
+    cache.lookup_and_remember("p", "m", short + "a")
+    assert cache.lookup_and_remember("p", "m", short + "b") == 0, "below the threshold"
+
+
+def test_implicit_cache_is_bounded() -> None:
+    cache = inference.ImplicitCache(threshold_tokens=256, capacity=10)
+    for index in range(50):
+        cache.lookup_and_remember("p", "m", f"{index:04d}" * 2000)
+    assert len(cache._entries) <= 10
