@@ -322,6 +322,10 @@ class Engine:
         self.stats.clear()
         self.cache = inference.ImplicitCache(self.config.cache_threshold_tokens)
 
+    async def drain(self) -> None:
+        """Wait until every job created so far has reached a terminal state."""
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     async def close(self) -> None:
         await self.reset()
 
