@@ -151,3 +151,71 @@ def requests_rows(count: int, prefix: str = "", start: int = 0) -> list[dict[str
         {"id": f"r{i}", "request": {"contents": [{"role": "user", "parts": [{"text": f"{prefix}question {i}"}]}]}}
         for i in range(start, start + count)
     ]
+
+
+# ---------------------------------------------------------------- the whole local stack
+
+
+@pytest.fixture
+async def stack(gcs: Any, tmp_path: pathlib.Path) -> Any:
+    """Kubernetes API, Vertex emulator and the operator (a subprocess), fast-paced, on the session's GCS."""
+    from local_stack.stack import LocalStack
+    from vertex_batch_emulator.engine import Config
+
+    operator_env = {
+        "BIJ_POLL_INTERVAL": "0.3",
+        "BIJ_RECONCILE_INTERVAL": "0.2",
+        "BIJ_RETRY_BASE": "0.5",
+        "BIJ_RETRY_MAX": "2",
+        "BIJ_FINALIZER_TIMEOUT": "5",
+    }
+    async with LocalStack(
+        tmp_path / "stack",
+        gcs=gcs,
+        vertex_config=Config(queue_seconds=0.3, min_run_seconds=0.5),
+        operator_env=operator_env,
+    ) as running:
+        try:
+            yield running
+        finally:
+            if running.operator is not None and running.operator.returncode not in (None, 0, -15):
+                print(running.operator_log())
+
+
+def job_manifest(
+    name: str, input_uri: str, output_prefix: str, namespace: str = "default", **spec: Any
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "batchinference.dev/v1alpha1",
+        "kind": "BatchInferenceJob",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "model": "gemini-2.5-flash",
+            "project": "demo-project",
+            "location": "us-central1",
+            "input": {"gcs": {"uris": [input_uri]}},
+            "output": {"gcs": {"uriPrefix": output_prefix}},
+            **spec,
+        },
+    }
+
+
+async def call(
+    server: Any, method: str, path: str, body: Any = None, headers: dict | None = None, params: dict | None = None
+) -> tuple[int, Any]:
+    """One HTTP request to a kmock-based server; returns the status and the JSON body."""
+    import json
+
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(
+            method,
+            str(server.url).rstrip("/") + path,
+            data=None if body is None else json.dumps(body),
+            headers={"Content-Type": "application/json", **(headers or {})},
+            params=params,
+        ) as response,
+    ):
+        return response.status, await response.json(content_type=None)

@@ -1,23 +1,67 @@
-"""Command line: `python -m batch_inference_operator {crd,demo}`."""
+"""Command line: `python -m batch_inference_operator {run,local-stack,demo,crd}`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import logging
+import pathlib
 import sys
 
 from . import crd
 
 
+def run_operator(args: argparse.Namespace) -> int:
+    """The production entry point (the container's command): kopf with our handlers."""
+    import kopf
+
+    from .settings import Settings
+
+    settings = Settings.from_env()  # fail fast on bad configuration, before connecting anywhere
+    kopf.configure(verbose=args.verbose)
+    from . import handlers  # noqa: F401 - registers the handlers
+
+    logging.getLogger("batch_inference_operator").info(
+        "starting: namespaces=%s default project=%s location=%s vertex=%s",
+        ",".join(settings.namespaces) or "all",
+        settings.default_project,
+        settings.default_location,
+        settings.vertex_endpoint or "Google (Application Default Credentials)",
+    )
+    kopf.run(
+        standalone=True,
+        clusterwide=not settings.namespaces,
+        namespaces=list(settings.namespaces),
+        liveness_endpoint=args.liveness,
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="batch-inference-operator", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("crd", help="print the generated CustomResourceDefinition")
-    demo = commands.add_parser("demo", help="run the examples on the embedded local stack")
+    run = commands.add_parser("run", help="run the operator (configured by BIJ_* environment variables)")
+    run.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument("--verbose", action="store_true")
+    stack = commands.add_parser("local-stack", help="the embedded local stack")
+    stack.add_argument("action", choices=["up"])
+    stack.add_argument("--dir", type=pathlib.Path, default=pathlib.Path(".stack"))
+    demo = commands.add_parser("demo", help="run the examples end to end on the embedded local stack")
     demo.add_argument("--examples", default="examples", help="folder of example manifests")
+    commands.add_parser("crd", help="print the generated CustomResourceDefinition")
     args = parser.parse_args(argv)
 
     if args.command == "crd":
         sys.stdout.write(crd.render_crd())
+        return 0
+    if args.command == "run":
+        return run_operator(args)
+    if args.command == "local-stack":
+        from local_stack.stack import run_until_interrupted
+
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_until_interrupted(args.dir))
         return 0
     if args.command == "demo":
         from local_stack.demo import run_demo

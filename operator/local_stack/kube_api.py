@@ -21,6 +21,7 @@ resource paths itself with the semantics a real kube-apiserver has where clients
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import datetime
 import hashlib
@@ -57,6 +58,7 @@ class ApiError(kmock.KubernetesError):
 
 
 _JSON = {"Content-Type": "application/json"}
+_RESOURCE_PATH = re.compile(r"/api/[^/]+/.+|/apis/[^/]+/[^/]+/.+")
 
 
 def _status_body(error: kmock.KubernetesError) -> dict[str, Any]:
@@ -308,6 +310,7 @@ class KubeApiServer(kmock.KubernetesScaffold):
     _rv: itertools.count = attrs.field(factory=lambda: itertools.count(1000), init=False)
     _last_rv: int = attrs.field(default=999, init=False)
     _changed: asyncio.Condition | None = attrs.field(default=None, init=False)
+    _own_reactions: int = attrs.field(default=0, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -315,9 +318,18 @@ class KubeApiServer(kmock.KubernetesScaffold):
             self.add_type(rtype)
         self.put_object("namespaces", {"metadata": {"name": "default"}})
         # Our resource paths: anything deeper than discovery (/api/V, /apis/G/V). User DSL reactions win.
-        self.fallback[re.compile(r"/api/[^/]+/.+|/apis/[^/]+/[^/]+/.+")] << self._serve_resource
+        self.fallback[_RESOURCE_PATH] << self._serve_resource
         self.fallback["get /openapi/v3"] << self._serve_openapi_root
         self.fallback[re.compile(r"/openapi/v3/.+")] << self._serve_openapi
+        self._own_reactions = len(self._payloads)
+
+    async def _handle(self, request: rendering.Request) -> Any:
+        """kmock matches a request against each reaction by scanning every request served so far, which
+        grows quadratically with traffic. While a test has added no reaction of its own, resource paths
+        are served directly; with one (an injected fault, say) kmock's matching decides as usual."""
+        if len(self._payloads) == self._own_reactions and _RESOURCE_PATH.fullmatch(request.url.path):
+            return await (await self._serve_resource(request))(request)
+        return await super()._handle(request)
 
     # ------------------------------------------------------------ configuration
 
@@ -495,7 +507,7 @@ class KubeApiServer(kmock.KubernetesScaffold):
         if route.name is None:
             if method == "GET" and params.get("watch") in ("true", "1"):
                 return kmock.Response(
-                    status=200, headers=_JSON, payload=self._watch(route, params, _wants_table(accept))
+                    status=200, headers=_JSON, payload=self._watch(route, params, _wants_table(accept), request)
                 )
             if method == "GET":
                 return self._list(route, params, accept)
@@ -591,7 +603,9 @@ class KubeApiServer(kmock.KubernetesScaffold):
             "rows": rows,
         }
 
-    async def _watch(self, route: Route, params: dict[str, str], as_table: bool) -> AsyncIterator[Any]:
+    async def _watch(
+        self, route: Route, params: dict[str, str], as_table: bool, request: rendering.Request
+    ) -> AsyncIterator[Any]:
         assert self._changed is not None
         yield b""  # send the headers now, as the apiserver does, even if nothing happens for a while
         timeout = float(params["timeoutSeconds"]) if params.get("timeoutSeconds") else None
@@ -638,10 +652,13 @@ class KubeApiServer(kmock.KubernetesScaffold):
                 if remaining is not None and remaining <= 0:
                     return
                 if self._last_rv <= cursor:
-                    try:
-                        await asyncio.wait_for(self._changed.wait(), remaining)
-                    except TimeoutError:
-                        return
+                    # Wake at least every second to notice a client that went away (a killed operator),
+                    # so its stream does not linger until the server shuts down.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(), min(remaining or 1.0, 1.0))
+            transport = request._raw_request.transport if request._raw_request is not None else None
+            if transport is None or transport.is_closing():
+                return
 
     def _events_after(self, cursor: int) -> list[WatchEvent]:
         # History is ordered by rv; a binary search keeps many watchers cheap.

@@ -189,7 +189,8 @@ async def serve(
 ) -> AsyncIterator[tuple[str, Engine]]:
     """Run the emulator in this event loop (tests, the local stack); yields its base URL and engine."""
     engine = engine or Engine(config=config)
-    runner = web.AppRunner(create_app(engine), access_log=None)
+    # Injected hangs may outlive their client (a killed operator); shutting down must not wait for them.
+    runner = web.AppRunner(create_app(engine), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

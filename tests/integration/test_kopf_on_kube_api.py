@@ -12,9 +12,9 @@ import textwrap
 from typing import Any
 
 import kopf
-from test_kube_api import call, manifest
+from test_kube_api import manifest
 
-from conftest import bij_path, eventually
+from conftest import bij_path, call, eventually
 
 GVR = ("batchinference.dev", "v1alpha1", "batchinferencejobs")
 

@@ -9,26 +9,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from conftest import bij_path, example_manifests
+from conftest import bij_path, call, example_manifests
 
 MERGE = {"Content-Type": "application/merge-patch+json"}
 JSON_PATCH = {"Content-Type": "application/json-patch+json"}
-
-
-async def call(
-    server: Any, method: str, path: str, body: Any = None, headers: dict | None = None, params: dict | None = None
-) -> tuple[int, Any]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.request(
-            method,
-            str(server.url).rstrip("/") + path,
-            data=None if body is None else json.dumps(body),
-            headers={"Content-Type": "application/json", **(headers or {})},
-            params=params,
-        ) as response,
-    ):
-        return response.status, await response.json(content_type=None)
 
 
 def manifest(name: str = "job-a", **labels: str) -> dict[str, Any]:

@@ -1,0 +1,337 @@
+"""kopf registration: thin glue between Kubernetes, `reconcile.decide()` and the Vertex adapter.
+
+- A per-resource timer runs `decide()` against the latest observation of its Vertex job, performs
+  the actions it returns, writes status only when it changed, and posts an Event per transition.
+- One poller task per operator makes one label-filtered LIST per (project, location) per round and
+  stores what it sees; the timers read that, so Vertex calls do not grow with the resource count.
+- The delete handler cancels or abandons the Vertex job and gives up after a bounded time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from . import api
+from .reconcile import (
+    LABEL_UID,
+    Decision,
+    Defaults,
+    Event,
+    ObservedJob,
+    Resource,
+    decide,
+    record_failure,
+    record_retry,
+    record_submission,
+)
+from .settings import Settings
+from .vertex import Vertex, VertexError
+
+GVR = (api.GROUP, api.VERSION, api.PLURAL)
+FINALIZER = f"{api.GROUP}/finalizer"
+PROJECT_ANNOTATION = f"{api.GROUP}/project"
+LOCATION_ANNOTATION = f"{api.GROUP}/location"
+SETTINGS = Settings.from_env()  # decorators below need the intervals at import time
+
+log = logging.getLogger("batch_inference_operator")
+
+
+@dataclass
+class Tracked:
+    """A resource whose Vertex job the poller follows."""
+
+    project: str
+    location: str
+    job_name: str
+    create_time: datetime.datetime | None
+
+
+@dataclass
+class Backoff:
+    failures: int = 0
+    next_attempt: float = 0.0
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    vertex: Vertex
+    observations: dict[str, ObservedJob] = field(default_factory=dict)
+    tracked: dict[str, Tracked] = field(default_factory=dict)  # by resource uid
+    # Read-your-writes: after a status write, the resourceVersion it was based on, and when. A timer run
+    # on that same version would decide from a status older than its own write (a second marker, a
+    # second lookup), so it waits for the write to come back, at most `write_grace` seconds.
+    awaiting: dict[str, tuple[str, float]] = field(default_factory=dict)
+    backoff: dict[str, Backoff] = field(default_factory=dict)  # by resource uid
+    poll_rounds: int = 0
+    poller: asyncio.Task[None] | None = None
+
+    def delay_for(self, uid: str) -> float:
+        entry = self.backoff.setdefault(uid, Backoff())
+        entry.failures += 1
+        delay = min(self.settings.retry_max, self.settings.retry_base * 2 ** (entry.failures - 1))
+        delay *= 0.8 + 0.4 * random.random()  # jitter, so many resources do not retry in step
+        entry.next_attempt = asyncio.get_running_loop().time() + delay
+        return delay
+
+    def forget(self, uid: str) -> None:
+        self.tracked.pop(uid, None)
+        self.backoff.pop(uid, None)
+        self.awaiting.pop(uid, None)
+
+    def stale(self, uid: str, resource_version: str | None) -> bool:
+        """True while the stored status may still predate this process's last write to it."""
+        pending = self.awaiting.get(uid)
+        if pending is None:
+            return False
+        loop_time = asyncio.get_running_loop().time()
+        if pending[0] == resource_version and loop_time - pending[1] < self.write_grace:
+            return True
+        del self.awaiting[uid]
+        return False
+
+    @property
+    def write_grace(self) -> float:
+        return max(10.0, 5 * self.settings.reconcile_interval)
+
+    def may_try(self, uid: str) -> bool:
+        entry = self.backoff.get(uid)
+        return entry is None or asyncio.get_running_loop().time() >= entry.next_attempt
+
+
+class _QuietTimers(logging.Filter):
+    """kopf logs every successful timer run at INFO; that is noise for a timer that usually does nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.levelno == logging.INFO
+            and str(record.msg).startswith("Timer ")
+            and str(record.msg).endswith(" succeeded.")
+        )
+
+
+def now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+# ---------------------------------------------------------------- start-up and shutdown
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=api.GROUP)
+    settings.posting.level = logging.WARNING  # our Events are posted explicitly, one per transition
+    settings.watching.server_timeout = 300  # re-establish watches regularly (stale streams, kopf #1276)
+    settings.watching.client_timeout = 330
+    logging.getLogger("kopf.objects").addFilter(_QuietTimers())
+    runtime = Runtime(SETTINGS, Vertex(SETTINGS))
+    runtime.poller = asyncio.create_task(poll_forever(runtime), name="vertex-poller")
+    memo.runtime = runtime
+
+
+@kopf.on.cleanup()
+async def shutdown(memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime | None = getattr(memo, "runtime", None)
+    if runtime and runtime.poller:
+        runtime.poller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runtime.poller
+
+
+@kopf.index("namespaces")
+def namespace_defaults(name: str, annotations: kopf.Annotations, **_: Any) -> dict[str, tuple[str | None, ...]]:
+    return {name: (annotations.get(PROJECT_ANNOTATION), annotations.get(LOCATION_ANNOTATION))}
+
+
+# ---------------------------------------------------------------- polling
+
+
+async def poll_forever(runtime: Runtime) -> None:
+    while True:
+        try:
+            await poll_round(runtime)
+        except Exception:  # a bad round must not stop polling; the next one tries again
+            log.exception("polling Vertex failed")
+        await asyncio.sleep(runtime.settings.poll_interval)
+
+
+async def poll_round(runtime: Runtime) -> None:
+    """One LIST per (project, location) with followed jobs, limited to jobs created since the oldest one."""
+    groups: dict[tuple[str, str], list[Tracked]] = {}
+    for tracked in list(runtime.tracked.values()):
+        groups.setdefault((tracked.project, tracked.location), []).append(tracked)
+    for (project, location), members in groups.items():
+        times = [m.create_time for m in members]
+        since = None if None in times else min(t for t in times if t is not None)
+        try:
+            jobs = await runtime.vertex.list_managed(project, location, since)
+        except VertexError as error:
+            log.warning("polling %s/%s failed: %s", project, location, error.message)
+            continue
+        for job in jobs:
+            runtime.observations[job.name] = job
+    followed = {tracked.job_name for tracked in runtime.tracked.values()}
+    for name in list(runtime.observations):
+        if name not in followed:
+            del runtime.observations[name]
+    runtime.poll_rounds += 1
+
+
+# ---------------------------------------------------------------- reconciling one resource
+
+
+def _defaults(namespace: str, index: kopf.Index[str, tuple[str | None, ...]] | None) -> Defaults:
+    project = location = None
+    if index is not None and namespace in index:
+        for annotated_project, annotated_location in index[namespace]:
+            project, location = annotated_project, annotated_location
+    return Defaults(project or SETTINGS.default_project, location or SETTINGS.default_location)
+
+
+def _post(body: kopf.Body, events: list[Event]) -> None:
+    for event in events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])
+
+
+def _write_status(patch: kopf.Patch, old: dict[str, Any], new: api.BatchInferenceJobStatus) -> bool:
+    wire = new.to_wire()
+    changed = False
+    for key in set(old) | set(wire):
+        if key == "kopf":
+            continue
+        if old.get(key) != wire.get(key):
+            patch.status[key] = wire.get(key)
+            changed = True
+    return changed
+
+
+async def _act(
+    runtime: Runtime, decision: Decision, spec: api.BatchInferenceJobSpec, resource: Resource, defaults: Defaults
+) -> Decision:
+    """Run the decision's actions (a submit) and fold their outcome back into a decision."""
+    for action in decision.actions:
+        if not runtime.may_try(resource.uid):
+            return Decision(decision.status)
+        try:
+            job, how = await runtime.vertex.submit(action)
+        except VertexError as error:
+            if error.retryable:
+                delay = runtime.delay_for(resource.uid)
+                message = f"{error.message}; retrying in {delay:.0f}s"
+                status = record_retry(decision.status, message, now(), resource.generation)
+                return Decision(status, events=[Event("Warning", "RetryingSubmit", message)])
+            reason = "UnknownModel" if error.code == 404 else "InvalidArgument" if error.code == 400 else "SubmitFailed"
+            return record_failure(decision.status, reason, error.code or 0, error.message, now(), resource.generation)
+        runtime.backoff.pop(resource.uid, None)
+        runtime.observations[job.name] = job
+        status = record_submission(decision.status, action.attempt, job, adopted=how != "created")
+        follow = decide(spec, status, job, resource, defaults, now())
+        events = list(decision.events)
+        if how != "created":
+            events.append(
+                Event("Normal", "Adopted", f"adopted the existing Vertex job {job.name} instead of creating another")
+            )
+        return Decision(follow.status, follow.actions, events + follow.events)
+    return decision
+
+
+@kopf.timer(*GVR, interval=SETTINGS.reconcile_interval, initial_delay=0)
+async def reconcile(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    namespace: str,
+    name: str,
+    uid: str,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    namespace_defaults: kopf.Index[str, tuple[str | None, ...]],
+    **_: Any,
+) -> None:
+    runtime: Runtime = memo.runtime
+    if runtime.stale(uid, meta.get("resourceVersion")):
+        return
+    old = dict(status)
+    current = api.BatchInferenceJobStatus.model_validate({k: v for k, v in old.items() if k != "kopf"})
+    resource = Resource(namespace, name, uid, meta.get("generation") or 1)
+    defaults = _defaults(namespace, namespace_defaults)
+    try:
+        parsed = api.parse_spec(dict(spec))
+    except ValueError as error:
+        decision = record_failure(current, "InvalidSpec", 0, str(error), now(), resource.generation)
+        if current.phase != "Failed":
+            _write_status(patch, old, decision.status)
+            _post(body, decision.events)
+        return
+    job_name = current.attempts[-1].job_name if current.attempts else None
+    decision = decide(parsed, current, runtime.observations.get(job_name or ""), resource, defaults, now())
+    decision = await _act(runtime, decision, parsed, resource, defaults)
+    if _write_status(patch, old, decision.status):
+        runtime.awaiting[uid] = (meta.get("resourceVersion"), asyncio.get_running_loop().time())
+    _post(body, decision.events)
+    _track(runtime, uid, decision.status)
+
+
+def _track(runtime: Runtime, uid: str, status: api.BatchInferenceJobStatus) -> None:
+    """Tell the poller which jobs to follow: the latest attempt's, until the resource is finished."""
+    job = status.attempts[-1].job_name if status.attempts else None
+    if status.phase in api.TERMINAL_PHASES or job is None or not status.project or not status.location:
+        runtime.tracked.pop(uid, None)
+        return
+    create_time = status.job.create_time if status.job else None
+    runtime.tracked[uid] = Tracked(status.project, status.location, job, create_time)
+
+
+# ---------------------------------------------------------------- deletion
+
+
+@kopf.on.delete(*GVR)
+async def release(
+    body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, uid: str, memo: kopf.Memo, **_: Any
+) -> None:
+    runtime: Runtime = memo.runtime
+    runtime.forget(uid)
+    project, location = status.get("project"), status.get("location")
+    if status.get("phase") in api.TERMINAL_PHASES or not project or not location or not status.get("attempts"):
+        return
+    if spec.get("deletionPolicy", "Cancel") == "Abandon":
+        kopf.event(
+            body,
+            type="Normal",
+            reason="Abandoned",
+            message="deletionPolicy is Abandon: the Vertex job keeps running; its output stays",
+        )
+        return
+    try:
+        cancelled = await runtime.vertex.cancel_all(project, location, {LABEL_UID: uid})
+    except VertexError as error:
+        deleted_at = meta.get("deletionTimestamp")
+        started = datetime.datetime.fromisoformat(deleted_at.replace("Z", "+00:00")) if deleted_at else now()
+        if not error.retryable or (now() - started).total_seconds() >= runtime.settings.finalizer_timeout:
+            kopf.event(
+                body,
+                type="Warning",
+                reason="FinalizerGaveUp",
+                message=f"could not cancel the Vertex job ({error.message}); releasing the resource anyway, "
+                "the job may still run",
+            )
+            return
+        raise kopf.TemporaryError(error.message, delay=min(runtime.settings.retry_max, 10)) from error
+    if cancelled:
+        kopf.event(
+            body,
+            type="Normal",
+            reason="CancelledOnDelete",
+            message=f"cancelled Vertex job {', '.join(cancelled)} (deletionPolicy Cancel)",
+        )

@@ -1,0 +1,55 @@
+"""Operator configuration, from environment variables (the Helm chart sets them)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number") from None
+    if value < 0:
+        raise ValueError(f"{name}={raw!r} must not be negative")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob, with the environment variable that sets it."""
+
+    default_project: str | None = None  # BIJ_DEFAULT_PROJECT
+    default_location: str = "us-central1"  # BIJ_DEFAULT_LOCATION
+    poll_interval: float = 30.0  # BIJ_POLL_INTERVAL: seconds between Vertex LIST rounds
+    reconcile_interval: float = 5.0  # BIJ_RECONCILE_INTERVAL: seconds between per-resource decisions
+    vertex_endpoint: str | None = None  # BIJ_VERTEX_ENDPOINT: a base URL instead of Google's (the emulator)
+    vertex_token: str | None = None  # BIJ_VERTEX_TOKEN: static bearer token with BIJ_VERTEX_ENDPOINT
+    vertex_api_version: str = "v1"  # BIJ_VERTEX_API_VERSION
+    vertex_timeout: float = 60.0  # BIJ_VERTEX_TIMEOUT: seconds per Vertex call
+    namespaces: tuple[str, ...] = field(default_factory=tuple)  # BIJ_NAMESPACES: comma-separated; empty = all
+    finalizer_timeout: float = 600.0  # BIJ_FINALIZER_TIMEOUT: give up cancelling after this long
+    retry_base: float = 5.0  # BIJ_RETRY_BASE: first backoff after a recoverable Vertex error
+    retry_max: float = 300.0  # BIJ_RETRY_MAX: backoff ceiling
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        namespaces = tuple(n.strip() for n in os.environ.get("BIJ_NAMESPACES", "").split(",") if n.strip())
+        return cls(
+            default_project=os.environ.get("BIJ_DEFAULT_PROJECT") or None,
+            default_location=os.environ.get("BIJ_DEFAULT_LOCATION") or "us-central1",
+            poll_interval=_float("BIJ_POLL_INTERVAL", 30.0),
+            reconcile_interval=_float("BIJ_RECONCILE_INTERVAL", 5.0),
+            vertex_endpoint=os.environ.get("BIJ_VERTEX_ENDPOINT") or None,
+            vertex_token=os.environ.get("BIJ_VERTEX_TOKEN") or None,
+            vertex_api_version=os.environ.get("BIJ_VERTEX_API_VERSION") or "v1",
+            vertex_timeout=_float("BIJ_VERTEX_TIMEOUT", 60.0),
+            namespaces=namespaces,
+            finalizer_timeout=_float("BIJ_FINALIZER_TIMEOUT", 600.0),
+            retry_base=_float("BIJ_RETRY_BASE", 5.0),
+            retry_max=_float("BIJ_RETRY_MAX", 300.0),
+        )

@@ -1,0 +1,216 @@
+"""The Vertex AI adapter: google-genai's `client.aio.batches`, behind one client factory.
+
+In production the client authenticates with Application Default Credentials (Workload Identity on
+GKE). With `BIJ_VERTEX_ENDPOINT` set it talks to that base URL with a static token instead (the local
+emulator). Either way the SDK's own retries are off: the reconciler owns retry policy, and a
+recoverable error comes back as `VertexError(retryable=True)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import Iterable
+from typing import Any
+
+import aiohttp
+from google.genai import errors as genai_errors
+from google.genai import types
+
+from .api import CompletionStats, JobError
+from .reconcile import LABEL_MANAGED_BY, MANAGED_BY, VERTEX_TERMINAL, ObservedJob, SubmitJob
+from .settings import Settings
+
+# 401 and 403 may heal (token refresh, an IAM grant); 408, 429 and 5xx are transient by definition.
+RETRYABLE_CODES = frozenset({401, 403, 408, 429, 500, 502, 503, 504})
+LIST_PAGE_SIZE = 100
+
+
+class VertexError(Exception):
+    def __init__(
+        self, message: str, code: int | None = None, status: str | None = None, retryable: bool = True
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status = status
+        self.retryable = retryable
+
+    @classmethod
+    def wrap(cls, error: BaseException, action: str) -> VertexError:
+        if isinstance(error, genai_errors.APIError):
+            code = int(error.code) if error.code else None
+            text = f"{action}: Vertex AI answered {code} {error.status or ''}: {error.message or error}".strip()
+            return cls(text, code, error.status, retryable=code in RETRYABLE_CODES or code is None)
+        if isinstance(error, TimeoutError | asyncio.TimeoutError):
+            return cls(f"{action}: Vertex AI did not answer in time", retryable=True)
+        return cls(f"{action}: could not reach Vertex AI: {error!r}", retryable=True)
+
+
+_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+    genai_errors.APIError,
+    aiohttp.ClientError,
+    TimeoutError,
+    asyncio.TimeoutError,
+    OSError,
+)
+try:  # the sync transport of google-genai; the async one is aiohttp
+    import httpx2
+
+    _TRANSPORT_ERRORS += (httpx2.HTTPError,)
+except ImportError:  # pragma: no cover - depends on the SDK's transport
+    pass
+
+
+def observe(job: types.BatchJob) -> ObservedJob:
+    """A google-genai BatchJob as plain values for the reconciler."""
+    state = job.state.value if isinstance(job.state, types.JobState) else str(job.state or "JOB_STATE_UNSPECIFIED")
+    stats = None
+    if job.completion_stats is not None:
+        stats = CompletionStats(
+            successful=job.completion_stats.successful_count or 0,
+            failed=job.completion_stats.failed_count or 0,
+            incomplete=max(job.completion_stats.incomplete_count or 0, 0),
+        )
+    error = None
+    if job.error is not None and (job.error.code or job.error.message):
+        error = JobError(code=job.error.code or 0, message=job.error.message or "")
+    output = None
+    if job.output_info is not None:
+        if job.output_info.gcs_output_directory:
+            output = job.output_info.gcs_output_directory
+        elif job.output_info.bigquery_output_table and job.dest and job.dest.bigquery_uri:
+            table = job.output_info.bigquery_output_table.removeprefix("bq://")
+            dataset = job.dest.bigquery_uri.removeprefix("bq://")
+            output = f"bq://{table}" if "." in table else f"bq://{dataset}.{table}"
+    return ObservedJob(
+        name=job.name or "",
+        state=state,
+        create_time=job.create_time,
+        start_time=job.start_time,
+        end_time=job.end_time,
+        error=error,
+        stats=stats,
+        output_location=output,
+    )
+
+
+def _label_filter(labels: dict[str, str]) -> str:
+    return " AND ".join(f'labels.{key}="{value}"' for key, value in sorted(labels.items()))
+
+
+class Vertex:
+    """One google-genai client per (project, location), created on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._clients: dict[tuple[str, str], Any] = {}
+        self.calls = 0  # Vertex API requests made (metrics and tests)
+
+    def client(self, project: str, location: str) -> Any:
+        key = (project, location)
+        if key not in self._clients:
+            from google import genai
+
+            options = types.HttpOptions(
+                api_version=self.settings.vertex_api_version,
+                timeout=int(self.settings.vertex_timeout * 1000),
+                retry_options=types.HttpRetryOptions(attempts=1),
+            )
+            credentials = None
+            if self.settings.vertex_endpoint:
+                from google.oauth2.credentials import Credentials
+
+                options.base_url = self.settings.vertex_endpoint
+                credentials = Credentials(token=self.settings.vertex_token or "local-stack")
+            self._clients[key] = genai.Client(
+                vertexai=True, project=project, location=location, credentials=credentials, http_options=options
+            )
+        return self._clients[key]
+
+    async def _call(self, action: str, coroutine: Any) -> Any:
+        self.calls += 1
+        try:
+            return await asyncio.wait_for(coroutine, self.settings.vertex_timeout)
+        except _TRANSPORT_ERRORS as error:
+            raise VertexError.wrap(error, action) from error
+
+    async def get(self, project: str, location: str, name: str) -> ObservedJob:
+        job = await self._call(f"get {name}", self.client(project, location).aio.batches.get(name=name))
+        return observe(job)
+
+    async def find(
+        self, project: str, location: str, labels: dict[str, str], states: Iterable[str] = ()
+    ) -> list[ObservedJob]:
+        """Jobs carrying all these labels (optionally only in these states), newest first."""
+        text = _label_filter(labels)
+        wanted = sorted(states)
+        if wanted:
+            text += " AND (" + " OR ".join(f'state="{state}"' for state in wanted) + ")"
+        return await self.list(project, location, text)
+
+    async def list(self, project: str, location: str, filter_text: str) -> list[ObservedJob]:
+        batches = self.client(project, location).aio.batches
+        config = {"filter": filter_text, "page_size": LIST_PAGE_SIZE}
+        pager = await self._call(f"list jobs in {project}/{location}", batches.list(config=config))
+        found = [observe(job) for job in pager.page]
+        while pager.config.get("page_token"):
+            await self._call(f"list jobs in {project}/{location}", pager.next_page())
+            found += [observe(job) for job in pager.page]
+        return found
+
+    async def list_managed(self, project: str, location: str, since: datetime.datetime | None) -> list[ObservedJob]:
+        """This operator's jobs in one project/location, created at or after `since`: one poll round."""
+        text = _label_filter({LABEL_MANAGED_BY: MANAGED_BY})
+        if since is not None:
+            stamp = since.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            text += f' AND createTime>="{stamp}"'
+        return await self.list(project, location, text)
+
+    async def create(self, action: SubmitJob) -> ObservedJob:
+        uris = list(action.input_uris)
+        source: Any = uris[0] if uris[0].startswith("bq://") else types.BatchJobSource(format="jsonl", gcs_uri=uris)
+        config = types.CreateBatchJobConfig(
+            dest=action.output_uri,
+            display_name=action.display_name,
+            http_options=types.HttpOptions(extra_body={"labels": action.labels}),
+        )
+        batches = self.client(action.project, action.location).aio.batches
+        job = await self._call(
+            f"create the Vertex job for attempt {action.attempt}",
+            batches.create(model=action.model, src=source, config=config),
+        )
+        return observe(job)
+
+    async def submit(self, action: SubmitJob) -> tuple[ObservedJob, str]:
+        """Adopt this attempt's job if it exists (a crash after create), or a finished job of a re-created
+        resource with the same name and spec; create one otherwise. Returns the job and how it was found."""
+        existing = await self.find(action.project, action.location, action.identity_labels)
+        how = "adopted"
+        if not existing and action.adopt_labels:
+            from .reconcile import ADOPTABLE_STATES
+
+            existing = await self.find(action.project, action.location, action.adopt_labels, ADOPTABLE_STATES)
+            how = "adopted-recreated"
+        if existing:
+            chosen = existing[0]
+        else:
+            chosen = await self.create(action)
+            how = "created"
+        return await self.get(action.project, action.location, chosen.name), how
+
+    async def cancel(self, project: str, location: str, name: str) -> None:
+        await self._call(f"cancel {name}", self.client(project, location).aio.batches.cancel(name=name))
+
+    async def cancel_all(self, project: str, location: str, labels: dict[str, str]) -> list[str]:
+        """Cancel every unfinished job carrying these labels; returns their names."""
+        cancelled = []
+        for job in await self.find(project, location, labels):
+            if job.state not in VERTEX_TERMINAL and job.state != "JOB_STATE_CANCELLING":
+                try:
+                    await self.cancel(project, location, job.name)
+                except VertexError as error:
+                    if error.status != "FAILED_PRECONDITION":  # it finished meanwhile
+                        raise
+                cancelled.append(job.name)
+        return cancelled

@@ -1,0 +1,159 @@
+"""The whole local stack: Kubernetes API, fake-gcs-server, the Vertex emulator and the operator.
+
+The Kubernetes API and the Vertex emulator run in this process's event loop; fake-gcs-server and the
+operator are subprocesses, the operator started exactly as its container starts it
+(`python -m batch_inference_operator run`), configured only through its environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import pathlib
+import signal
+import sys
+from typing import Any
+
+from vertex_batch_emulator.engine import Config, Engine
+from vertex_batch_emulator.rest import serve
+from vertex_batch_emulator.storage import Storage
+
+from .gcs_server import GcsEmulator
+from .kube_api import KubeApiServer
+from .kube_server import running_kube_api, server_url, write_kubeconfig
+
+DEMO_PROJECT = "demo-project"
+
+
+class LocalStack:
+    def __init__(
+        self,
+        directory: pathlib.Path,
+        *,
+        gcs: GcsEmulator | None = None,
+        vertex_config: Config | None = None,
+        operator_env: dict[str, str] | None = None,
+    ) -> None:
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.gcs = gcs
+        self._own_gcs = gcs is None
+        self.vertex_config = vertex_config or Config(queue_seconds=1.0, min_run_seconds=2.0)
+        self.operator_env = {
+            "BIJ_DEFAULT_PROJECT": DEMO_PROJECT,
+            "BIJ_POLL_INTERVAL": "1",
+            "BIJ_RECONCILE_INTERVAL": "0.5",
+            "BIJ_RETRY_BASE": "1",
+            "BIJ_VERTEX_TIMEOUT": "10",
+            "BIJ_FINALIZER_TIMEOUT": "30",
+            **(operator_env or {}),
+        }
+        self.kube: KubeApiServer
+        self.engine: Engine
+        self.vertex_url = ""
+        self.operator: asyncio.subprocess.Process | None = None
+        self._stack = contextlib.AsyncExitStack()
+
+    @property
+    def kubeconfig(self) -> pathlib.Path:
+        return self.directory / "kubeconfig"
+
+    @property
+    def endpoints(self) -> dict[str, str]:
+        assert self.gcs is not None
+        return {"kube": server_url(self.kube), "gcs": self.gcs.url, "vertex": self.vertex_url}
+
+    async def __aenter__(self) -> LocalStack:
+        try:
+            if self.gcs is None:
+                self.gcs = await asyncio.to_thread(GcsEmulator(log_path=self.directory / "gcs.log").start)
+            self.kube = await self._stack.enter_async_context(running_kube_api())
+            self.engine = Engine(Storage(self.gcs.client()), self.vertex_config)
+            self.vertex_url, _ = await self._stack.enter_async_context(serve(self.engine))
+            write_kubeconfig(self.kubeconfig, server_url(self.kube))
+            (self.directory / "endpoints.json").write_text(json.dumps(self.endpoints, indent=2) + "\n")
+            await self.start_operator()
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop_operator()
+        await self._stack.aclose()
+        if self._own_gcs and self.gcs is not None:
+            await asyncio.to_thread(self.gcs.stop)
+
+    def operator_environment(self) -> dict[str, str]:
+        assert self.gcs is not None
+        return {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "BIJ_VERTEX_ENDPOINT": self.vertex_url,
+            "STORAGE_EMULATOR_HOST": self.gcs.url,
+            **self.operator_env,
+        }
+
+    async def start_operator(self, within: float = 30.0) -> None:
+        """Start the operator and wait until it watches our resources."""
+        watches_before = self._operator_watches()
+        log = (self.directory / "operator.log").open("ab")
+        self.operator = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "batch_inference_operator",
+            "run",
+            env=self.operator_environment(),
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        log.close()
+        deadline = asyncio.get_running_loop().time() + within
+        while self._operator_watches() <= watches_before:
+            if self.operator.returncode is not None:
+                raise RuntimeError(
+                    f"the operator exited with {self.operator.returncode}; see {self.directory / 'operator.log'}"
+                )
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"the operator did not start watching within {within}s")
+            await asyncio.sleep(0.05)  # waiting on a subprocess, bounded by the deadline
+
+    def _operator_watches(self) -> int:
+        return sum(
+            1
+            for r in self.kube.request_log
+            if r.params.get("watch") in ("true", "1") and "batchinferencejobs" in r.url.path
+        )
+
+    async def stop_operator(self, kill: bool = False) -> None:
+        if self.operator is None or self.operator.returncode is not None:
+            return
+        if kill:
+            self.operator.kill()
+        else:
+            self.operator.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.operator.wait(), 20)
+        except TimeoutError:
+            self.operator.kill()
+            await self.operator.wait()
+
+    def operator_log(self) -> str:
+        path = self.directory / "operator.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+async def run_until_interrupted(directory: pathlib.Path) -> None:
+    """`local-stack up`: everything on loopback until Ctrl-C or SIGTERM."""
+    async with LocalStack(directory) as stack:
+        endpoints: dict[str, Any] = stack.endpoints
+        print(f"local stack up; kubeconfig: {stack.kubeconfig}")
+        for name, url in endpoints.items():
+            print(f"  {name:<7}{url}")
+        print(f"try: kubectl --kubeconfig {stack.kubeconfig} apply -f examples/gcs-job.yaml", flush=True)
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        await stop.wait()

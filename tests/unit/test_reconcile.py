@@ -1,0 +1,244 @@
+"""The pure reconciler, called with values: every decision the operator makes about one resource."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+
+from batch_inference_operator import api
+from batch_inference_operator.reconcile import (
+    LABEL_ATTEMPT,
+    LABEL_MANAGED_BY,
+    LABEL_NAME,
+    LABEL_NAMESPACE,
+    LABEL_SPEC_HASH,
+    LABEL_UID,
+    Defaults,
+    ObservedJob,
+    Resource,
+    SubmitJob,
+    decide,
+    label_value,
+    record_failure,
+    record_retry,
+    record_submission,
+    spec_hash,
+)
+
+T0 = datetime.datetime(2026, 11, 24, 10, 0, tzinfo=datetime.UTC)
+RESOURCE = Resource("team-a", "reviews", "0b9f3c1e-uid", generation=1)
+DEFAULTS = Defaults("ns-project", "europe-west4")
+JOB = "projects/123456789012/locations/us-central1/batchPredictionJobs/1234567890123456789"
+
+
+def spec(**changes: Any) -> api.BatchInferenceJobSpec:
+    base = {
+        "model": "gemini-2.5-flash",
+        "project": "demo-project",
+        "location": "us-central1",
+        "input": {"gcs": {"uris": ["gs://in-bucket/requests.jsonl"]}},
+        "output": {"gcs": {"uriPrefix": "gs://out-bucket/results/"}},
+        "labels": {"team": "search"},
+    }
+    return api.parse_spec({**base, **changes})
+
+
+def empty() -> api.BatchInferenceJobStatus:
+    return api.BatchInferenceJobStatus()
+
+
+def observed(state: str, **kw: Any) -> ObservedJob:
+    return ObservedJob(name=JOB, state=state, create_time=T0, **kw)
+
+
+def condition(status: api.BatchInferenceJobStatus, type_: str) -> tuple[str, str]:
+    found = next(c for c in status.conditions if c.type == type_)
+    return found.status, found.reason
+
+
+def submitted(s: api.BatchInferenceJobSpec | None = None) -> api.BatchInferenceJobStatus:
+    """A status right after the job was created, as the handler writes it."""
+    s = s or spec()
+    first = decide(s, empty(), None, RESOURCE, DEFAULTS, T0).status
+    return record_submission(first, 1, observed("JOB_STATE_PENDING"), adopted=False)
+
+
+def test_a_new_resource_records_the_attempt_before_any_call() -> None:
+    decision = decide(spec(), empty(), None, RESOURCE, DEFAULTS, T0)
+    status = decision.status
+    assert decision.actions == [], "the submitting marker is written first; the create comes next time"
+    assert status.phase == "Pending" and status.attempt == 1
+    assert status.attempts[0].submitting == T0 and status.attempts[0].input == ["gs://in-bucket/requests.jsonl"]
+    assert (status.project, status.location) == ("demo-project", "us-central1")
+    assert condition(status, "Submitted") == ("False", "Submitting")
+    assert [e.reason for e in decision.events] == ["Accepted"]
+    assert status.observed_generation == 1 and status.start_time == T0
+
+
+def test_the_marker_leads_to_one_submit_with_identity_labels() -> None:
+    first = decide(spec(), empty(), None, RESOURCE, DEFAULTS, T0).status
+    decision = decide(spec(), first, None, RESOURCE, DEFAULTS, T0 + datetime.timedelta(seconds=1))
+    assert decision.status == first, "nothing changes until the job exists"
+    [action] = decision.actions
+    assert isinstance(action, SubmitJob) and action.attempt == 1
+    assert action.labels == {
+        "team": "search",
+        LABEL_MANAGED_BY: "batch-inference-operator",
+        LABEL_UID: RESOURCE.uid,
+        LABEL_ATTEMPT: "1",
+        LABEL_NAMESPACE: "team-a",
+        LABEL_NAME: "reviews",
+        LABEL_SPEC_HASH: spec_hash(spec(), "demo-project", "us-central1"),
+    }
+    assert action.identity_labels == {LABEL_UID: RESOURCE.uid, LABEL_ATTEMPT: "1"}
+    assert action.adopt_labels == {
+        LABEL_NAMESPACE: "team-a",
+        LABEL_NAME: "reviews",
+        LABEL_SPEC_HASH: action.labels[LABEL_SPEC_HASH],
+    }
+    assert action.display_name == "team-a-reviews" and action.model == "gemini-2.5-flash"
+    assert action.input_uris == ("gs://in-bucket/requests.jsonl",) and action.output_uri == "gs://out-bucket/results/"
+
+
+def test_project_and_location_fall_back_to_defaults() -> None:
+    s = spec(project=None, location=None)
+    status = decide(s, empty(), None, RESOURCE, DEFAULTS, T0).status
+    assert (status.project, status.location) == ("ns-project", "europe-west4")
+    # Once resolved they stay, even if the Namespace annotation changes later.
+    again = decide(s, status, None, RESOURCE, Defaults("other", "us-east1"), T0).status
+    assert (again.project, again.location) == ("ns-project", "europe-west4")
+
+
+def test_no_project_anywhere_is_a_clear_failure() -> None:
+    decision = decide(spec(project=None), empty(), None, RESOURCE, Defaults(None, "us-central1"), T0)
+    assert decision.status.phase == "Failed" and decision.actions == []
+    assert condition(decision.status, "Failed") == ("True", "InvalidSpec")
+    assert "batchinference.dev/project" in decision.status.message
+    assert [(e.type, e.reason) for e in decision.events] == [("Warning", "InvalidSpec")]
+
+
+def test_suspend_holds_before_submission_and_release_submits() -> None:
+    held = decide(spec(suspend=True), empty(), None, RESOURCE, DEFAULTS, T0)
+    assert held.status.phase == "Suspended" and held.status.attempts == [] and held.actions == []
+    assert condition(held.status, "Suspended") == ("True", "Suspended")
+    again = decide(spec(suspend=True), held.status, None, RESOURCE, DEFAULTS, T0)
+    assert again.events == [], "no second event while it stays suspended"
+    released = decide(spec(), held.status, None, RESOURCE, DEFAULTS, T0)
+    assert released.status.phase == "Pending" and released.status.attempts[0].submitting
+    assert condition(released.status, "Suspended") == ("False", "NotSuspended")
+
+
+def test_record_submission_stores_the_job_and_clears_the_marker() -> None:
+    status = submitted()
+    assert status.attempts[0].job_name == JOB and status.attempts[0].submitting is None
+    assert status.job.name == JOB and status.job.console_url.endswith("/1234567890123456789?project=demo-project")
+    assert "us-central1" in status.job.console_url
+
+
+def test_following_the_job_through_its_states() -> None:
+    status = submitted()
+    pending = decide(spec(), status, observed("JOB_STATE_PENDING"), RESOURCE, DEFAULTS, T0)
+    assert pending.status.phase == "Pending" and [e.reason for e in pending.events] == ["Submitted"]
+    assert condition(pending.status, "Submitted") == ("True", "Submitted")
+
+    running = decide(spec(), pending.status, observed("JOB_STATE_RUNNING", start_time=T0), RESOURCE, DEFAULTS, T0)
+    assert running.status.phase == "Running" and [e.reason for e in running.events] == ["Running"]
+    assert running.status.job.start_time == T0
+
+    same = decide(spec(), running.status, observed("JOB_STATE_RUNNING", start_time=T0), RESOURCE, DEFAULTS, T0)
+    assert same.status == running.status and same.events == [], "nothing new: no write, no event"
+
+    stats = api.CompletionStats(successful=10, failed=0, incomplete=0)
+    end = T0 + datetime.timedelta(minutes=5)
+    done = decide(
+        spec(),
+        running.status,
+        observed(
+            "JOB_STATE_SUCCEEDED",
+            start_time=T0,
+            end_time=end,
+            stats=stats,
+            output_location="gs://out-bucket/results/prediction-model-x",
+        ),
+        RESOURCE,
+        DEFAULTS,
+        end,
+    )
+    s = done.status
+    assert s.phase == "Succeeded" and s.completion_time == end
+    assert s.output_location == "gs://out-bucket/results/prediction-model-x" and s.completion_stats == stats
+    assert condition(s, "Complete") == ("True", "Succeeded") and condition(s, "Ready") == ("True", "Succeeded")
+    assert condition(s, "Failed") == ("False", "Succeeded")
+    assert s.attempts[0].state == "JOB_STATE_SUCCEEDED" and s.attempts[0].output_location == s.output_location
+    assert [(e.type, e.reason) for e in done.events] == [("Normal", "Succeeded")]
+
+    after = decide(spec(), s, observed("JOB_STATE_FAILED"), RESOURCE, DEFAULTS, end)
+    assert after.status == s.model_copy(update={"observed_generation": 1}), "a finished resource is final"
+
+
+@pytest.mark.parametrize(
+    ("state", "stats", "phase", "failed_reason"),
+    [
+        ("JOB_STATE_SUCCEEDED", api.CompletionStats(successful=8, failed=2), "PartiallySucceeded", None),
+        ("JOB_STATE_PARTIALLY_SUCCEEDED", api.CompletionStats(successful=5, incomplete=5), "PartiallySucceeded", None),
+        ("JOB_STATE_FAILED", None, "Failed", "VertexJobFailed"),
+        ("JOB_STATE_EXPIRED", None, "Failed", "Expired"),
+        ("JOB_STATE_CANCELLED", None, "Cancelled", "Cancelled"),
+    ],
+)
+def test_outcomes_read_as_they_are(
+    state: str, stats: api.CompletionStats | None, phase: str, failed_reason: str | None
+) -> None:
+    error = api.JobError(code=13, message="System error") if state == "JOB_STATE_FAILED" else None
+    decision = decide(spec(), submitted(), observed(state, stats=stats, error=error), RESOURCE, DEFAULTS, T0)
+    assert decision.status.phase == phase
+    if failed_reason:
+        assert condition(decision.status, "Failed") == ("True", failed_reason)
+        assert condition(decision.status, "Complete")[0] == "False"
+        assert condition(decision.status, "Ready")[0] == "False"
+        assert decision.events[-1].type == "Warning"
+    else:
+        assert condition(decision.status, "Complete") == ("True", "PartiallySucceeded")
+    if error:
+        assert "error 13: System error" in decision.status.message
+        assert decision.status.attempts[0].error == error
+
+
+def test_an_observation_of_another_job_is_ignored() -> None:
+    status = submitted()
+    other = ObservedJob(name=JOB.replace("1234567890123456789", "9"), state="JOB_STATE_FAILED")
+    assert decide(spec(), status, other, RESOURCE, DEFAULTS, T0).status.phase == "Pending"
+
+
+def test_condition_transition_times_move_only_on_change() -> None:
+    pending = decide(spec(), submitted(), observed("JOB_STATE_PENDING"), RESOURCE, DEFAULTS, T0).status
+    later = T0 + datetime.timedelta(minutes=1)
+    running = decide(spec(), pending, observed("JOB_STATE_RUNNING"), RESOURCE, DEFAULTS, later).status
+    submitted_at = {c.type: c.last_transition_time for c in running.conditions}
+    assert submitted_at["Submitted"] == T0, "Submitted stayed True"
+
+
+def test_retry_and_failure_records() -> None:
+    first = decide(spec(), empty(), None, RESOURCE, DEFAULTS, T0).status
+    retried = record_retry(first, "create: Vertex AI answered 429", T0, 1)
+    assert retried.message.endswith("429") and condition(retried, "Ready") == ("False", "Retrying")
+    assert retried.attempts[0].submitting == T0, "the marker stays: the next try adopts or creates"
+    failed = record_failure(first, "UnknownModel", 404, "The PublisherModel x does not exist.", T0, 1)
+    assert failed.status.phase == "Failed" and condition(failed.status, "Failed") == ("True", "UnknownModel")
+    assert failed.status.attempts[0].submitting is None and failed.status.attempts[0].error.code == 404
+    assert failed.events[0].message == "The PublisherModel x does not exist."
+
+
+def test_spec_hash_covers_what_the_job_computes_only() -> None:
+    base = spec_hash(spec(), "demo-project", "us-central1")
+    assert spec_hash(spec(labels={"team": "ads"}, suspend=True), "demo-project", "us-central1") == base
+    assert spec_hash(spec(model="gemini-2.5-pro"), "demo-project", "us-central1") != base
+    assert spec_hash(spec(), "demo-project", "europe-west4") != base
+    assert len(base) == 16
+
+
+def test_label_values_are_sanitized() -> None:
+    assert label_value("My.Job_Name") == "my_job_name"
+    assert len(label_value("x" * 100)) == 63
