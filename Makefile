@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check operator tests benchmarks
-	$(BIN)/ruff format --check operator tests benchmarks
+	$(BIN)/ruff check operator tests benchmarks examples
+	$(BIN)/ruff format --check operator tests benchmarks examples
 	$(BIN)/lint-imports
 
 test: lint
