@@ -343,6 +343,15 @@ class JobRef(ApiModel):
     console_url: str | None = None
 
 
+class RowCounts(ApiModel):
+    """Rows of an attempt's output by outcome, read from the output itself."""
+
+    succeeded: int = 0
+    failed_transient: int = 0
+    failed_permanent: int = 0
+    incomplete: int = 0
+
+
 class Attempt(ApiModel):
     """One Vertex job. Written with `submitting` before the create call; frozen once terminal."""
 
@@ -355,9 +364,20 @@ class Attempt(ApiModel):
     input: list[str] = Field(default_factory=list)
     output_location: str | None = None
     completion_stats: CompletionStats | None = None
+    rows: RowCounts | None = None
     error: JobError | None = None
+    cancel_requested: bool | None = Field(default=None, description="The operator cancelled it (suspend).")
     start_time: datetime | None = None
     end_time: datetime | None = None
+
+
+class PreflightReport(ApiModel):
+    """What the input check saw: request count, and how many requests share a long prompt prefix."""
+
+    requests: int = 0
+    shared_prefix_requests: int = 0
+    files: int = 0
+    bytes: int = 0
 
 
 class Usage(ApiModel):
@@ -395,6 +415,7 @@ class BatchInferenceJobStatus(ApiModel):
     completion_stats: CompletionStats | None = None
     output_location: str | None = None
     usage: Usage | None = None
+    preflight: PreflightReport | None = None
     conditions: list[Condition] = Field(default_factory=list)
     message: str | None = None
     start_time: datetime | None = None

@@ -20,19 +20,29 @@ from typing import Any
 import kopf
 
 from . import api
+from . import usage as usage_report
+from .preflight import Preflight
 from .reconcile import (
     LABEL_UID,
+    CancelJob,
     Decision,
     Defaults,
     Event,
     ObservedJob,
     Resource,
+    RunPreflight,
+    ScanOutput,
+    SubmitJob,
     decide,
     record_failure,
+    record_no_output,
+    record_preflight,
     record_retry,
+    record_scan,
     record_submission,
 )
 from .settings import Settings
+from .storage import Storage, StorageError
 from .vertex import Vertex, VertexError
 
 GVR = (api.GROUP, api.VERSION, api.PLURAL)
@@ -64,6 +74,8 @@ class Backoff:
 class Runtime:
     settings: Settings
     vertex: Vertex
+    storage: Storage = field(default_factory=Storage)
+    prices: dict[str, usage_report.Price] = field(default_factory=lambda: dict(usage_report.DEFAULT_PRICES))
     observations: dict[str, ObservedJob] = field(default_factory=dict)
     tracked: dict[str, Tracked] = field(default_factory=dict)  # by resource uid
     # Read-your-writes: after a status write, the resourceVersion it was based on, and when. A timer run
@@ -135,6 +147,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.client_timeout = 330
     logging.getLogger("kopf.objects").addFilter(_QuietTimers())
     runtime = Runtime(SETTINGS, Vertex(SETTINGS))
+    if SETTINGS.prices_json:
+        runtime.prices.update(usage_report.parse_prices(SETTINGS.prices_json))
     runtime.poller = asyncio.create_task(poll_forever(runtime), name="vertex-poller")
     memo.runtime = runtime
 
@@ -203,46 +217,135 @@ def _post(body: kopf.Body, events: list[Event]) -> None:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])
 
 
+def merge_patch(old: Any, new: Any) -> Any:
+    """The JSON merge patch (RFC 7386) turning `old` into `new`: nested objects merge on the server, so
+    a key that disappears must be sent as null, or it survives and the status never matches."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return new
+    diff: dict[str, Any] = {}
+    for key in old.keys() - new.keys():
+        diff[key] = None
+    for key, value in new.items():
+        if key not in old:
+            diff[key] = value
+        elif old[key] != value:
+            diff[key] = merge_patch(old[key], value)
+    return diff
+
+
 def _write_status(patch: kopf.Patch, old: dict[str, Any], new: api.BatchInferenceJobStatus) -> bool:
-    wire = new.to_wire()
-    changed = False
-    for key in set(old) | set(wire):
-        if key == "kopf":
-            continue
-        if old.get(key) != wire.get(key):
-            patch.status[key] = wire.get(key)
-            changed = True
-    return changed
+    """Patch only what changed; False when nothing did (no write at all)."""
+    diff = merge_patch({k: v for k, v in old.items() if k != "kopf"}, new.to_wire())
+    for key, value in diff.items():
+        patch.status[key] = value
+    return bool(diff)
 
 
 async def _act(
     runtime: Runtime, decision: Decision, spec: api.BatchInferenceJobSpec, resource: Resource, defaults: Defaults
 ) -> Decision:
-    """Run the decision's actions (a submit) and fold their outcome back into a decision."""
-    for action in decision.actions:
-        if not runtime.may_try(resource.uid):
-            return Decision(decision.status)
+    """Run the decision's action and fold its outcome back into a new decision (at most a few rounds)."""
+    events: list[Event] = list(decision.events)
+    for _ in range(4):
+        if not decision.actions:
+            break
+        action = decision.actions[0]
+        if not isinstance(action, CancelJob) and not runtime.may_try(resource.uid):
+            return Decision(decision.status, events=events)
         try:
-            job, how = await runtime.vertex.submit(action)
-        except VertexError as error:
-            if error.retryable:
-                delay = runtime.delay_for(resource.uid)
-                message = f"{error.message}; retrying in {delay:.0f}s"
-                status = record_retry(decision.status, message, now(), resource.generation)
-                return Decision(status, events=[Event("Warning", "RetryingSubmit", message)])
-            reason = "UnknownModel" if error.code == 404 else "InvalidArgument" if error.code == 400 else "SubmitFailed"
-            return record_failure(decision.status, reason, error.code or 0, error.message, now(), resource.generation)
+            status, observed, extra = await _perform(runtime, action, decision.status, spec)
+        except (VertexError, StorageError) as error:
+            status, actions, more = _after_error(runtime, error, decision.status, resource, action)
+            return Decision(status, actions, events + more)
         runtime.backoff.pop(resource.uid, None)
+        events += extra
+        if isinstance(action, CancelJob):
+            return Decision(decision.status, events=events)
+        decision = decide(spec, status, observed, resource, defaults, now())
+        events += decision.events
+    return Decision(decision.status, decision.actions, events)
+
+
+def _after_error(
+    runtime: Runtime,
+    error: VertexError | StorageError,
+    status: api.BatchInferenceJobStatus,
+    resource: Resource,
+    action: object,
+) -> tuple[api.BatchInferenceJobStatus, list, list[Event]]:
+    if error.retryable:
+        delay = runtime.delay_for(resource.uid)
+        message = f"{error.message}; retrying in {delay:.0f}s"
+        reason = "RetryingSubmit" if isinstance(action, SubmitJob) else "Retrying"
+        return record_retry(status, message, now(), resource.generation), [], [Event("Warning", reason, message)]
+    if isinstance(error, _InputRejected):
+        reason, code = "InvalidInput", 3
+    elif isinstance(error, StorageError):
+        reason, code = "InputNotFound", 5
+    else:
+        code = error.code or 0
+        reason = "UnknownModel" if code == 404 else "InvalidArgument" if code == 400 else "SubmitFailed"
+    failed = record_failure(status, reason, code, error.message, now(), resource.generation)
+    return failed.status, [], failed.events
+
+
+async def _perform(
+    runtime: Runtime, action: object, status: api.BatchInferenceJobStatus, spec: api.BatchInferenceJobSpec
+) -> tuple[api.BatchInferenceJobStatus, ObservedJob | None, list[Event]]:
+    """One action against the outside world; returns the status to decide from next."""
+    if isinstance(action, SubmitJob):
+        job, how = await runtime.vertex.submit(action)
         runtime.observations[job.name] = job
-        status = record_submission(decision.status, action.attempt, job, adopted=how != "created")
-        follow = decide(spec, status, job, resource, defaults, now())
-        events = list(decision.events)
+        events = []
         if how != "created":
             events.append(
                 Event("Normal", "Adopted", f"adopted the existing Vertex job {job.name} instead of creating another")
             )
-        return Decision(follow.status, follow.actions, events + follow.events)
-    return decision
+        return record_submission(status, action.attempt, job, adopted=how != "created"), job, events
+    if isinstance(action, RunPreflight):
+        check = await asyncio.to_thread(_preflight, runtime.storage, action.uris)
+        if check.failed:
+            raise _InputRejected(check.summary())
+        report = check.report()
+        message = (
+            f"input checked: {report.requests} requests in {report.files} file(s), "
+            f"{report.shared_prefix_requests} sharing a long prompt prefix"
+        )
+        return record_preflight(status, report), None, [Event("Normal", "PreflightPassed", message)]
+    if isinstance(action, ScanOutput):
+        path = f"{action.output_location}/predictions.jsonl"
+        try:
+            found, rows = await asyncio.to_thread(lambda: usage_report.scan(runtime.storage.lines(path)))
+        except StorageError as error:
+            if error.retryable:
+                raise
+            # The job stopped before writing anything (its input was rejected, say): nothing to resume from.
+            return record_no_output(status, action.attempt), None, []
+        found.estimated_cost_usd = usage_report.estimate_cost(found, spec.model, runtime.prices)
+        return record_scan(status, action.attempt, found, rows), None, []
+    if isinstance(action, CancelJob):
+        try:
+            await runtime.vertex.cancel(action.project, action.location, action.job_name)
+        except VertexError as error:
+            if error.status != "FAILED_PRECONDITION":  # it had finished already
+                raise
+        return status, None, [Event("Normal", "Cancelling", f"cancelling Vertex job {action.job_name}")]
+    raise TypeError(f"unknown action {action!r}")
+
+
+class _InputRejected(StorageError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
+def _preflight(storage: Storage, uris: tuple[str, ...]) -> Preflight:
+    check = Preflight()
+    for uri in uris:
+        for path, size in storage.objects(uri):
+            check.check_file(path, size, storage.lines(path))
+            if check.failed:
+                return check
+    return check
 
 
 @kopf.timer(*GVR, interval=SETTINGS.reconcile_interval, initial_delay=0)

@@ -30,6 +30,9 @@ from .api import (
     Condition,
     JobError,
     JobRef,
+    PreflightReport,
+    RowCounts,
+    Usage,
 )
 
 MANAGED_BY = "batch-inference-operator"
@@ -49,6 +52,11 @@ VERTEX_TERMINAL = frozenset(
         "JOB_STATE_PARTIALLY_SUCCEEDED",
     }
 )
+# Job error codes that no resume can fix: the input was rejected (3), a bucket does not exist (9).
+TERMINAL_JOB_CODES = frozenset({3, 9})
+# Implicit caching is "ineffective" when many requests share a long prefix but few tokens hit the cache.
+CACHE_SHARED_SHARE = 0.2
+CACHE_LOW_RATIO = 0.05
 # States of a job worth adopting for a re-created resource: it ran or is running, so paying again is waste.
 ADOPTABLE_STATES = frozenset(
     {
@@ -121,6 +129,32 @@ class SubmitJob:
 
 
 @dataclass(frozen=True)
+class RunPreflight:
+    """Stream the input files and check them against Vertex's import rules."""
+
+    uris: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ScanOutput:
+    """Stream a finished attempt's output: token usage and which rows failed how."""
+
+    attempt: int
+    output_location: str
+
+
+@dataclass(frozen=True)
+class CancelJob:
+    attempt: int
+    project: str
+    location: str
+    job_name: str
+
+
+Action = SubmitJob | RunPreflight | ScanOutput | CancelJob
+
+
+@dataclass(frozen=True)
 class Event:
     type: Literal["Normal", "Warning"]
     reason: str
@@ -130,7 +164,7 @@ class Event:
 @dataclass
 class Decision:
     status: BatchInferenceJobStatus
-    actions: list[SubmitJob] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
 
 
@@ -226,13 +260,6 @@ _PHASE_OF_STATE = {
 }
 
 
-def _phase_for(job: ObservedJob) -> str:
-    phase = _PHASE_OF_STATE.get(job.state, "Running")
-    if phase == "Succeeded" and job.stats and job.stats.failed:
-        return "PartiallySucceeded"
-    return phase
-
-
 def _summary(job: ObservedJob) -> str:
     stats = job.stats
     counts = f" ({stats.successful} succeeded, {stats.failed} failed, {stats.incomplete} incomplete)" if stats else ""
@@ -261,6 +288,12 @@ def _fail(
     return Decision(status, events=[Event("Warning", reason, message)])
 
 
+def _phase_event(previous: str | None, status: BatchInferenceJobStatus, events: list[Event]) -> None:
+    if status.phase != previous and status.phase not in ("Pending",):
+        kind: Literal["Normal", "Warning"] = "Warning" if status.phase in ("Failed", "Cancelled") else "Normal"
+        events.append(Event(kind, status.phase or "", status.message or ""))
+
+
 def decide(
     spec: BatchInferenceJobSpec,
     status: BatchInferenceJobStatus,
@@ -269,7 +302,11 @@ def decide(
     defaults: Defaults,
     now: datetime.datetime,
 ) -> Decision:
-    """What to do next and what the status should say. Pure: same inputs, same answer."""
+    """What to do next and what the status should say. Pure: same inputs, same answer.
+
+    The path of a resource: preflight -> submitting marker -> submit -> follow the job -> read its output
+    -> settle: resume (a new attempt fed the output), hold (suspended), or finish.
+    """
     status = status.model_copy(deep=True)
     generation = resource.generation
     status.observed_generation = generation
@@ -288,30 +325,59 @@ def decide(
             generation,
         )
     status.project, status.location = project, location
-    events: list[Event] = []
 
     if not status.attempts:
-        if spec.suspend:
-            return _suspended(status, now, generation)
-        status.phase = "Pending"
-        status.start_time = status.start_time or now
-        status.attempts = [Attempt(attempt=1, submitting=now, input=spec.input.uris())]
-        status.attempt = 1
-        status.message = "submitting the Vertex batch prediction job"
-        set_condition(status, "Submitted", False, "Submitting", status.message, now, generation)
-        set_condition(status, "Suspended", False, "NotSuspended", "", now, generation)
-        set_condition(status, "Ready", False, "Pending", status.message, now, generation)
-        return Decision(
-            status, events=[Event("Normal", "Accepted", f"submitting to Vertex AI in {project}/{location}")]
-        )
+        return _before_first_attempt(spec, status, now, generation)
 
     current = status.attempts[-1]
     if current.job_name is None:
+        if spec.suspend and current.attempt > 1:
+            return _hold(status, now, generation)
         return Decision(status, actions=[_submit_action(spec, status, resource, current)])
+
+    if current.state in VERTEX_TERMINAL:
+        if current.rows is None and _has_readable_output(current):
+            return Decision(status, actions=[ScanOutput(current.attempt, current.output_location or "")])
+        return _settle(spec, status, current, now, generation)
+
+    if spec.suspend and not current.cancel_requested:
+        current.cancel_requested = True
+        previous = status.phase
+        status.phase = "Suspended"
+        status.message = f"suspending: cancelling Vertex job {current.job_name}; unfinished requests resume later"
+        set_condition(status, "Suspended", True, "Suspended", status.message, now, generation)
+        set_condition(status, "Ready", False, "Suspended", status.message, now, generation)
+        events: list[Event] = []
+        _phase_event(previous, status, events)
+        return Decision(
+            status, actions=[CancelJob(current.attempt, project, location, current.job_name)], events=events
+        )
 
     if observed is None or observed.name != current.job_name:
         return Decision(status)
-    return _follow(status, current, observed, now, generation, events)
+    return _follow(spec, status, current, observed, now, generation)
+
+
+def _before_first_attempt(
+    spec: BatchInferenceJobSpec, status: BatchInferenceJobStatus, now: datetime.datetime, generation: int
+) -> Decision:
+    if spec.suspend:
+        return _suspended(status, now, generation)
+    status.start_time = status.start_time or now
+    status.phase = "Pending"
+    if spec.preflight == "Enabled" and spec.input.gcs is not None and status.preflight is None:
+        status.message = "checking the input against Vertex's import rules"
+        set_condition(status, "Ready", False, "Preflight", status.message, now, generation)
+        return Decision(status, actions=[RunPreflight(tuple(spec.input.gcs.uris))])
+    status.attempts = [Attempt(attempt=1, submitting=now, input=spec.input.uris())]
+    status.attempt = 1
+    status.message = "submitting the Vertex batch prediction job"
+    set_condition(status, "Submitted", False, "Submitting", status.message, now, generation)
+    set_condition(status, "Suspended", False, "NotSuspended", "", now, generation)
+    set_condition(status, "Ready", False, "Pending", status.message, now, generation)
+    return Decision(
+        status, events=[Event("Normal", "Accepted", f"submitting to Vertex AI in {status.project}/{status.location}")]
+    )
 
 
 def _suspended(status: BatchInferenceJobStatus, now: datetime.datetime, generation: int) -> Decision:
@@ -322,6 +388,18 @@ def _suspended(status: BatchInferenceJobStatus, now: datetime.datetime, generati
     set_condition(status, "Suspended", True, "Suspended", message, now, generation)
     set_condition(status, "Ready", False, "Suspended", message, now, generation)
     return Decision(status, events=[Event("Normal", "Suspended", message)] if changed else [])
+
+
+def _hold(status: BatchInferenceJobStatus, now: datetime.datetime, generation: int) -> Decision:
+    """Suspended between attempts: the unfinished requests wait until spec.suspend is false."""
+    previous = status.phase
+    status.phase = "Suspended"
+    status.message = "suspended: set spec.suspend to false to resume the unfinished requests"
+    set_condition(status, "Suspended", True, "Suspended", status.message, now, generation)
+    set_condition(status, "Ready", False, "Suspended", status.message, now, generation)
+    events: list[Event] = []
+    _phase_event(previous, status, events)
+    return Decision(status, events=events)
 
 
 def _submit_action(
@@ -374,15 +452,21 @@ def _condition_true(status: BatchInferenceJobStatus, type_: str) -> bool:
     return any(c.type == type_ and c.status == "True" for c in status.conditions)
 
 
+def _has_readable_output(attempt: Attempt) -> bool:
+    return bool(attempt.output_location and attempt.output_location.startswith("gs://") and attempt.start_time)
+
+
 def _follow(
+    spec: BatchInferenceJobSpec,
     status: BatchInferenceJobStatus,
     current: Attempt,
     job: ObservedJob,
     now: datetime.datetime,
     generation: int,
-    events: list[Event],
 ) -> Decision:
-    previous_phase = status.phase
+    """Mirror the observed job into status; a finished one is read, then settled."""
+    events: list[Event] = []
+    previous = status.phase
     if not _condition_true(status, "Submitted"):
         events.append(Event("Normal", "Submitted", f"Vertex batch prediction job {job.name}"))
     status.job = JobRef(
@@ -403,33 +487,204 @@ def _follow(
     current.start_time = job.start_time
     current.end_time = job.end_time
     current.error = job.error
-    phase = _phase_for(job)
-    status.phase = phase  # type: ignore[assignment]
-    status.message = _summary(job)
     set_condition(status, "Submitted", True, "Submitted", f"Vertex job {job.name}", now, generation)
+    if not job.terminal:
+        status.phase = "Suspended" if current.cancel_requested else _PHASE_OF_STATE.get(job.state, "Running")  # type: ignore[assignment]
+        status.message = _summary(job)
+        set_condition(status, "Ready", False, status.phase or "", status.message, now, generation)
+        _phase_event(previous, status, events)
+        return Decision(status, events=events)
+    if current.rows is None and _has_readable_output(current):
+        status.message = f"{_summary(job)}; reading its output"
+        return Decision(status, actions=[ScanOutput(current.attempt, current.output_location or "")], events=events)
+    settled = _settle(spec, status, current, now, generation)
+    return Decision(settled.status, settled.actions, events + settled.events)
+
+
+def _resumable(attempt: Attempt, retry: str) -> bool:
+    state = attempt.state
+    if state == "JOB_STATE_FAILED":
+        return not (attempt.error and attempt.error.code in TERMINAL_JOB_CODES)
+    if state in ("JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED", "JOB_STATE_PARTIALLY_SUCCEEDED"):
+        return True
+    if state == "JOB_STATE_SUCCEEDED":
+        rows = attempt.rows
+        if rows is not None:
+            return bool(
+                rows.incomplete
+                or (retry == "All" and rows.failed_transient + rows.failed_permanent)
+                or (retry == "Transient" and rows.failed_transient)
+            )
+        stats = attempt.completion_stats
+        return bool(stats and (stats.incomplete or (retry == "All" and stats.failed)))
+    return False
+
+
+def _unfinished(attempt: Attempt) -> int:
+    if attempt.rows is not None:
+        return attempt.rows.failed_transient + attempt.rows.failed_permanent + attempt.rows.incomplete
+    stats = attempt.completion_stats
+    return (stats.failed + stats.incomplete) if stats else 0
+
+
+def _settle(
+    spec: BatchInferenceJobSpec,
+    status: BatchInferenceJobStatus,
+    current: Attempt,
+    now: datetime.datetime,
+    generation: int,
+) -> Decision:
+    """A finished attempt: resume it, hold it (suspended), or finish the resource."""
+    previous = status.phase
+    events: list[Event] = []
+    if current.cancel_requested and current.state == "JOB_STATE_CANCELLED":
+        if spec.suspend:
+            return _hold(status, now, generation)
+        return _next_attempt(spec, status, current, now, generation, previous)
+    used = sum(1 for attempt in status.attempts if not attempt.cancel_requested)
+    if _resumable(current, spec.resume.retry_failed_requests) and used < spec.resume.max_attempts:
+        if spec.suspend:
+            return _hold(status, now, generation)
+        resume_at = (current.end_time or now) + datetime.timedelta(seconds=spec.resume.backoff_seconds)
+        if now < resume_at:
+            status.phase = "Resuming"
+            status.message = (
+                (
+                    f"attempt {current.attempt} ended {current.state.removeprefix('JOB_STATE_').lower()}"
+                    f" with {_unfinished(current)} unfinished requests; attempt {current.attempt + 1} "
+                    f"starts at {resume_at.strftime('%H:%M:%SZ')}"
+                )
+                if current.state
+                else status.message
+            )
+            set_condition(status, "Ready", False, "Resuming", status.message or "", now, generation)
+            _phase_event(previous, status, events)
+            return Decision(status, events=events)
+        return _next_attempt(spec, status, current, now, generation, previous)
+    return _finish(status, current, now, generation, previous)
+
+
+def _next_attempt(
+    spec: BatchInferenceJobSpec,
+    status: BatchInferenceJobStatus,
+    current: Attempt,
+    now: datetime.datetime,
+    generation: int,
+    previous: str | None,
+) -> Decision:
+    """A new Vertex job fed the previous output (Vertex re-runs only unfinished rows and carries the rest);
+    the original input when the previous job never ran."""
+    output = current.output_location
+    if current.start_time and output:
+        source = [f"{output}/predictions.jsonl"] if output.startswith("gs://") else [output]
+    else:
+        source = spec.input.uris()
+    number = current.attempt + 1
+    status.attempts.append(Attempt(attempt=number, submitting=now, input=source))
+    status.attempt = number
+    status.phase = "Resuming"
+    status.message = (
+        f"attempt {number} of {spec.resume.max_attempts}: resuming "
+        f"{_unfinished(current) or 'the'} unfinished requests from {source[0]}"
+    )
+    set_condition(status, "Suspended", False, "NotSuspended", "", now, generation)
+    set_condition(status, "Ready", False, "Resuming", status.message, now, generation)
+    return Decision(status, events=[Event("Normal", "Resuming", status.message)])
+
+
+def _finish(
+    status: BatchInferenceJobStatus, current: Attempt, now: datetime.datetime, generation: int, previous: str | None
+) -> Decision:
+    state = current.state or ""
+    remaining = _unfinished(current)
+    if state == "JOB_STATE_SUCCEEDED":
+        phase = "PartiallySucceeded" if remaining else "Succeeded"
+    elif state == "JOB_STATE_PARTIALLY_SUCCEEDED":
+        phase = "PartiallySucceeded"
+    elif state == "JOB_STATE_CANCELLED":
+        phase = "Cancelled"
+    else:
+        phase = "Failed"
+    status.phase = phase  # type: ignore[assignment]
+    job = ObservedJob(name=current.job_name or "", state=state, error=current.error, stats=current.completion_stats)
+    status.message = _summary(job)
+    if current.attempt > 1:
+        status.message += f" after {current.attempt} attempts"
+    if remaining and phase == "PartiallySucceeded":
+        status.message += f"; {remaining} requests did not succeed"
+    status.completion_time = status.completion_time or current.end_time or now
+    events: list[Event] = []
     if phase in ("Succeeded", "PartiallySucceeded"):
-        status.completion_time = status.completion_time or job.end_time or now
         set_condition(status, "Complete", True, phase, status.message, now, generation)
         set_condition(status, "Failed", False, phase, "", now, generation)
         set_condition(status, "Ready", True, phase, status.message, now, generation)
-    elif phase in ("Failed", "Cancelled"):
-        reason = {"JOB_STATE_EXPIRED": "Expired", "JOB_STATE_CANCELLED": "Cancelled"}.get(job.state, "VertexJobFailed")
-        status.completion_time = status.completion_time or job.end_time or now
+    else:
+        code = current.error.code if current.error else None
+        reason = {"JOB_STATE_EXPIRED": "Expired", "JOB_STATE_CANCELLED": "Cancelled"}.get(
+            state, "InvalidInput" if code == 3 else "VertexJobFailed"
+        )
         set_condition(status, "Failed", True, reason, status.message, now, generation)
         set_condition(status, "Complete", False, reason, status.message, now, generation)
         set_condition(status, "Ready", False, reason, status.message, now, generation)
-    else:
-        set_condition(status, "Ready", False, phase, status.message, now, generation)
-    if phase != previous_phase and phase != "Pending":
-        kind: Literal["Normal", "Warning"] = "Warning" if phase in ("Failed", "Cancelled") else "Normal"
-        events.append(Event(kind, phase, status.message))
+    _phase_event(previous, status, events)
+    events += _cache_check(status)
     return Decision(status, events=events)
+
+
+def _cache_check(status: BatchInferenceJobStatus) -> list[Event]:
+    """Warn when many requests shared a long prefix but the job's cache hit ratio stayed low."""
+    report, usage = status.preflight, status.usage
+    if not report or not usage or not report.requests or not usage.prompt_tokens:
+        return []
+    shared = report.shared_prefix_requests / report.requests
+    if shared < CACHE_SHARED_SHARE or usage.cache_hit_ratio >= CACHE_LOW_RATIO:
+        return []
+    return [
+        Event(
+            "Warning",
+            "ImplicitCachingIneffective",
+            f"{report.shared_prefix_requests} of {report.requests} requests share a prompt prefix of at least "
+            f"2,048 tokens, so implicit caching should have served part of their prompts, but the cache hit "
+            f"ratio was {usage.cache_hit_ratio:.1%}. Put the shared part first in every request and keep "
+            "the model and project the same.",
+        )
+    ]
+
+
+def record_preflight(status: BatchInferenceJobStatus, report: PreflightReport) -> BatchInferenceJobStatus:
+    status = status.model_copy(deep=True)
+    status.preflight = report
+    return status
+
+
+def record_scan(
+    status: BatchInferenceJobStatus, attempt: int, usage: Usage, rows: RowCounts
+) -> BatchInferenceJobStatus:
+    """A finished attempt's output was read: its row outcomes, and usage (its output holds every row)."""
+    status = status.model_copy(deep=True)
+    for entry in status.attempts:
+        if entry.attempt == attempt:
+            entry.rows = rows
+    status.usage = usage
+    return status
+
+
+def record_no_output(status: BatchInferenceJobStatus, attempt: int) -> BatchInferenceJobStatus:
+    """A finished attempt left no output file: no rows to count, and a resume starts from the input."""
+    status = status.model_copy(deep=True)
+    for entry in status.attempts:
+        if entry.attempt == attempt:
+            entry.rows = RowCounts()
+            entry.output_location = None
+    if len(status.attempts) == 1 or status.output_location == f"{status.attempts[-1].output_location}":
+        status.output_location = None
+    return status
 
 
 def record_retry(
     status: BatchInferenceJobStatus, message: str, now: datetime.datetime, generation: int
 ) -> BatchInferenceJobStatus:
-    """A recoverable Vertex error: say so in status; the handler retries after a backoff."""
+    """A recoverable error: say so in status; the handler retries after a backoff."""
     status = status.model_copy(deep=True)
     status.message = message
     set_condition(status, "Ready", False, "Retrying", message, now, generation)
@@ -439,7 +694,7 @@ def record_retry(
 def record_failure(
     status: BatchInferenceJobStatus, reason: str, code: int, message: str, now: datetime.datetime, generation: int
 ) -> Decision:
-    """A terminal error (the spec must change): Failed, with Vertex's message, never retried."""
+    """A terminal error (the spec or input must change): Failed, with the cause, never retried."""
     status = status.model_copy(deep=True)
     if status.attempts and status.attempts[-1].job_name is None:
         status.attempts[-1].submitting = None

@@ -48,6 +48,11 @@ def events_for(stack: Any, name: str) -> list[tuple[str, str]]:
     return [(e["type"], e["reason"]) for e in events if e["involvedObject"]["name"] == name]
 
 
+async def has_event(stack: Any, name: str, event: tuple[str, str]) -> None:
+    """Events are posted after the status write that caused them: wait for one, boundedly."""
+    await eventually(lambda: event in events_for(stack, name), timeout=10, message=f"{event} for {name}")
+
+
 async def kubectl(stack: Any, *args: str) -> tuple[int, str, str]:
     path = os.pathsep.join([str(pathlib.Path(sys.executable).parent), os.environ.get("PATH", "")])
     process = await asyncio.create_subprocess_exec(
@@ -91,8 +96,9 @@ async def test_the_gcs_example_runs_to_success_with_kubectl(stack: Any, gcs: Any
     header, row = table.splitlines()[:2]
     assert header.split()[:6] == ["NAME", "PHASE", "MODEL", "SUCCEEDED", "FAILED", "ATTEMPTS"]
     assert row.split()[:6] == ["reviews-sentiment", "Succeeded", "gemini-2.5-flash", "25", "0", "1"]
+    await has_event(stack, "reviews-sentiment", ("Normal", "Succeeded"))
     reasons = [reason for _, reason in events_for(stack, "reviews-sentiment")]
-    assert reasons[:1] == ["Accepted"] and "Submitted" in reasons and reasons[-1] == "Succeeded"
+    assert reasons[:2] == ["PreflightPassed", "Accepted"] and "Submitted" in reasons and reasons[-1] == "Succeeded"
 
 
 async def test_a_crash_between_create_and_status_write_costs_no_second_job(stack: Any, bucket: Any) -> None:
@@ -115,7 +121,7 @@ async def test_a_crash_between_create_and_status_write_costs_no_second_job(stack
     jobs = jobs_of(await control(stack, "GET", "/emulator/v1/jobs"), uid)
     assert len(jobs) == 1, f"exactly one Vertex job for the resource, found {len(jobs)}"
     assert stack.engine.stats["create", 200] == 1
-    assert ("Normal", "Adopted") in events_for(stack, "crashy")
+    await has_event(stack, "crashy", ("Normal", "Adopted"))
 
 
 async def test_unknown_model_fails_once_with_the_model_named(stack: Any, bucket: Any) -> None:
@@ -130,7 +136,7 @@ async def test_unknown_model_fails_once_with_the_model_named(stack: Any, bucket:
     assert (failed["status"], failed["reason"]) == ("True", "UnknownModel")
     await asyncio.sleep(1.0)  # several reconcile intervals: a terminal failure must not be retried
     assert stack.engine.stats["create", 404] == 1 and stack.engine.stats["create", 200] == 0
-    assert ("Warning", "UnknownModel") in events_for(stack, "nomodel")
+    await has_event(stack, "nomodel", ("Warning", "UnknownModel"))
 
 
 async def test_throttled_create_is_retried_with_backoff_and_warnings(stack: Any, bucket: Any) -> None:
@@ -140,8 +146,11 @@ async def test_throttled_create_is_retried_with_backoff_and_warnings(stack: Any,
     done = await phase_of(stack, "throttled")
     assert done["status"]["phase"] == "Succeeded"
     assert stack.engine.stats["create", 429] == 3 and stack.engine.stats["create", 200] == 1
-    warnings = [r for t, r in events_for(stack, "throttled") if t == "Warning"]
-    assert warnings == ["RetryingSubmit"] * 3
+    await eventually(
+        lambda: [r for t, r in events_for(stack, "throttled") if t == "Warning"] == ["RetryingSubmit"] * 3,
+        timeout=10,
+        message="three RetryingSubmit warnings",
+    )
 
 
 async def test_a_job_vertex_fails_reads_as_failed(stack: Any, bucket: Any) -> None:

@@ -15,14 +15,19 @@ from batch_inference_operator.reconcile import (
     LABEL_NAMESPACE,
     LABEL_SPEC_HASH,
     LABEL_UID,
+    CancelJob,
     Defaults,
     ObservedJob,
     Resource,
+    RunPreflight,
+    ScanOutput,
     SubmitJob,
     decide,
     label_value,
     record_failure,
+    record_preflight,
     record_retry,
+    record_scan,
     record_submission,
     spec_hash,
 )
@@ -41,6 +46,7 @@ def spec(**changes: Any) -> api.BatchInferenceJobSpec:
         "input": {"gcs": {"uris": ["gs://in-bucket/requests.jsonl"]}},
         "output": {"gcs": {"uriPrefix": "gs://out-bucket/results/"}},
         "labels": {"team": "search"},
+        "preflight": "Disabled",
     }
     return api.parse_spec({**base, **changes})
 
@@ -152,7 +158,7 @@ def test_following_the_job_through_its_states() -> None:
 
     stats = api.CompletionStats(successful=10, failed=0, incomplete=0)
     end = T0 + datetime.timedelta(minutes=5)
-    done = decide(
+    finished = decide(
         spec(),
         running.status,
         observed(
@@ -166,6 +172,13 @@ def test_following_the_job_through_its_states() -> None:
         DEFAULTS,
         end,
     )
+    [scan] = finished.actions
+    assert isinstance(scan, ScanOutput) and scan.output_location == "gs://out-bucket/results/prediction-model-x"
+    assert finished.status.phase == "Running", "the phase waits until the output has been read"
+    scanned = record_scan(
+        finished.status, 1, api.Usage(requests=10, succeeded=10, prompt_tokens=100), api.RowCounts(succeeded=10)
+    )
+    done = decide(spec(), scanned, None, RESOURCE, DEFAULTS, end)
     s = done.status
     assert s.phase == "Succeeded" and s.completion_time == end
     assert s.output_location == "gs://out-bucket/results/prediction-model-x" and s.completion_stats == stats
@@ -173,6 +186,7 @@ def test_following_the_job_through_its_states() -> None:
     assert condition(s, "Failed") == ("False", "Succeeded")
     assert s.attempts[0].state == "JOB_STATE_SUCCEEDED" and s.attempts[0].output_location == s.output_location
     assert [(e.type, e.reason) for e in done.events] == [("Normal", "Succeeded")]
+    assert s.usage.prompt_tokens == 100 and s.attempts[0].rows == api.RowCounts(succeeded=10)
 
     after = decide(spec(), s, observed("JOB_STATE_FAILED"), RESOURCE, DEFAULTS, end)
     assert after.status == s.model_copy(update={"observed_generation": 1}), "a finished resource is final"
@@ -192,7 +206,8 @@ def test_outcomes_read_as_they_are(
     state: str, stats: api.CompletionStats | None, phase: str, failed_reason: str | None
 ) -> None:
     error = api.JobError(code=13, message="System error") if state == "JOB_STATE_FAILED" else None
-    decision = decide(spec(), submitted(), observed(state, stats=stats, error=error), RESOURCE, DEFAULTS, T0)
+    once = spec(resume={"maxAttempts": 1})
+    decision = decide(once, submitted(once), observed(state, stats=stats, error=error), RESOURCE, DEFAULTS, T0)
     assert decision.status.phase == phase
     if failed_reason:
         assert condition(decision.status, "Failed") == ("True", failed_reason)
@@ -242,3 +257,151 @@ def test_spec_hash_covers_what_the_job_computes_only() -> None:
 def test_label_values_are_sanitized() -> None:
     assert label_value("My.Job_Name") == "my_job_name"
     assert len(label_value("x" * 100)) == 63
+
+
+def finished_attempt(
+    state: str,
+    rows: api.RowCounts | None,
+    *,
+    code: int | None = None,
+    started: bool = True,
+    resume: dict | None = None,
+    **changes: Any,
+) -> tuple[api.BatchInferenceJobSpec, api.BatchInferenceJobStatus]:
+    """A status whose first attempt ended in `state` and whose output has been read."""
+    s = spec(resume=resume or {"maxAttempts": 3, "backoffSeconds": 60}, **changes)
+    status = submitted(s)
+    end = T0 + datetime.timedelta(minutes=10)
+    job = observed(
+        state,
+        start_time=T0 if started else None,
+        end_time=end,
+        error=api.JobError(code=code, message="boom") if code else None,
+        output_location="gs://out-bucket/results/prediction-model-1" if started else None,
+        stats=api.CompletionStats(successful=rows.succeeded if rows else 0),
+    )
+    status = decide(s, status, job, RESOURCE, DEFAULTS, end).status
+    if rows is not None:
+        status = record_scan(status, 1, api.Usage(requests=1), rows)
+    return s, status
+
+
+AFTER_BACKOFF = T0 + datetime.timedelta(minutes=12)
+
+
+def test_preflight_runs_before_the_first_attempt() -> None:
+    s = spec(preflight="Enabled")
+    first = decide(s, empty(), None, RESOURCE, DEFAULTS, T0)
+    assert first.actions == [RunPreflight(("gs://in-bucket/requests.jsonl",))] and first.status.attempts == []
+    checked = record_preflight(first.status, api.PreflightReport(requests=10))
+    after = decide(s, checked, None, RESOURCE, DEFAULTS, T0)
+    assert after.actions == [] and after.status.attempts[0].submitting == T0
+    bq = spec(preflight="Enabled", input={"bigquery": {"table": "bq://demo-project.ds.t"}})
+    assert decide(bq, empty(), None, RESOURCE, DEFAULTS, T0).status.attempts, "no preflight for BigQuery input"
+
+
+def test_a_failed_attempt_is_resumed_from_its_output_after_the_backoff() -> None:
+    s, status = finished_attempt("JOB_STATE_FAILED", api.RowCounts(succeeded=6, incomplete=4), code=13)
+    waiting = decide(s, status, None, RESOURCE, DEFAULTS, T0 + datetime.timedelta(minutes=10, seconds=30))
+    assert waiting.status.phase == "Resuming" and waiting.actions == [] and len(waiting.status.attempts) == 1
+    assert "4 unfinished requests" in waiting.status.message
+    resumed = decide(s, waiting.status, None, RESOURCE, DEFAULTS, AFTER_BACKOFF)
+    assert [a.attempt for a in resumed.status.attempts] == [1, 2] and resumed.status.attempt == 2
+    second = resumed.status.attempts[1]
+    assert second.input == ["gs://out-bucket/results/prediction-model-1/predictions.jsonl"] and second.submitting
+    assert resumed.status.attempts[0].state == "JOB_STATE_FAILED", "the first attempt is kept as it ended"
+    assert [e.reason for e in resumed.events] == ["Resuming"]
+    [submit] = decide(s, resumed.status, None, RESOURCE, DEFAULTS, AFTER_BACKOFF).actions
+    assert isinstance(submit, SubmitJob) and submit.attempt == 2 and submit.adopt_labels is None
+    assert submit.labels["bij-attempt"] == "2" and submit.input_uris == tuple(second.input)
+
+
+def test_an_attempt_that_never_ran_resubmits_the_original_input() -> None:
+    s, status = finished_attempt("JOB_STATE_EXPIRED", None, started=False)
+    resumed = decide(s, status, None, RESOURCE, DEFAULTS, AFTER_BACKOFF)
+    assert resumed.status.attempts[1].input == ["gs://in-bucket/requests.jsonl"]
+
+
+def test_rejected_input_is_never_resumed() -> None:
+    s, status = finished_attempt("JOB_STATE_FAILED", None, code=3, started=False)
+    done = decide(s, status, None, RESOURCE, DEFAULTS, AFTER_BACKOFF)
+    assert done.status.phase == "Failed" and len(done.status.attempts) == 1
+    assert condition(done.status, "Failed") == ("True", "InvalidInput")
+
+
+@pytest.mark.parametrize(
+    ("retry", "rows", "resumes"),
+    [
+        ("Transient", api.RowCounts(succeeded=8, failed_transient=1, failed_permanent=1), True),
+        ("Transient", api.RowCounts(succeeded=8, failed_permanent=2), False),
+        ("All", api.RowCounts(succeeded=8, failed_permanent=2), True),
+        ("Never", api.RowCounts(succeeded=8, failed_transient=2), False),
+        ("Never", api.RowCounts(succeeded=8, incomplete=2), True),
+        ("Transient", api.RowCounts(succeeded=10), False),
+    ],
+)
+def test_failed_rows_of_a_succeeded_job_follow_retry_failed_requests(
+    retry: str, rows: api.RowCounts, resumes: bool
+) -> None:
+    s, status = finished_attempt(
+        "JOB_STATE_SUCCEEDED", rows, resume={"retryFailedRequests": retry, "backoffSeconds": 0}
+    )
+    after = decide(s, status, None, RESOURCE, DEFAULTS, AFTER_BACKOFF).status
+    assert (len(after.attempts) == 2) == resumes
+    if not resumes:
+        expected = "PartiallySucceeded" if rows.failed_permanent + rows.failed_transient else "Succeeded"
+        assert after.phase == expected
+
+
+def test_attempts_are_bounded_and_the_last_outcome_decides_the_phase() -> None:
+    s, status = finished_attempt(
+        "JOB_STATE_SUCCEEDED", api.RowCounts(succeeded=8, failed_transient=2), resume={"maxAttempts": 1}
+    )
+    done = decide(s, status, None, RESOURCE, DEFAULTS, AFTER_BACKOFF)
+    assert done.status.phase == "PartiallySucceeded" and len(done.status.attempts) == 1
+    assert condition(done.status, "Complete") == ("True", "PartiallySucceeded")
+    assert "2 requests did not succeed" in done.status.message
+
+
+def test_suspending_a_running_job_cancels_it_and_unsuspending_resumes() -> None:
+    s = spec(suspend=True)
+    running = decide(spec(), submitted(), observed("JOB_STATE_RUNNING", start_time=T0), RESOURCE, DEFAULTS, T0).status
+    suspending = decide(s, running, None, RESOURCE, DEFAULTS, T0)
+    assert suspending.actions == [CancelJob(1, "demo-project", "us-central1", JOB)]
+    assert suspending.status.phase == "Suspended" and suspending.status.attempts[0].cancel_requested
+    again = decide(s, suspending.status, observed("JOB_STATE_CANCELLING", start_time=T0), RESOURCE, DEFAULTS, T0)
+    assert again.actions == [] and again.status.phase == "Suspended", "one cancel, however often it runs"
+    cancelled = observed(
+        "JOB_STATE_CANCELLED", start_time=T0, end_time=T0, output_location="gs://out-bucket/results/prediction-model-1"
+    )
+    scanned = record_scan(
+        decide(s, again.status, cancelled, RESOURCE, DEFAULTS, T0).status,
+        1,
+        api.Usage(),
+        api.RowCounts(succeeded=3, incomplete=7),
+    )
+    held = decide(s, scanned, None, RESOURCE, DEFAULTS, AFTER_BACKOFF)
+    assert held.status.phase == "Suspended" and len(held.status.attempts) == 1
+    released = decide(spec(), held.status, None, RESOURCE, DEFAULTS, AFTER_BACKOFF)
+    assert len(released.status.attempts) == 2 and released.status.phase == "Resuming"
+    assert released.status.attempts[1].input == ["gs://out-bucket/results/prediction-model-1/predictions.jsonl"]
+
+
+def test_low_cache_hits_despite_shared_prefixes_warn() -> None:
+    s, status = finished_attempt("JOB_STATE_SUCCEEDED", api.RowCounts(succeeded=10))
+    status.preflight = api.PreflightReport(requests=10, shared_prefix_requests=9)
+    status.usage = api.Usage(requests=10, prompt_tokens=30000, cached_tokens=100, cache_hit_ratio=0.0033)
+    done = decide(s, status, None, RESOURCE, DEFAULTS, AFTER_BACKOFF)
+    assert ("Warning", "ImplicitCachingIneffective") in [(e.type, e.reason) for e in done.events]
+    status.usage = api.Usage(requests=10, prompt_tokens=30000, cached_tokens=20000, cache_hit_ratio=0.66)
+    done = decide(s, status, None, RESOURCE, DEFAULTS, AFTER_BACKOFF)
+    assert "ImplicitCachingIneffective" not in [e.reason for e in done.events]
+
+
+def test_status_patches_null_out_vanished_nested_keys() -> None:
+    from batch_inference_operator.handlers import merge_patch
+
+    old = {"job": {"name": "a", "startTime": "t1", "endTime": "t2"}, "phase": "Resuming", "attempts": [1]}
+    new = {"job": {"name": "b"}, "phase": "Resuming", "attempts": [1, 2]}
+    assert merge_patch(old, new) == {"job": {"name": "b", "startTime": None, "endTime": None}, "attempts": [1, 2]}
+    assert merge_patch(new, new) == {}

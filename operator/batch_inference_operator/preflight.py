@@ -1,0 +1,161 @@
+"""Check JSONL input against Vertex's import rules before paying for a place in Vertex's queue.
+
+Vertex imports the input like a BigQuery load and fails the whole job (error code 3) on the first
+line that breaks a rule, often after hours in the queue. The same rules, applied here while
+streaming: each line a JSON object with a `request` object; no empty objects; keys that are valid
+column names; at most 15 levels of nested objects; one JSON type per key across all lines; at most
+200,000 requests per job and 1 GB per file. Pure: lines in, a report or violations out; memory grows
+with the number of distinct keys and prompt prefixes, never with the lines.
+
+It also counts requests whose prompt shares its first 2,048 tokens (8,192 characters) with an
+earlier request: implicit caching should make those cheaper, which the usage report later checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .api import PreflightReport
+
+MAX_REQUESTS = 200_000
+MAX_FILE_BYTES = 1 << 30
+MAX_NESTING = 15
+CACHE_PREFIX_CHARS = 2048 * 4
+_COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,299}")
+_VERTEX_OUTPUT_KEYS = {"response", "status", "processed_time"}
+MAX_REPORTED = 5
+
+
+@dataclass(frozen=True)
+class Violation:
+    uri: str
+    line: int
+    rule: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.uri} line {self.line}: {self.detail} [{self.rule}]"
+
+
+def _type_name(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}[type(value)]
+
+
+@dataclass
+class Preflight:
+    """Feed files with `check_file`; read `violations` and `report()` at the end."""
+
+    violations: list[Violation] = field(default_factory=list)
+    requests: int = 0
+    files: int = 0
+    bytes: int = 0
+    _types: dict[str, str] = field(default_factory=dict)
+    _prefixes: set[bytes] = field(default_factory=set)
+    _shared: int = 0
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.violations)
+
+    def _flag(self, uri: str, line: int, rule: str, detail: str) -> None:
+        if len(self.violations) < MAX_REPORTED:
+            self.violations.append(Violation(uri, line, rule, detail))
+
+    def check_file(self, uri: str, size: int, lines: Iterable[bytes]) -> None:
+        self.files += 1
+        self.bytes += size
+        if size > MAX_FILE_BYTES:
+            self._flag(uri, 0, "file-size", f"{size} bytes is over the 1 GB limit per file")
+        for number, raw in enumerate(lines, 1):
+            if raw.strip():
+                self._check_line(uri, number, raw)
+            if len(self.violations) >= MAX_REPORTED:
+                return
+
+    def _check_line(self, uri: str, number: int, raw: bytes) -> None:
+        try:
+            row = orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            self._flag(uri, number, "json", f"not valid JSON: {error}")
+            return
+        if not isinstance(row, dict) or not isinstance(row.get("request"), dict):
+            self._flag(uri, number, "request", 'every line must be a JSON object with a "request" object')
+            return
+        self.requests += 1
+        if self.requests == MAX_REQUESTS + 1:
+            self._flag(uri, number, "max-requests", f"more than {MAX_REQUESTS} requests in one job")
+        problems: list[tuple[str, str]] = []
+        for key, value in row.items():
+            if key not in _VERTEX_OUTPUT_KEYS:
+                self._walk(key, value, 1, problems)
+        for rule, detail in problems[:1]:
+            self._flag(uri, number, rule, detail)
+        self._count_prefix(row["request"])
+
+    def _walk(self, path: str, value: Any, depth: int, problems: list[tuple[str, str]]) -> None:
+        key = path.rsplit(".", 1)[-1].rstrip("[]")
+        if not _COLUMN.fullmatch(key):
+            problems.append(
+                (
+                    "column-name",
+                    f"key {key!r} ({path}) is not a valid column name: letters, digits "
+                    "and underscores, not starting with a digit",
+                )
+            )
+        kind = _type_name(value)
+        if kind is None:
+            return
+        known = self._types.setdefault(path, kind)
+        if known != kind:
+            problems.append(("one-type-per-key", f"{path} is a {kind} here but a {known} on an earlier line"))
+        if kind == "object":
+            if depth > MAX_NESTING:
+                problems.append(("max-nesting", f"{path} is nested more than {MAX_NESTING} levels deep"))
+            if not value:
+                problems.append(("empty-object", f"{path} is an empty object, which Vertex's import rejects"))
+            for child_key, child in value.items():
+                self._walk(f"{path}.{child_key}", child, depth + 1, problems)
+        elif kind == "array":
+            for item in value:
+                self._walk(f"{path}[]", item, depth, problems)
+
+    def _count_prefix(self, request: dict[str, Any]) -> None:
+        texts: list[str] = []
+        for holder in [
+            request.get("systemInstruction") or request.get("system_instruction") or {},
+            *(request.get("contents") or []),
+        ]:
+            if isinstance(holder, dict):
+                texts += [
+                    p["text"]
+                    for p in holder.get("parts") or []
+                    if isinstance(p, dict) and isinstance(p.get("text"), str)
+                ]
+        prompt = "".join(texts)
+        if len(prompt) < CACHE_PREFIX_CHARS:
+            return
+        digest = hashlib.blake2b(prompt[:CACHE_PREFIX_CHARS].encode(), digest_size=12).digest()
+        if digest in self._prefixes:
+            self._shared += 1
+        else:
+            self._prefixes.add(digest)
+
+    def report(self) -> PreflightReport:
+        return PreflightReport(
+            requests=self.requests, shared_prefix_requests=self._shared, files=self.files, bytes=self.bytes
+        )
+
+    def summary(self) -> str:
+        return "input rejected by preflight: " + "; ".join(str(v) for v in self.violations)

@@ -1,0 +1,81 @@
+"""The Cloud Storage adapter: list and stream objects for preflight and usage, never loading one whole.
+
+google-cloud-storage finds credentials itself: Application Default Credentials (Workload Identity on
+GKE), or anonymous ones against the emulator named by `STORAGE_EMULATOR_HOST`. It is synchronous,
+so callers run these methods in a worker thread.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterator
+
+from google.api_core import exceptions as gexc
+from google.cloud import storage
+
+CHUNK = 4 << 20
+
+
+class StorageError(Exception):
+    def __init__(self, message: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+
+
+def _split(uri: str) -> tuple[str, str]:
+    bucket, _, name = uri.removeprefix("gs://").partition("/")
+    return bucket, name
+
+
+class Storage:
+    def __init__(self) -> None:
+        self._client: storage.Client | None = None
+
+    @property
+    def client(self) -> storage.Client:
+        if self._client is None:
+            self._client = storage.Client()
+        return self._client
+
+    def objects(self, uri: str) -> list[tuple[str, int]]:
+        """The objects a URI names, with sizes; a `*` wildcard matches object names."""
+        bucket_name, name = _split(uri)
+        try:
+            bucket = self.client.bucket(bucket_name)
+            if "*" not in name:
+                blob = bucket.get_blob(name)
+                if blob is None:
+                    raise StorageError(f"{uri} does not exist", retryable=False)
+                return [(uri, blob.size or 0)]
+            prefix = name.split("*", 1)[0]
+            found = [
+                (f"gs://{bucket_name}/{b.name}", b.size or 0)
+                for b in self.client.list_blobs(bucket_name, prefix=prefix)
+                if fnmatch.fnmatchcase(b.name, name)
+            ]
+        except gexc.NotFound:
+            raise StorageError(f"bucket {bucket_name} of {uri} does not exist", retryable=False) from None
+        except gexc.Forbidden as error:
+            raise StorageError(f"no permission to read {uri}: {error.message}", retryable=True) from None
+        except gexc.GoogleAPIError as error:
+            raise StorageError(f"reading {uri} failed: {error}", retryable=True) from None
+        if not found:
+            raise StorageError(f"no object matches {uri}", retryable=False)
+        return sorted(found)
+
+    def lines(self, uri: str) -> Iterator[bytes]:
+        bucket_name, name = _split(uri)
+        pending = b""
+        try:
+            with self.client.bucket(bucket_name).blob(name).open("rb", chunk_size=CHUNK) as reader:
+                while chunk := reader.read(CHUNK):
+                    parts = (pending + chunk).split(b"\n")
+                    pending = parts.pop()
+                    yield from parts
+        except gexc.NotFound:
+            raise StorageError(f"{uri} does not exist", retryable=False) from None
+        except gexc.GoogleAPIError as error:
+            raise StorageError(f"reading {uri} failed: {error}", retryable=True) from None
+        if pending:
+            yield pending

@@ -1,0 +1,120 @@
+"""Token usage, cache effectiveness and row outcomes of a batch output, computed while streaming it.
+
+Pure: `scan()` takes an iterable of JSONL lines (the storage adapter streams them from Cloud
+Storage) and never holds more than one row. orjson parses, as it is several times faster than the
+standard library on these rows (see benchmarks/bench_usage.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+import orjson
+
+from .api import RowCounts, Usage
+
+# A failed row's `status` names its error; 429, 5xx and "internal" are worth retrying, a 400 is not.
+_TRANSIENT = re.compile(r'"code":\s*(429|500|502|503|504)\b|^(Too Many Requests|Internal error|Service Unavailable)')
+_USAGE_FIELDS = {
+    "promptTokenCount": "prompt_tokens",
+    "cachedContentTokenCount": "cached_tokens",
+    "candidatesTokenCount": "candidates_tokens",
+    "thoughtsTokenCount": "thoughts_tokens",
+    "totalTokenCount": "total_tokens",
+}
+
+
+@dataclass(frozen=True)
+class Price:
+    """US dollars per million tokens at the standard (online) price."""
+
+    input: Decimal
+    output: Decimal
+
+
+# Gemini list prices per million tokens (standard, text, prompts up to 200k tokens). Operators
+# override them with BIJ_PRICES; a model missing here gets no cost estimate rather than a wrong one.
+DEFAULT_PRICES: dict[str, Price] = {
+    "gemini-2.5-pro": Price(Decimal("1.25"), Decimal("10.00")),
+    "gemini-2.5-flash": Price(Decimal("0.30"), Decimal("2.50")),
+    "gemini-2.5-flash-lite": Price(Decimal("0.10"), Decimal("0.40")),
+    "gemini-2.0-flash-001": Price(Decimal("0.15"), Decimal("0.60")),
+    "gemini-2.0-flash-lite-001": Price(Decimal("0.075"), Decimal("0.30")),
+}
+BATCH_DISCOUNT = Decimal("0.5")  # batch pays half
+CACHED_INPUT_FACTOR = Decimal("0.1")  # cached input pays 10 %, instead of (not on top of) the batch half
+
+
+def is_transient(status: str) -> bool:
+    return bool(_TRANSIENT.search(status))
+
+
+def scan(lines: Iterable[bytes]) -> tuple[Usage, RowCounts]:
+    """Sum usageMetadata over successful rows and count rows by outcome."""
+    usage = Usage()
+    rows = RowCounts()
+    totals = dict.fromkeys(_USAGE_FIELDS.values(), 0)
+    for line in lines:
+        if not line.strip():
+            continue
+        row = orjson.loads(line)
+        status = row.get("status") or ""
+        response = row.get("response")
+        if status:
+            if is_transient(status):
+                rows.failed_transient += 1
+            else:
+                rows.failed_permanent += 1
+            continue
+        if not response:
+            rows.incomplete += 1
+            continue
+        rows.succeeded += 1
+        metadata = response.get("usageMetadata") or {}
+        for wire, name in _USAGE_FIELDS.items():
+            totals[name] += int(metadata.get(wire) or 0)
+    for name, value in totals.items():
+        setattr(usage, name, value)
+    usage.requests = rows.succeeded + rows.failed_transient + rows.failed_permanent + rows.incomplete
+    usage.succeeded = rows.succeeded
+    usage.failed = rows.failed_transient + rows.failed_permanent
+    usage.cache_hit_ratio = round(usage.cached_tokens / usage.prompt_tokens, 4) if usage.prompt_tokens else 0.0
+    return usage, rows
+
+
+def model_id(model: str) -> str:
+    return model.rsplit("/", 1)[-1].split("@", 1)[0]
+
+
+def estimate_cost(usage: Usage, model: str, prices: dict[str, Price]) -> str | None:
+    """Batch price of the billed (successful) rows: uncached input at half price, cached input at 10 %,
+    output and thoughts at half price. None when the model has no price."""
+    price = prices.get(model_id(model))
+    if price is None:
+        return None
+    million = Decimal(1_000_000)
+    uncached = Decimal(usage.prompt_tokens - usage.cached_tokens)
+    output = Decimal(usage.candidates_tokens + usage.thoughts_tokens)
+    cost = (
+        uncached * price.input * BATCH_DISCOUNT
+        + Decimal(usage.cached_tokens) * price.input * CACHED_INPUT_FACTOR
+        + output * price.output * BATCH_DISCOUNT
+    ) / million
+    return str(cost.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP))
+
+
+def parse_prices(text: str) -> dict[str, Price]:
+    """`BIJ_PRICES`: JSON `{"model": {"input": 0.30, "output": 2.50}, ...}` in dollars per million tokens."""
+    raw = orjson.loads(text)
+    if not isinstance(raw, dict):
+        raise ValueError("BIJ_PRICES must be a JSON object of model -> {input, output}")
+    prices = {}
+    for model, entry in raw.items():
+        try:
+            prices[model] = Price(Decimal(str(entry["input"])), Decimal(str(entry["output"])))
+        except (KeyError, TypeError, ArithmeticError) as error:
+            raise ValueError(f"BIJ_PRICES[{model!r}] needs numeric input and output prices ({error})") from None
+    return prices
