@@ -159,10 +159,12 @@ def requests_rows(count: int, prefix: str = "", start: int = 0) -> list[dict[str
 @pytest.fixture
 async def stack(gcs: Any, tmp_path: pathlib.Path) -> Any:
     """Kubernetes API, Vertex emulator and the operator (a subprocess), fast-paced, on the session's GCS."""
+    from local_stack.gcs_server import free_port
     from local_stack.stack import LocalStack
     from vertex_batch_emulator.engine import Config
 
     operator_env = {
+        "BIJ_METRICS_PORT": str(free_port()),
         "BIJ_POLL_INTERVAL": "0.3",
         "BIJ_RECONCILE_INTERVAL": "0.2",
         "BIJ_RETRY_BASE": "0.5",

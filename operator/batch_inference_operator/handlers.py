@@ -19,7 +19,7 @@ from typing import Any
 
 import kopf
 
-from . import api
+from . import api, metrics
 from . import usage as usage_report
 from .preflight import Preflight
 from .reconcile import (
@@ -84,6 +84,7 @@ class Runtime:
     awaiting: dict[str, tuple[str, float]] = field(default_factory=dict)
     backoff: dict[str, Backoff] = field(default_factory=dict)  # by resource uid
     poll_rounds: int = 0
+    phases: dict[str, str | None] = field(default_factory=dict)  # by resource uid, for the jobs gauge
     poller: asyncio.Task[None] | None = None
 
     def delay_for(self, uid: str) -> float:
@@ -150,6 +151,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     if SETTINGS.prices_json:
         runtime.prices.update(usage_report.parse_prices(SETTINGS.prices_json))
     runtime.poller = asyncio.create_task(poll_forever(runtime), name="vertex-poller")
+    metrics.serve(SETTINGS.metrics_port)
     memo.runtime = runtime
 
 
@@ -173,8 +175,10 @@ def namespace_defaults(name: str, annotations: kopf.Annotations, **_: Any) -> di
 async def poll_forever(runtime: Runtime) -> None:
     while True:
         try:
-            await poll_round(runtime)
+            with metrics.POLL_ROUND.time():
+                await poll_round(runtime)
         except Exception:  # a bad round must not stop polling; the next one tries again
+            metrics.RECONCILE_ERRORS.labels("PollFailed").inc()
             log.exception("polling Vertex failed")
         await asyncio.sleep(runtime.settings.poll_interval)
 
@@ -204,7 +208,11 @@ async def poll_round(runtime: Runtime) -> None:
 # ---------------------------------------------------------------- reconciling one resource
 
 
-def _defaults(namespace: str, index: kopf.Index[str, tuple[str | None, ...]] | None) -> Defaults:
+def _defaults(namespace: str, index: kopf.Index[str, tuple[str | None, ...]] | None) -> Defaults | None:
+    """Project and location defaults for a namespace; None while the namespace is not indexed yet (a
+    resource created right after its Namespace), so a default is never chosen from a partial view."""
+    if index is not None and namespace not in index and len(index) > 0:
+        return None
     project = location = None
     if index is not None and namespace in index:
         for annotated_project, annotated_location in index[namespace]:
@@ -256,6 +264,7 @@ async def _act(
             status, observed, extra = await _perform(runtime, action, decision.status, spec)
         except (VertexError, StorageError) as error:
             status, actions, more = _after_error(runtime, error, decision.status, resource, action)
+            metrics.RECONCILE_ERRORS.labels(more[0].reason if more else type(error).__name__).inc()
             return Decision(status, actions, events + more)
         runtime.backoff.pop(resource.uid, None)
         events += extra
@@ -296,6 +305,7 @@ async def _perform(
     if isinstance(action, SubmitJob):
         job, how = await runtime.vertex.submit(action)
         runtime.observations[job.name] = job
+        metrics.SUBMISSIONS.labels(how).inc()
         events = []
         if how != "created":
             events.append(
@@ -369,6 +379,8 @@ async def reconcile(
     current = api.BatchInferenceJobStatus.model_validate({k: v for k, v in old.items() if k != "kopf"})
     resource = Resource(namespace, name, uid, meta.get("generation") or 1)
     defaults = _defaults(namespace, namespace_defaults)
+    if defaults is None:
+        return
     try:
         parsed = api.parse_spec(dict(spec))
     except ValueError as error:
@@ -384,6 +396,24 @@ async def reconcile(
         runtime.awaiting[uid] = (meta.get("resourceVersion"), asyncio.get_running_loop().time())
     _post(body, decision.events)
     _track(runtime, uid, decision.status)
+    _count(runtime, uid, namespace, parsed, current, decision)
+
+
+def _count(
+    runtime: Runtime,
+    uid: str,
+    namespace: str,
+    spec: api.BatchInferenceJobSpec,
+    before: api.BatchInferenceJobStatus,
+    decision: Decision,
+) -> None:
+    after = decision.status
+    metrics.move(runtime.phases.get(uid), after.phase)
+    runtime.phases[uid] = after.phase
+    metrics.RESUMES.inc(sum(1 for event in decision.events if event.reason == "Resuming"))
+    finished = after.phase in api.TERMINAL_PHASES and before.phase not in api.TERMINAL_PHASES
+    if finished and after.usage is not None:
+        metrics.record_usage(after.usage, usage_report.model_id(spec.model), namespace)
 
 
 def _track(runtime: Runtime, uid: str, status: api.BatchInferenceJobStatus) -> None:
@@ -405,6 +435,7 @@ async def release(
 ) -> None:
     runtime: Runtime = memo.runtime
     runtime.forget(uid)
+    metrics.move(runtime.phases.pop(uid, None), None)
     project, location = status.get("project"), status.get("location")
     if status.get("phase") in api.TERMINAL_PHASES or not project or not location or not status.get("attempts"):
         return

@@ -35,6 +35,7 @@ class Settings:
     finalizer_timeout: float = 600.0  # BIJ_FINALIZER_TIMEOUT: give up cancelling after this long
     retry_base: float = 5.0  # BIJ_RETRY_BASE: first backoff after a recoverable Vertex error
     retry_max: float = 300.0  # BIJ_RETRY_MAX: backoff ceiling
+    metrics_port: int = 0  # BIJ_METRICS_PORT: Prometheus metrics; 0 serves none
     prices_json: str | None = None  # BIJ_PRICES: {"model": {"input": 0.3, "output": 2.5}} in $ per 1M tokens
 
     @classmethod
@@ -54,4 +55,5 @@ class Settings:
             retry_base=_float("BIJ_RETRY_BASE", 5.0),
             retry_max=_float("BIJ_RETRY_MAX", 300.0),
             prices_json=os.environ.get("BIJ_PRICES") or None,
+            metrics_port=int(_float("BIJ_METRICS_PORT", 0)),
         )

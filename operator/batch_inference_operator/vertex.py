@@ -17,6 +17,7 @@ import aiohttp
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from . import metrics
 from .api import CompletionStats, JobError
 from .reconcile import LABEL_MANAGED_BY, MANAGED_BY, VERTEX_TERMINAL, ObservedJob, SubmitJob
 from .settings import Settings
@@ -129,11 +130,16 @@ class Vertex:
         return self._clients[key]
 
     async def _call(self, action: str, coroutine: Any) -> Any:
+        method = action.split(" ", 1)[0]
         self.calls += 1
         try:
-            return await asyncio.wait_for(coroutine, self.settings.vertex_timeout)
+            result = await asyncio.wait_for(coroutine, self.settings.vertex_timeout)
         except _TRANSPORT_ERRORS as error:
-            raise VertexError.wrap(error, action) from error
+            wrapped = VertexError.wrap(error, action)
+            metrics.VERTEX_CALLS.labels(method, str(wrapped.code or 0)).inc()
+            raise wrapped from error
+        metrics.VERTEX_CALLS.labels(method, "200").inc()
+        return result
 
     async def get(self, project: str, location: str, name: str) -> ObservedJob:
         job = await self._call(f"get {name}", self.client(project, location).aio.batches.get(name=name))
