@@ -160,6 +160,7 @@ async def _demo(folder: pathlib.Path, console: Console) -> int:
                     ):
                         break
                     await asyncio.sleep(0.5)  # the table's refresh pace
+            console.print()
             failures = 0
             for obj in objects:
                 status = obj.get("status", {})
@@ -171,6 +172,13 @@ async def _demo(folder: pathlib.Path, console: Console) -> int:
                 console.print(
                     f"[green]{name}[/]: {status['completionStats']['successful']} requests succeeded; "
                     f"output: {status['outputLocation']}/predictions.jsonl"
+                )
+                usage = status.get("usage", {})
+                console.print(
+                    f"    tokens: {usage.get('promptTokens', 0):,} prompt ({usage.get('cachedTokens', 0):,} from the "
+                    f"implicit cache, hit ratio {usage.get('cacheHitRatio', 0):.0%}), "
+                    f"{usage.get('candidatesTokens', 0):,} output, {usage.get('thoughtsTokens', 0):,} thinking; "
+                    f"estimated batch cost ${usage.get('estimatedCostUSD', '?')}"
                 )
                 for line in await asyncio.to_thread(_results, stack, status["outputLocation"]):
                     console.print(f"    {line}")

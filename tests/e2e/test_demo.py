@@ -25,3 +25,5 @@ async def test_demo_runs_every_gcs_example_to_success() -> None:
     assert "catalog-descriptions: 200 requests succeeded" in text
     assert "skipped bigquery-job.yaml" in text, "what the demo cannot run is said, not hidden"
     assert text.count("review-0") >= 3 and text.count("sku-00") >= 3, "result rows are shown"
+    assert "from the implicit cache, hit ratio 0%" in text, "the reviews share no long prefix"
+    assert "hit ratio 8" in text or "hit ratio 9" in text, "the catalog shares a long style guide"
