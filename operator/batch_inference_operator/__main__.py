@@ -19,7 +19,8 @@ def run_operator(args: argparse.Namespace) -> int:
     from .settings import Settings
 
     settings = Settings.from_env()  # fail fast on bad configuration, before connecting anywhere
-    kopf.configure(verbose=args.verbose)
+    log_format = kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL
+    kopf.configure(verbose=args.verbose, log_format=log_format)
     from . import handlers  # noqa: F401 - registers the handlers
 
     logging.getLogger("batch_inference_operator").info(

@@ -96,8 +96,8 @@ class LocalStack:
             **self.operator_env,
         }
 
-    async def start_operator(self, within: float = 30.0) -> None:
-        """Start the operator and wait until it watches our resources."""
+    async def start_operator(self, within: float = 30.0, *args: str) -> None:
+        """Start the operator (with extra command-line `args`) and wait until it watches our resources."""
         watches_before = self._operator_watches()
         log = (self.directory / "operator.log").open("ab")
         self.operator = await asyncio.create_subprocess_exec(
@@ -105,6 +105,7 @@ class LocalStack:
             "-m",
             "batch_inference_operator",
             "run",
+            *args,
             env=self.operator_environment(),
             stdout=log,
             stderr=asyncio.subprocess.STDOUT,
