@@ -31,7 +31,8 @@ def run_operator(args: argparse.Namespace) -> int:
         settings.vertex_endpoint or "Google (Application Default Credentials)",
     )
     kopf.run(
-        standalone=True,
+        standalone=settings.peering is None,
+        peering_name=settings.peering,
         clusterwide=not settings.namespaces,
         namespaces=list(settings.namespaces),
         liveness_endpoint=args.liveness,
