@@ -29,6 +29,8 @@ from .reconcile import (
     Defaults,
     Event,
     ObservedJob,
+    Peer,
+    Queue,
     Resource,
     RunPreflight,
     ScanOutput,
@@ -169,6 +171,24 @@ def namespace_defaults(name: str, annotations: kopf.Annotations, **_: Any) -> di
     return {name: (annotations.get(PROJECT_ANNOTATION), annotations.get(LOCATION_ANNOTATION))}
 
 
+@kopf.index(*GVR)
+def peers(
+    uid: str, namespace: str, name: str, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, **_: Any
+) -> dict[str, Peer]:
+    """Every BatchInferenceJob, for the concurrency queue (one watch, no extra API calls)."""
+    project = status.get("project") or spec.get("project")
+    location = status.get("location") or spec.get("location")
+    created = meta.get("creationTimestamp") or ""
+    attempted = bool(status.get("attempts"))
+    return {"all": Peer(uid, created, f"{namespace}/{name}", project, location, status.get("phase"), attempted)}
+
+
+def _queue(index: kopf.Index[str, Peer] | None) -> Queue:
+    if SETTINGS.max_concurrent_jobs <= 0 or index is None or "all" not in index:
+        return Queue(SETTINGS.max_concurrent_jobs)
+    return Queue(SETTINGS.max_concurrent_jobs, tuple(index["all"]))
+
+
 # ---------------------------------------------------------------- polling
 
 
@@ -250,7 +270,13 @@ def _write_status(patch: kopf.Patch, old: dict[str, Any], new: api.BatchInferenc
 
 
 async def _act(
-    runtime: Runtime, decision: Decision, spec: api.BatchInferenceJobSpec, resource: Resource, defaults: Defaults
+    runtime: Runtime,
+    decision: Decision,
+    spec: api.BatchInferenceJobSpec,
+    resource: Resource,
+    defaults: Defaults,
+    queue: Queue,
+    created: str,
 ) -> Decision:
     """Run the decision's action and fold its outcome back into a new decision (at most a few rounds)."""
     events: list[Event] = list(decision.events)
@@ -270,7 +296,7 @@ async def _act(
         events += extra
         if isinstance(action, CancelJob):
             return Decision(decision.status, events=events)
-        decision = decide(spec, status, observed, resource, defaults, now())
+        decision = decide(spec, status, observed, resource, defaults, now(), queue, created)
         events += decision.events
     return Decision(decision.status, decision.actions, events)
 
@@ -370,6 +396,7 @@ async def reconcile(
     patch: kopf.Patch,
     memo: kopf.Memo,
     namespace_defaults: kopf.Index[str, tuple[str | None, ...]],
+    peers: kopf.Index[str, Peer],
     **_: Any,
 ) -> None:
     runtime: Runtime = memo.runtime
@@ -390,8 +417,11 @@ async def reconcile(
             _post(body, decision.events)
         return
     job_name = current.attempts[-1].job_name if current.attempts else None
-    decision = decide(parsed, current, runtime.observations.get(job_name or ""), resource, defaults, now())
-    decision = await _act(runtime, decision, parsed, resource, defaults)
+    queue, created = _queue(peers), meta.get("creationTimestamp") or ""
+    decision = decide(
+        parsed, current, runtime.observations.get(job_name or ""), resource, defaults, now(), queue, created
+    )
+    decision = await _act(runtime, decision, parsed, resource, defaults, queue, created)
     if _write_status(patch, old, decision.status):
         runtime.awaiting[uid] = (meta.get("resourceVersion"), asyncio.get_running_loop().time())
     _post(body, decision.events)

@@ -90,6 +90,54 @@ class Defaults:
 
 
 @dataclass(frozen=True)
+class Peer:
+    """Another BatchInferenceJob, as the concurrency queue needs to see it."""
+
+    uid: str
+    created: str  # creationTimestamp (whole seconds): queue order
+    name: str  # "namespace/name": breaks ties within a second
+    project: str | None
+    location: str | None
+    phase: str | None
+    attempted: bool  # has at least one attempt (submitted, or about to be)
+
+
+@dataclass(frozen=True)
+class Queue:
+    """`maxConcurrentJobs` per project and location (0: no limit), and the other resources."""
+
+    limit: int = 0
+    peers: tuple[Peer, ...] = ()
+
+
+ACTIVE_PHASES = frozenset({"Pending", "Running", "Resuming"})
+
+
+def admission(resource: Resource, created: str, project: str, location: str, queue: Queue) -> tuple[bool, int, int]:
+    """(admitted, running, position): jobs holding a slot in this project/location, and this resource's
+    place among those waiting, oldest first. A soft limit: two resources deciding at the same instant
+    from the same view may both take the last slot."""
+    if queue.limit <= 0:
+        return True, 0, 0
+    # A peer whose project or location is not resolved yet (created a moment ago) may be in this queue.
+    same = [
+        p
+        for p in queue.peers
+        if p.uid != resource.uid
+        and (p.project, p.location) in ((project, location), (None, None), (project, None), (None, location))
+    ]
+    running = sum(1 for p in same if p.attempted and p.phase in ACTIVE_PHASES)
+    ahead = sum(
+        1
+        for p in same
+        if not p.attempted
+        and p.phase in ("Queued", "Pending", None)
+        and (p.created, p.name) < (created, f"{resource.namespace}/{resource.name}")
+    )
+    return running + ahead < queue.limit, running, ahead + 1
+
+
+@dataclass(frozen=True)
 class ObservedJob:
     """What Vertex says about one job, in plain values."""
 
@@ -301,6 +349,8 @@ def decide(
     resource: Resource,
     defaults: Defaults,
     now: datetime.datetime,
+    queue: Queue | None = None,
+    created: str = "",
 ) -> Decision:
     """What to do next and what the status should say. Pure: same inputs, same answer.
 
@@ -327,7 +377,7 @@ def decide(
     status.project, status.location = project, location
 
     if not status.attempts:
-        return _before_first_attempt(spec, status, now, generation)
+        return _before_first_attempt(spec, status, resource, now, generation, queue or Queue(), created)
 
     current = status.attempts[-1]
     if current.job_name is None:
@@ -359,16 +409,34 @@ def decide(
 
 
 def _before_first_attempt(
-    spec: BatchInferenceJobSpec, status: BatchInferenceJobStatus, now: datetime.datetime, generation: int
+    spec: BatchInferenceJobSpec,
+    status: BatchInferenceJobStatus,
+    resource: Resource,
+    now: datetime.datetime,
+    generation: int,
+    queue: Queue,
+    created: str,
 ) -> Decision:
     if spec.suspend:
         return _suspended(status, now, generation)
     status.start_time = status.start_time or now
-    status.phase = "Pending"
+    previous = status.phase
     if spec.preflight == "Enabled" and spec.input.gcs is not None and status.preflight is None:
+        status.phase = "Pending"
         status.message = "checking the input against Vertex's import rules"
         set_condition(status, "Ready", False, "Preflight", status.message, now, generation)
         return Decision(status, actions=[RunPreflight(tuple(spec.input.gcs.uris))])
+    admitted, running, position = admission(resource, created, status.project or "", status.location or "", queue)
+    if not admitted:
+        status.phase = "Queued"
+        status.message = (
+            f"queued (position {position}): {running} of at most {queue.limit} jobs are running in "
+            f"{status.project}/{status.location}"
+        )
+        set_condition(status, "Ready", False, "Queued", status.message, now, generation)
+        events = [Event("Normal", "Queued", status.message)] if previous != "Queued" else []
+        return Decision(status, events=events)
+    status.phase = "Pending"
     status.attempts = [Attempt(attempt=1, submitting=now, input=spec.input.uris())]
     status.attempt = 1
     status.message = "submitting the Vertex batch prediction job"

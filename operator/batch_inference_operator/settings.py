@@ -42,6 +42,7 @@ class Settings:
     finalizer_timeout: float = 600.0  # BIJ_FINALIZER_TIMEOUT: give up cancelling after this long
     retry_base: float = 5.0  # BIJ_RETRY_BASE: first backoff after a recoverable Vertex error
     retry_max: float = 300.0  # BIJ_RETRY_MAX: backoff ceiling
+    max_concurrent_jobs: int = 0  # BIJ_MAX_CONCURRENT_JOBS: per project/location; 0 = no limit
     peering: str | None = None  # BIJ_PEERING: kopf peering name; standby replicas wait on it (else standalone)
     log_format: str = "text"  # BIJ_LOG_FORMAT: text or json (one JSON object per line, for log pipelines)
     metrics_port: int = 0  # BIJ_METRICS_PORT: Prometheus metrics; 0 serves none
@@ -66,5 +67,6 @@ class Settings:
             prices_json=os.environ.get("BIJ_PRICES") or None,
             metrics_port=int(_float("BIJ_METRICS_PORT", 0)),
             peering=os.environ.get("BIJ_PEERING") or None,
+            max_concurrent_jobs=int(_float("BIJ_MAX_CONCURRENT_JOBS", 0)),
             log_format=_choice("BIJ_LOG_FORMAT", ("text", "json"), "text"),
         )

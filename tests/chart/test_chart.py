@@ -25,6 +25,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "operator": {
             "defaultProject": "ml-batch-prod",
             "defaultLocation": "europe-west4",
+            "maxConcurrentJobs": 4,
             "prices": {"gemini-2.5-flash": {"input": 0.3, "output": 2.5}},
         },
         "serviceAccount": {"gcpServiceAccount": "batch-operator@ml-batch-prod.iam.gserviceaccount.com"},
@@ -101,6 +102,7 @@ def test_values_reach_the_operator() -> None:
     objects = render(COMBINATIONS["custom-project"])
     env = env_of(objects)
     assert env["BIJ_DEFAULT_PROJECT"] == "ml-batch-prod" and env["BIJ_DEFAULT_LOCATION"] == "europe-west4"
+    assert env["BIJ_MAX_CONCURRENT_JOBS"] == "4"
     assert env["BIJ_PRICES"] == '{"gemini-2.5-flash":{"input":0.3,"output":2.5}}'
     assert env["BIJ_LOG_FORMAT"] == "json" and env["BIJ_METRICS_PORT"] == "9090" and env["BIJ_NAMESPACES"] == ""
     [account] = by_kind(objects, "ServiceAccount")

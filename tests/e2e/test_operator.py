@@ -276,3 +276,31 @@ async def test_fifty_resources_cost_constant_vertex_calls_per_round(stack: Any, 
         ]
         states = {"Pending(marker)", "JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED"}
         assert len(writes) <= len(states) + 2, f"{name}: {len(writes)} status writes: {[w.data for w in writes]}"
+
+
+async def test_max_concurrent_jobs_queues_the_rest_in_creation_order(stack: Any, bucket: Any) -> None:
+    await stack.stop_operator()
+    stack.operator_env["BIJ_MAX_CONCURRENT_JOBS"] = "2"
+    await stack.start_operator()
+    stack.engine.apply_config({"minRunSeconds": 1.0})
+    src = write_jsonl(bucket, "in.jsonl", requests_rows(2))
+    names = [f"queued-{i}" for i in range(5)]
+    for name in names:  # one at a time: creation order is queue order
+        await call(stack.kube, "POST", bij_path(), job_manifest(name, src, f"gs://{bucket.name}/{name}/"))
+    await phase_of(stack, "queued-4", {"Queued"})
+    await eventually(
+        lambda: all((stored(stack, n) or {}).get("status", {}).get("phase") == "Succeeded" for n in names),
+        timeout=60,
+        message="all five finished",
+    )
+    jobs = sorted(stack.engine.jobs.values(), key=lambda job: int(job.id))
+    order = [job.display_name.removeprefix("default-") for job in jobs]
+    # Admission follows creation order; jobs admitted in the same round may submit in either order.
+    assert (set(order[:2]), set(order[2:4]), order[4]) == (
+        {"queued-0", "queued-1"},
+        {"queued-2", "queued-3"},
+        "queued-4",
+    ), order
+    spans = [(job.create_time, job.end_time) for job in jobs]
+    most = max(sum(1 for start, end in spans if start <= moment < end) for moment, _ in spans)
+    assert most <= 2, f"{most} Vertex jobs ran at once"

@@ -169,12 +169,13 @@ async def test_cancel_a_running_job(vertex: Any, bucket: Any, gcs: Any) -> None:
     engine.apply_config({"rowsPerSecond": 50})
     client = genai_client(url)
     job = await submit(client, write_jsonl(bucket, "in.jsonl", requests_rows(200)), bucket)
-    await eventually(lambda: engine.jobs[job.name.rsplit("/", 1)[-1]].counts, message="running")
+    emulated = engine.jobs[job.name.rsplit("/", 1)[-1]]
+    await eventually(lambda: emulated.counts and emulated.counts.processed > 0, message="rows being processed")
     await client.aio.batches.cancel(name=job.name)
     done = await finished(client, job.name)
     assert done.state == types.JobState.JOB_STATE_CANCELLED and done.error.code == 1
     stats = done.completion_stats
-    assert stats.incomplete_count > 0 and stats.successful_count + stats.incomplete_count == 200
+    assert stats.incomplete_count > 0 and (stats.successful_count or 0) + stats.incomplete_count == 200
     rows = read_jsonl(gcs, f"{done.output_info.gcs_output_directory}/predictions.jsonl")
     assert len(rows) == 200, "finished rows are kept; unfinished ones are in the output without a response"
     with pytest.raises(errors.ClientError) as again:

@@ -405,3 +405,40 @@ def test_status_patches_null_out_vanished_nested_keys() -> None:
     new = {"job": {"name": "b"}, "phase": "Resuming", "attempts": [1, 2]}
     assert merge_patch(old, new) == {"job": {"name": "b", "startTime": None, "endTime": None}, "attempts": [1, 2]}
     assert merge_patch(new, new) == {}
+
+
+def peer(uid: str, created: str, phase: str | None, attempted: bool, location: str = "us-central1") -> Any:
+    from batch_inference_operator.reconcile import Peer
+
+    return Peer(uid, created, f"team-a/{uid}", "demo-project", location, phase, attempted)
+
+
+def test_the_queue_admits_in_creation_order_up_to_the_limit() -> None:
+    from batch_inference_operator.reconcile import Queue, admission
+
+    me = Resource("team-a", "reviews", "uid-me")
+    running = (peer("a", "2026-11-24T09:00:00Z", "Running", True), peer("b", "2026-11-24T09:01:00Z", "Resuming", True))
+    elsewhere = (peer("c", "2026-11-24T09:00:00Z", "Running", True, location="europe-west4"),)
+    finished = (peer("d", "2026-11-24T08:00:00Z", "Succeeded", True),)
+    earlier = (peer("e", "2026-11-24T09:30:00Z", "Queued", False),)
+    later = (peer("f", "2026-11-24T11:00:00Z", "Queued", False),)
+    me_created = "2026-11-24T10:00:00Z"
+    assert admission(me, me_created, "demo-project", "us-central1", Queue(0, running)) == (True, 0, 0)
+    assert admission(me, me_created, "demo-project", "us-central1", Queue(3, running + elsewhere + finished + later))[0]
+    assert admission(me, me_created, "demo-project", "us-central1", Queue(3, running + earlier)) == (False, 2, 2)
+    assert admission(me, me_created, "demo-project", "us-central1", Queue(2, running)) == (False, 2, 1)
+
+
+def test_a_resource_over_the_limit_waits_queued() -> None:
+    from batch_inference_operator.reconcile import Queue
+
+    queue = Queue(1, (peer("a", "2026-11-24T09:00:00Z", "Running", True),))
+    waiting = decide(spec(), empty(), None, RESOURCE, DEFAULTS, T0, queue, "2026-11-24T10:00:00Z")
+    assert waiting.status.phase == "Queued" and waiting.status.attempts == [] and waiting.actions == []
+    assert "1 of at most 1 jobs are running in demo-project/us-central1" in waiting.status.message
+    assert [e.reason for e in waiting.events] == ["Queued"]
+    again = decide(spec(), waiting.status, None, RESOURCE, DEFAULTS, T0, queue, "2026-11-24T10:00:00Z")
+    assert again.events == []
+    free = Queue(1, (peer("a", "2026-11-24T09:00:00Z", "Succeeded", True),))
+    admitted = decide(spec(), waiting.status, None, RESOURCE, DEFAULTS, T0, free, "2026-11-24T10:00:00Z")
+    assert admitted.status.phase == "Pending" and admitted.status.attempts[0].submitting == T0
