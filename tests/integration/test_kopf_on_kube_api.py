@@ -81,7 +81,8 @@ async def test_kopf_operator_in_process(kube_api: Any, kube_url: str) -> None:
 
         await call(kube_api, "DELETE", bij_path(name="kopf-job"))
         await eventually(lambda: stored() is None, message="object gone after the delete handler")
-        assert seen["delete"] == 1 and seen["create"] == 1
+        # kopf runs handlers at least once: a run whose outcome patch lost a race with the timer's is repeated.
+        assert seen["delete"] >= 1 and seen["create"] >= 1
         status_patches = [
             r
             for r in kube_api.request_log
