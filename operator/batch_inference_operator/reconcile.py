@@ -496,15 +496,19 @@ def _submit_action(
     )
 
 
+def _with_attempt(status: BatchInferenceJobStatus, number: int) -> tuple[BatchInferenceJobStatus, Attempt]:
+    """A copy of the status, and the attempt with this number in it (the record_* functions' starting point)."""
+    status = status.model_copy(deep=True)
+    return status, next(entry for entry in status.attempts if entry.attempt == number)
+
+
 def record_submission(
     status: BatchInferenceJobStatus, attempt: int, job: ObservedJob, adopted: bool
 ) -> BatchInferenceJobStatus:
     """The job of `attempt` is known: store its name and clear the `submitting` marker."""
-    status = status.model_copy(deep=True)
-    for entry in status.attempts:
-        if entry.attempt == attempt:
-            entry.job_name = job.name
-            entry.submitting = None
+    status, entry = _with_attempt(status, attempt)
+    entry.job_name = job.name
+    entry.submitting = None
     status.job = JobRef(
         name=job.name,
         state=job.state,
@@ -729,23 +733,21 @@ def record_scan(
     status: BatchInferenceJobStatus, attempt: int, usage: Usage, rows: RowCounts
 ) -> BatchInferenceJobStatus:
     """A finished attempt's output was read: its row outcomes, and usage (its output holds every row)."""
-    status = status.model_copy(deep=True)
-    for entry in status.attempts:
-        if entry.attempt == attempt:
-            entry.rows = rows
+    status, entry = _with_attempt(status, attempt)
+    entry.rows = rows
     status.usage = usage
     return status
 
 
 def record_no_output(status: BatchInferenceJobStatus, attempt: int) -> BatchInferenceJobStatus:
     """A finished attempt left no output file: no rows to count, and a resume starts from the input."""
-    status = status.model_copy(deep=True)
-    for entry in status.attempts:
-        if entry.attempt == attempt:
-            entry.rows = RowCounts()
-            entry.output_location = None
-    if len(status.attempts) == 1 or status.output_location == f"{status.attempts[-1].output_location}":
-        status.output_location = None
+    status, entry = _with_attempt(status, attempt)
+    missing = entry.output_location
+    entry.rows = RowCounts()
+    entry.output_location = None
+    if status.output_location == missing:  # point at the latest output that exists, if any
+        existing = [a.output_location for a in status.attempts if a.output_location]
+        status.output_location = existing[-1] if existing else None
     return status
 
 

@@ -442,3 +442,25 @@ def test_a_resource_over_the_limit_waits_queued() -> None:
     free = Queue(1, (peer("a", "2026-11-24T09:00:00Z", "Succeeded", True),))
     admitted = decide(spec(), waiting.status, None, RESOURCE, DEFAULTS, T0, free, "2026-11-24T10:00:00Z")
     assert admitted.status.phase == "Pending" and admitted.status.attempts[0].submitting == T0
+
+
+def test_an_attempt_without_output_leaves_the_previous_output_in_place() -> None:
+    from batch_inference_operator.reconcile import record_no_output
+
+    status = api.BatchInferenceJobStatus(
+        output_location="gs://out/2",
+        attempts=[
+            api.Attempt(attempt=1, output_location="gs://out/1"),
+            api.Attempt(attempt=2, output_location="gs://out/2"),
+        ],
+    )
+    after = record_no_output(status, 2)
+    assert after.output_location == "gs://out/1" and after.attempts[1].rows == api.RowCounts()
+    assert after.attempts[1].output_location is None and status.attempts[1].output_location == "gs://out/2"
+    only = record_no_output(
+        api.BatchInferenceJobStatus(
+            output_location="gs://out/1", attempts=[api.Attempt(attempt=1, output_location="gs://out/1")]
+        ),
+        1,
+    )
+    assert only.output_location is None
