@@ -51,6 +51,8 @@ GVR = (api.GROUP, api.VERSION, api.PLURAL)
 FINALIZER = f"{api.GROUP}/finalizer"
 PROJECT_ANNOTATION = f"{api.GROUP}/project"
 LOCATION_ANNOTATION = f"{api.GROUP}/location"
+GCS_POLICY_ANNOTATION = f"{api.GROUP}/allowed-gcs-prefixes"
+BQ_POLICY_ANNOTATION = f"{api.GROUP}/allowed-bigquery-datasets"
 SETTINGS = Settings.from_env()  # decorators below need the intervals at import time
 
 log = logging.getLogger("batch_inference_operator")
@@ -167,8 +169,20 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.index("namespaces")
-def namespace_defaults(name: str, annotations: kopf.Annotations, **_: Any) -> dict[str, tuple[str | None, ...]]:
-    return {name: (annotations.get(PROJECT_ANNOTATION), annotations.get(LOCATION_ANNOTATION))}
+def namespace_defaults(name: str, annotations: kopf.Annotations, **_: Any) -> dict[str, tuple[Any, ...]]:
+    return {
+        name: (
+            annotations.get(PROJECT_ANNOTATION),
+            annotations.get(LOCATION_ANNOTATION),
+            _listed(annotations.get(GCS_POLICY_ANNOTATION)),
+            _listed(annotations.get(BQ_POLICY_ANNOTATION)),
+        )
+    }
+
+
+def _listed(value: str | None) -> tuple[str, ...] | None:
+    """A comma-separated annotation; absent means no restriction, empty means nothing is allowed."""
+    return None if value is None else tuple(item.strip() for item in value.split(",") if item.strip())
 
 
 @kopf.index(*GVR)
@@ -228,16 +242,14 @@ async def poll_round(runtime: Runtime) -> None:
 # ---------------------------------------------------------------- reconciling one resource
 
 
-def _defaults(namespace: str, index: kopf.Index[str, tuple[str | None, ...]] | None) -> Defaults | None:
-    """Project and location defaults for a namespace; None while the namespace is not indexed yet (a
-    resource created right after its Namespace), so a default is never chosen from a partial view."""
+def _defaults(namespace: str, index: kopf.Index[str, tuple[Any, ...]] | None) -> Defaults | None:
+    """Defaults and data policy for a namespace; None while the namespace is not indexed yet (a resource
+    created right after its Namespace), so nothing is decided from a partial view."""
     if index is not None and namespace not in index and len(index) > 0:
         return None
-    project = location = None
-    if index is not None and namespace in index:
-        for annotated_project, annotated_location in index[namespace]:
-            project, location = annotated_project, annotated_location
-    return Defaults(project or SETTINGS.default_project, location or SETTINGS.default_location)
+    entries = list(index[namespace]) if index is not None and namespace in index else []
+    project, location, gcs, bigquery = entries[-1] if entries else (None, None, None, None)
+    return Defaults(project or SETTINGS.default_project, location or SETTINGS.default_location, gcs, bigquery)
 
 
 def _post(body: kopf.Body, events: list[Event]) -> None:
@@ -395,7 +407,7 @@ async def reconcile(
     uid: str,
     patch: kopf.Patch,
     memo: kopf.Memo,
-    namespace_defaults: kopf.Index[str, tuple[str | None, ...]],
+    namespace_defaults: kopf.Index[str, tuple[Any, ...]],
     peers: kopf.Index[str, Peer],
     **_: Any,
 ) -> None:

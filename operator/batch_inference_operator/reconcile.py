@@ -83,10 +83,47 @@ class Resource:
 
 @dataclass(frozen=True)
 class Defaults:
-    """Project and location when the spec names none: Namespace annotations first, then the operator's."""
+    """Project and location when the spec names none: Namespace annotations first, then the operator's.
+    Also the Namespace's data policy: None allows everything, a tuple allows only what it lists."""
 
     project: str | None
     location: str | None
+    allowed_gcs_prefixes: tuple[str, ...] | None = None
+    allowed_bigquery_datasets: tuple[str, ...] | None = None
+
+
+def _under_prefix(uri: str, prefix: str) -> bool:
+    """A prefix is a folder: gs://bucket/team-a covers gs://bucket/team-a/... (and that exact object), never
+    gs://bucket/team-a-other/; gs://bucket covers the whole bucket, never gs://bucket-2."""
+    folder = prefix.rstrip("/") + "/"
+    return uri.startswith(folder) or uri.rstrip("/") == prefix.rstrip("/")
+
+
+def policy_violations(spec: BatchInferenceJobSpec, defaults: Defaults) -> list[str]:
+    """The Vertex job reads and writes as Google's service agent, not as this namespace: the Namespace's
+    allowed prefixes and datasets are the only guard between teams, so they are checked before submit."""
+    problems = []
+    gcs = [*(spec.input.gcs.uris if spec.input.gcs else []), *([spec.output.gcs.uri_prefix] if spec.output.gcs else [])]
+    if defaults.allowed_gcs_prefixes is not None:
+        for uri in gcs:
+            if not any(_under_prefix(uri, prefix) for prefix in defaults.allowed_gcs_prefixes):
+                problems.append(
+                    f"{uri} is outside the namespace's allowed Cloud Storage prefixes "
+                    f"({', '.join(defaults.allowed_gcs_prefixes) or 'none'})"
+                )
+    tables = [
+        *([spec.input.bigquery.table] if spec.input.bigquery else []),
+        *([spec.output.bigquery.uri()] if spec.output.bigquery else []),
+    ]
+    if defaults.allowed_bigquery_datasets is not None:
+        for uri in tables:
+            dataset = ".".join(uri.split(".")[:2])
+            if dataset not in defaults.allowed_bigquery_datasets:
+                problems.append(
+                    f"{uri} is outside the namespace's allowed BigQuery datasets "
+                    f"({', '.join(defaults.allowed_bigquery_datasets) or 'none'})"
+                )
+    return problems
 
 
 @dataclass(frozen=True)
@@ -377,6 +414,10 @@ def decide(
     status.project, status.location = project, location
 
     if not status.attempts:
+        violations = policy_violations(spec, defaults)
+        if violations:
+            message = "refused by the namespace's data policy: " + "; ".join(violations)
+            return _fail(status, "PolicyViolation", message, now, generation)
         return _before_first_attempt(spec, status, resource, now, generation, queue or Queue(), created)
 
     current = status.attempts[-1]

@@ -304,3 +304,34 @@ async def test_max_concurrent_jobs_queues_the_rest_in_creation_order(stack: Any,
     spans = [(job.create_time, job.end_time) for job in jobs]
     most = max(sum(1 for start, end in spans if start <= moment < end) for moment, _ in spans)
     assert most <= 2, f"{most} Vertex jobs ran at once"
+
+
+async def test_a_namespace_policy_refuses_other_teams_buckets(stack: Any, bucket: Any) -> None:
+    await call(
+        stack.kube,
+        "POST",
+        "/api/v1/namespaces",
+        {
+            "metadata": {
+                "name": "team-c",
+                "annotations": {"batchinference.dev/allowed-gcs-prefixes": f"gs://{bucket.name}/team-c/"},
+            }
+        },
+    )
+    src = write_jsonl(bucket, "team-c/in.jsonl", requests_rows(2))
+    other = write_jsonl(bucket, "team-d/in.jsonl", requests_rows(2))
+    for name, source in (("own", src), ("theirs", other)):
+        await call(
+            stack.kube,
+            "POST",
+            bij_path("team-c"),
+            job_manifest(name, source, f"gs://{bucket.name}/team-c/out/", namespace="team-c"),
+        )
+
+    def phase(name: str) -> str | None:
+        return (stored(stack, name, "team-c") or {}).get("status", {}).get("phase")
+
+    await eventually(lambda: phase("own") == "Succeeded" and phase("theirs") == "Failed", timeout=30)
+    refused = stored(stack, "theirs", "team-c")["status"]
+    assert "team-d/in.jsonl is outside the namespace's allowed" in refused["message"]
+    assert stack.engine.stats["create", 200] == 1, "only the allowed job reached Vertex"

@@ -464,3 +464,30 @@ def test_an_attempt_without_output_leaves_the_previous_output_in_place() -> None
         1,
     )
     assert only.output_location is None
+
+
+@pytest.mark.parametrize(
+    ("gcs", "bigquery", "spec_changes", "allowed"),
+    [
+        (None, None, {}, True),
+        (("gs://in-bucket/", "gs://out-bucket/results/"), None, {}, True),
+        (("gs://in-bucket", "gs://out-bucket"), None, {}, True),
+        (("gs://in-bucket/",), None, {}, False),  # the output is elsewhere
+        (("gs://in-bucket-2/", "gs://out-bucket/"), None, {}, False),  # a prefix is not a bucket-name prefix
+        ((), None, {}, False),
+        (("gs://in-bucket/requests", "gs://out-bucket/"), None, {}, False),  # a prefix is a folder, not a name start
+        (None, ("bq://demo-project.ds",), {"input": {"bigquery": {"table": "bq://demo-project.ds.t"}}}, True),
+        (None, ("bq://demo-project.other",), {"input": {"bigquery": {"table": "bq://demo-project.ds.t"}}}, False),
+    ],
+)
+def test_the_namespace_data_policy_is_enforced_before_submit(
+    gcs: Any, bigquery: Any, spec_changes: dict, allowed: bool
+) -> None:
+    policy = Defaults("ns-project", "europe-west4", gcs, bigquery)
+    decision = decide(spec(**spec_changes), empty(), None, RESOURCE, policy, T0)
+    if allowed:
+        assert decision.status.phase == "Pending"
+    else:
+        assert decision.status.phase == "Failed" and decision.status.attempts == []
+        assert condition(decision.status, "Failed") == ("True", "PolicyViolation")
+        assert "outside the namespace's allowed" in decision.status.message
