@@ -87,7 +87,6 @@ class Runtime:
     # second lookup), so it waits for the write to come back, at most `write_grace` seconds.
     awaiting: dict[str, tuple[str, float]] = field(default_factory=dict)
     backoff: dict[str, Backoff] = field(default_factory=dict)  # by resource uid
-    poll_rounds: int = 0
     phases: dict[str, str | None] = field(default_factory=dict)  # by resource uid, for the jobs gauge
     poller: asyncio.Task[None] | None = None
 
@@ -236,7 +235,6 @@ async def poll_round(runtime: Runtime) -> None:
     for name in list(runtime.observations):
         if name not in followed:
             del runtime.observations[name]
-    runtime.poll_rounds += 1
 
 
 # ---------------------------------------------------------------- reconciling one resource
@@ -301,9 +299,9 @@ async def _act(
         try:
             status, observed, extra = await _perform(runtime, action, decision.status, spec)
         except (VertexError, StorageError) as error:
-            status, actions, more = _after_error(runtime, error, decision.status, resource, action)
-            metrics.RECONCILE_ERRORS.labels(more[0].reason if more else type(error).__name__).inc()
-            return Decision(status, actions, events + more)
+            failed = _after_error(runtime, error, decision.status, resource, action)
+            metrics.RECONCILE_ERRORS.labels(failed.events[0].reason).inc()
+            return Decision(failed.status, events=events + failed.events)
         runtime.backoff.pop(resource.uid, None)
         events += extra
         if isinstance(action, CancelJob):
@@ -319,12 +317,15 @@ def _after_error(
     status: api.BatchInferenceJobStatus,
     resource: Resource,
     action: object,
-) -> tuple[api.BatchInferenceJobStatus, list, list[Event]]:
+) -> Decision:
+    """A recoverable error: back off and say so; any other: the resource fails with the cause."""
     if error.retryable:
         delay = runtime.delay_for(resource.uid)
         message = f"{error.message}; retrying in {delay:.0f}s"
         reason = "RetryingSubmit" if isinstance(action, SubmitJob) else "Retrying"
-        return record_retry(status, message, now(), resource.generation), [], [Event("Warning", reason, message)]
+        return Decision(
+            record_retry(status, message, now(), resource.generation), events=[Event("Warning", reason, message)]
+        )
     if isinstance(error, _InputRejected):
         reason, code = "InvalidInput", 3
     elif isinstance(error, StorageError):
@@ -332,8 +333,7 @@ def _after_error(
     else:
         code = error.code or 0
         reason = "UnknownModel" if code == 404 else "InvalidArgument" if code == 400 else "SubmitFailed"
-    failed = record_failure(status, reason, code, error.message, now(), resource.generation)
-    return failed.status, [], failed.events
+    return record_failure(status, reason, code, error.message, now(), resource.generation)
 
 
 async def _perform(

@@ -427,9 +427,7 @@ def decide(
         return Decision(status, actions=[_submit_action(spec, status, resource, current)])
 
     if current.state in VERTEX_TERMINAL:
-        if current.rows is None and _has_readable_output(current):
-            return Decision(status, actions=[ScanOutput(current.attempt, current.output_location or "")])
-        return _settle(spec, status, current, now, generation)
+        return _after_attempt(spec, status, current, now, generation)
 
     if spec.suspend and not current.cancel_requested:
         current.cancel_requested = True
@@ -607,11 +605,23 @@ def _follow(
         set_condition(status, "Ready", False, status.phase or "", status.message, now, generation)
         _phase_event(previous, status, events)
         return Decision(status, events=events)
+    status.message = _summary(job)
+    after = _after_attempt(spec, status, current, now, generation)
+    return Decision(after.status, after.actions, events + after.events)
+
+
+def _after_attempt(
+    spec: BatchInferenceJobSpec,
+    status: BatchInferenceJobStatus,
+    current: Attempt,
+    now: datetime.datetime,
+    generation: int,
+) -> Decision:
+    """A terminal attempt: read its output first (once), then settle it."""
     if current.rows is None and _has_readable_output(current):
-        status.message = f"{_summary(job)}; reading its output"
-        return Decision(status, actions=[ScanOutput(current.attempt, current.output_location or "")], events=events)
-    settled = _settle(spec, status, current, now, generation)
-    return Decision(settled.status, settled.actions, events + settled.events)
+        status.message = f"attempt {current.attempt} ended; reading its output"
+        return Decision(status, actions=[ScanOutput(current.attempt, current.output_location or "")])
+    return _settle(spec, status, current, now, generation)
 
 
 def _resumable(attempt: Attempt, retry: str) -> bool:

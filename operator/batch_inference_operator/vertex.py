@@ -19,7 +19,7 @@ from google.genai import types
 
 from . import metrics
 from .api import CompletionStats, JobError
-from .reconcile import LABEL_MANAGED_BY, MANAGED_BY, VERTEX_TERMINAL, ObservedJob, SubmitJob
+from .reconcile import ADOPTABLE_STATES, LABEL_MANAGED_BY, MANAGED_BY, VERTEX_TERMINAL, ObservedJob, SubmitJob
 from .settings import Settings
 
 # 401 and 403 may heal (token refresh, an IAM grant); 408, 429 and 5xx are transient by definition.
@@ -106,7 +106,6 @@ class Vertex:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._clients: dict[tuple[str, str], Any] = {}
-        self.calls = 0  # Vertex API requests made (metrics and tests)
 
     def client(self, project: str, location: str) -> Any:
         key = (project, location)
@@ -131,7 +130,6 @@ class Vertex:
 
     async def _call(self, action: str, coroutine: Any) -> Any:
         method = action.split(" ", 1)[0]
-        self.calls += 1
         try:
             result = await asyncio.wait_for(coroutine, self.settings.vertex_timeout)
         except _TRANSPORT_ERRORS as error:
@@ -194,8 +192,6 @@ class Vertex:
         existing = await self.find(action.project, action.location, action.identity_labels)
         how = "adopted"
         if not existing and action.adopt_labels:
-            from .reconcile import ADOPTABLE_STATES
-
             existing = await self.find(action.project, action.location, action.adopt_labels, ADOPTABLE_STATES)
             how = "adopted-recreated"
         if existing:
