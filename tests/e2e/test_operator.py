@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import pathlib
-import shutil
-import sys
 from typing import Any
 
 import aiohttp
 
-from conftest import EXAMPLES, bij_path, call, eventually, job_manifest, read_jsonl, requests_rows, write_jsonl
+from conftest import (
+    EXAMPLES,
+    bij_path,
+    call,
+    eventually,
+    job_manifest,
+    read_jsonl,
+    requests_rows,
+    run_kubectl,
+    write_jsonl,
+)
 
 TERMINAL = {"Succeeded", "PartiallySucceeded", "Failed", "Cancelled"}
 
@@ -54,17 +60,7 @@ async def has_event(stack: Any, name: str, event: tuple[str, str]) -> None:
 
 
 async def kubectl(stack: Any, *args: str) -> tuple[int, str, str]:
-    path = os.pathsep.join([str(pathlib.Path(sys.executable).parent), os.environ.get("PATH", "")])
-    process = await asyncio.create_subprocess_exec(
-        shutil.which("kubectl", path=path) or "kubectl",
-        "--kubeconfig",
-        str(stack.kubeconfig),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    return process.returncode or 0, out.decode(), err.decode()
+    return await run_kubectl(stack.kubeconfig, *args)
 
 
 def jobs_of(emulator_jobs: dict[str, Any], uid: str) -> list[dict[str, Any]]:
