@@ -104,14 +104,74 @@ def bucket(gcs: Any) -> Any:
     return gcs.client().create_bucket(f"test-{uuid.uuid4().hex[:12]}")
 
 
+@pytest.fixture(scope="session")
+def bigquery() -> Any:
+    """One BigQuery stand-in (bqemulator) for the session; tests make their own datasets (see `dataset`)."""
+    from local_stack.bigquery_server import BigQueryEmulator
+
+    with BigQueryEmulator() as emulator:
+        yield emulator
+
+
 @pytest.fixture
-async def vertex(gcs: Any) -> Any:
+def dataset(bigquery: Any) -> str:
+    """A fresh dataset in us-central1 (the tests' job region), as `project.dataset`."""
+    import uuid
+
+    return make_dataset(bigquery, f"demo-project.test_{uuid.uuid4().hex[:12]}", "us-central1")
+
+
+def make_dataset(bigquery: Any, dataset_id: str, location: str) -> str:
+    from google.cloud import bigquery as bq
+
+    from local_stack.bigquery_server import RETRY
+
+    entry = bq.Dataset(dataset_id)
+    entry.location = location
+    bigquery.client().create_dataset(entry, retry=RETRY, timeout=30)
+    return dataset_id
+
+
+def make_table(bigquery: Any, table_id: str, rows: list[dict[str, Any]], columns: dict[str, str] | None = None) -> str:
+    """A table with a `request` JSON column and `columns` (name: type, default: `id` STRING), filled with
+    `rows`; returns its bq:// URI."""
+    import json
+
+    from google.cloud import bigquery as bq
+
+    from local_stack.bigquery_server import RETRY
+
+    columns = {"id": "STRING", "request": "JSON"} if columns is None else columns
+    client = bigquery.client()
+    schema = [bq.SchemaField(name, kind) for name, kind in columns.items()]
+    client.create_table(bq.Table(table_id, schema=schema), retry=RETRY, timeout=30)
+    encoded = [
+        {key: json.dumps(value) if columns.get(key) == "JSON" else value for key, value in row.items()} for row in rows
+    ]
+    for start in range(0, len(encoded), 500):
+        errors = client.insert_rows_json(table_id, encoded[start : start + 500], retry=RETRY, timeout=30)
+        assert not errors, errors
+    return f"bq://{table_id}"
+
+
+def read_table(bigquery: Any, uri: str) -> list[dict[str, Any]]:
+    from local_stack.bigquery_server import RETRY
+
+    table_id = uri.removeprefix("bq://")
+    return [dict(row) for row in bigquery.client().list_rows(table_id, retry=RETRY, timeout=30)]
+
+
+@pytest.fixture
+async def vertex(gcs: Any, bigquery: Any) -> Any:
     """The Vertex emulator in this event loop, fast-paced; yields (base URL, engine)."""
+    from vertex_batch_emulator.bigquery import BigQuery
     from vertex_batch_emulator.engine import Config, Engine
     from vertex_batch_emulator.rest import serve
     from vertex_batch_emulator.storage import Storage
 
-    engine = Engine(Storage(gcs.client()), Config(queue_seconds=0.05, min_run_seconds=0.05))
+    engine = Engine(
+        Storage(gcs.client()), Config(queue_seconds=0.05, min_run_seconds=0.05), BigQuery(bigquery.client())
+    )
     async with serve(engine) as served:
         yield served
 
@@ -157,8 +217,9 @@ def requests_rows(count: int, prefix: str = "", start: int = 0) -> list[dict[str
 
 
 @pytest.fixture
-async def stack(gcs: Any, tmp_path: pathlib.Path) -> Any:
-    """Kubernetes API, Vertex emulator and the operator (a subprocess), fast-paced, on the session's GCS."""
+async def stack(gcs: Any, bigquery: Any, tmp_path: pathlib.Path) -> Any:
+    """Kubernetes API, Vertex emulator and the operator (a subprocess), fast-paced, on the session's GCS
+    and BigQuery."""
     from local_stack.gcs_server import free_port
     from local_stack.stack import LocalStack
     from vertex_batch_emulator.engine import Config
@@ -174,6 +235,7 @@ async def stack(gcs: Any, tmp_path: pathlib.Path) -> Any:
     async with LocalStack(
         tmp_path / "stack",
         gcs=gcs,
+        bigquery=bigquery,
         vertex_config=Config(queue_seconds=0.3, min_run_seconds=0.5),
         operator_env=operator_env,
     ) as running:

@@ -1,8 +1,10 @@
-"""The whole local stack: Kubernetes API, fake-gcs-server, the Vertex emulator and the operator.
+"""The whole local stack: Kubernetes API, fake-gcs-server, a BigQuery stand-in, the Vertex emulator
+and the operator.
 
-The Kubernetes API and the Vertex emulator run in this process's event loop; fake-gcs-server and the
-operator are subprocesses, the operator started exactly as its container starts it
-(`python -m batch_inference_operator run`), configured only through its environment.
+The Kubernetes API and the Vertex emulator run in this process's event loop; fake-gcs-server, the
+BigQuery stand-in (bqemulator) and the operator are subprocesses, the operator started exactly as
+its container starts it (`python -m batch_inference_operator run`), configured only through its
+environment.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ import signal
 import sys
 from typing import Any
 
+from vertex_batch_emulator.bigquery import BigQuery
 from vertex_batch_emulator.engine import Config, Engine
 from vertex_batch_emulator.rest import serve
 from vertex_batch_emulator.storage import Storage
 
+from .bigquery_server import BigQueryEmulator
 from .gcs_server import GcsEmulator
 from .kube_api import KubeApiServer
 from .kube_server import running_kube_api, server_url, write_kubeconfig
@@ -33,6 +37,7 @@ class LocalStack:
         directory: pathlib.Path,
         *,
         gcs: GcsEmulator | None = None,
+        bigquery: BigQueryEmulator | None = None,
         vertex_config: Config | None = None,
         operator_env: dict[str, str] | None = None,
     ) -> None:
@@ -40,6 +45,8 @@ class LocalStack:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.gcs = gcs
         self._own_gcs = gcs is None
+        self.bigquery = bigquery
+        self._own_bigquery = bigquery is None
         self.vertex_config = vertex_config or Config(queue_seconds=1.0, min_run_seconds=2.0)
         self.operator_env = {
             "BIJ_DEFAULT_PROJECT": DEMO_PROJECT,
@@ -62,15 +69,26 @@ class LocalStack:
 
     @property
     def endpoints(self) -> dict[str, str]:
-        assert self.gcs is not None
-        return {"kube": server_url(self.kube), "gcs": self.gcs.url, "vertex": self.vertex_url}
+        assert self.gcs is not None and self.bigquery is not None
+        return {
+            "kube": server_url(self.kube),
+            "gcs": self.gcs.url,
+            "bigquery": self.bigquery.url,
+            "vertex": self.vertex_url,
+        }
 
     async def __aenter__(self) -> LocalStack:
         try:
+            starting = []
             if self.gcs is None:
-                self.gcs = await asyncio.to_thread(GcsEmulator(log_path=self.directory / "gcs.log").start)
+                self.gcs = GcsEmulator(log_path=self.directory / "gcs.log")
+                starting.append(asyncio.to_thread(self.gcs.start))
+            if self.bigquery is None:
+                self.bigquery = BigQueryEmulator(log_path=self.directory / "bigquery.log")
+                starting.append(asyncio.to_thread(self.bigquery.start))
+            await asyncio.gather(*starting)
             self.kube = await self._stack.enter_async_context(running_kube_api())
-            self.engine = Engine(Storage(self.gcs.client()), self.vertex_config)
+            self.engine = Engine(Storage(self.gcs.client()), self.vertex_config, BigQuery(self.bigquery.client()))
             self.vertex_url, _ = await self._stack.enter_async_context(serve(self.engine))
             write_kubeconfig(self.kubeconfig, server_url(self.kube))
             (self.directory / "endpoints.json").write_text(json.dumps(self.endpoints, indent=2) + "\n")
@@ -85,11 +103,14 @@ class LocalStack:
         await self._stack.aclose()
         if self._own_gcs and self.gcs is not None:
             await asyncio.to_thread(self.gcs.stop)
+        if self._own_bigquery and self.bigquery is not None:
+            await asyncio.to_thread(self.bigquery.stop)
 
     def operator_environment(self) -> dict[str, str]:
-        assert self.gcs is not None
+        assert self.gcs is not None and self.bigquery is not None
         return {
             **os.environ,
+            "BIGQUERY_EMULATOR_HOST": self.bigquery.url,
             "KUBECONFIG": str(self.kubeconfig),
             "BIJ_VERTEX_ENDPOINT": self.vertex_url,
             "STORAGE_EMULATOR_HOST": self.gcs.url,

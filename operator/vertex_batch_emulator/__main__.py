@@ -1,8 +1,9 @@
 """`python -m vertex_batch_emulator --host 127.0.0.1 --port 8090`: a local Vertex AI batch prediction service.
 
 Reads and writes Cloud Storage through the GCS emulator named by `STORAGE_EMULATOR_HOST` (or
-`--gcs-endpoint`). Point google-genai at it with `HttpOptions(base_url=...)`, an explicit project and
-location, and any static token.
+`--gcs-endpoint`), and BigQuery tables through the stand-in named by `BIGQUERY_EMULATOR_HOST` (or
+`--bigquery-endpoint`; without one, jobs that name BigQuery fail). Point google-genai at it with
+`HttpOptions(base_url=...)`, an explicit project and location, and any static token.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import signal
 import sys
 
+from . import bigquery as bq
 from .engine import Config, Engine
 from .rest import serve
 from .storage import Storage, make_client
@@ -26,7 +28,8 @@ async def run(args: argparse.Namespace) -> None:
         rows_per_second=args.rows_per_second,
         cache_threshold_tokens=args.cache_threshold_tokens,
     )
-    engine = Engine(Storage(make_client(args.gcs_endpoint)), config)
+    bigquery = bq.BigQuery(bq.make_client(args.bigquery_endpoint)) if args.bigquery_endpoint else None
+    engine = Engine(Storage(make_client(args.gcs_endpoint)), config, bigquery)
     async with serve(engine, args.host, args.port) as (url, _):
         print(f"Vertex batch emulator on {url} (GCS at {args.gcs_endpoint})", flush=True)
         stop = asyncio.Event()
@@ -47,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         "--gcs-endpoint",
         default=os.environ.get("STORAGE_EMULATOR_HOST"),
         help="GCS emulator URL (default: $STORAGE_EMULATOR_HOST)",
+    )
+    parser.add_argument(
+        "--bigquery-endpoint",
+        default=os.environ.get("BIGQUERY_EMULATOR_HOST"),
+        help="BigQuery stand-in URL (default: $BIGQUERY_EMULATOR_HOST)",
     )
     parser.add_argument("--queue-seconds", type=float, default=2.0, help="time a job spends PENDING")
     parser.add_argument("--min-run-seconds", type=float, default=2.0, help="least time a job spends RUNNING")

@@ -1,11 +1,13 @@
 """Batch prediction jobs: creation, the state machine, and the streamed processing of their rows.
 
 A job goes PENDING -> RUNNING -> a terminal state at the configured pace. Processing runs in a
-worker thread (google-cloud-storage is synchronous): one streamed pass validates the input by the
-import rules, a second runs the rows and streams `predictions.jsonl` out, through a small shuffle
-buffer so rows come out in a different order than they went in, as on Vertex. Rows that already
-hold a successful response (a previous job's output, fed back to resume it) pass through untouched
-and unbilled; rows that failed or never ran are run.
+worker thread (the Google clients are synchronous): one streamed pass validates the input by the
+import rules, a second runs the rows and writes them out, through a small shuffle buffer so rows
+come out in a different order than they went in, as on Vertex. Input is JSONL in Cloud Storage or a
+BigQuery table; output is `predictions.jsonl` in a new Cloud Storage directory, or a BigQuery table
+(the named one, or a new `predictions_<timestamp>` in the named dataset). Rows that already hold a
+successful response (a previous job's output, fed back to resume it) pass through untouched and
+unbilled; rows that failed or never ran are run.
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from google.cloud.bigquery import SchemaField
 
+from . import bigquery as bq
 from . import inference
 from .faults import FaultPlan, JobFault
 from .filtering import compile_filter
@@ -170,11 +175,31 @@ class Job:
 
     @property
     def input_uris(self) -> list[str]:
+        if "bigquerySource" in self.input_config:
+            return [self.input_config["bigquerySource"].get("inputUri", "")]
         return list(self.input_config.get("gcsSource", {}).get("uris", []))
 
     @property
     def output_prefix(self) -> str:
+        if "bigqueryDestination" in self.output_config:
+            return self.output_config["bigqueryDestination"].get("outputUri", "")
         return self.output_config.get("gcsDestination", {}).get("outputUriPrefix", "")
+
+    @property
+    def reads_bigquery(self) -> bool:
+        return "bigquerySource" in self.input_config
+
+    @property
+    def writes_bigquery(self) -> bool:
+        return "bigqueryDestination" in self.output_config
+
+    @property
+    def output_location(self) -> str | None:
+        """Where the rows went: the Cloud Storage directory, or the BigQuery table's URI."""
+        info = self.output_info or {}
+        if "bigqueryOutputTable" in info:
+            return f"{info['bigqueryOutputDataset']}.{info['bigqueryOutputTable']}"
+        return info.get("gcsOutputDirectory")
 
     def move(self, state: str) -> None:
         now = utcnow()
@@ -232,6 +257,7 @@ class Job:
             "input": self.input_uris,
             "outputUriPrefix": self.output_prefix,
             "outputDirectory": (self.output_info or {}).get("gcsOutputDirectory"),
+            "outputLocation": self.output_location,
             "createTime": rfc3339(self.create_time),
             "startTime": rfc3339(self.start_time) if self.start_time else None,
             "endTime": rfc3339(self.end_time) if self.end_time else None,
@@ -251,6 +277,20 @@ class Job:
 class Outcome:
     state: str
     error: dict[str, Any] | None = None
+
+
+class Refused(Exception):
+    """The input or output breaks a rule that fails the job before any row runs (error code 3)."""
+
+
+@dataclass
+class Source:
+    """A validated input: its rows (read again from the start on each call), how many, and the
+    columns other than the request that an output table must carry through."""
+
+    rows: Callable[[], Iterator[dict[str, Any]]]
+    total: int
+    passthrough: list[SchemaField] = field(default_factory=list)
 
 
 def _row_status(code: int, message: str) -> str:
@@ -291,8 +331,11 @@ def _carried(row: dict[str, Any]) -> bool:
 
 
 class Engine:
-    def __init__(self, storage: Storage | None = None, config: Config | None = None) -> None:
+    def __init__(
+        self, storage: Storage | None = None, config: Config | None = None, bigquery: bq.BigQuery | None = None
+    ) -> None:
         self._storage = storage
+        self._bigquery = bigquery
         self.config = config or Config()
         self.jobs: dict[str, Job] = {}
         self.faults = FaultPlan()
@@ -308,6 +351,12 @@ class Engine:
 
             self._storage = Storage(make_client())
         return self._storage
+
+    @property
+    def bigquery(self) -> bq.BigQuery:
+        if self._bigquery is None:
+            self._bigquery = bq.BigQuery(bq.make_client())
+        return self._bigquery
 
     # ------------------------------------------------------------ lifecycle
 
@@ -390,18 +439,30 @@ class Engine:
 
     @staticmethod
     def _check_io(input_config: dict[str, Any], output_config: dict[str, Any]) -> None:
-        if "bigquerySource" in input_config or "bigqueryDestination" in output_config:
-            raise ApiError(
-                400,
-                "This emulator does not serve BigQuery sources or destinations yet; use gcsSource and gcsDestination.",
-            )
-        uris = input_config.get("gcsSource", {}).get("uris")
-        if input_config.get("instancesFormat") != "jsonl" or not uris:
-            raise ApiError(400, 'inputConfig needs instancesFormat "jsonl" and gcsSource.uris.')
-        prefix = output_config.get("gcsDestination", {}).get("outputUriPrefix")
-        if output_config.get("predictionsFormat") != "jsonl" or not prefix:
-            raise ApiError(400, 'outputConfig needs predictionsFormat "jsonl" and gcsDestination.outputUriPrefix.')
-        for uri in [*uris, prefix]:
+        gcs: list[Any] = []
+        if "bigquerySource" in input_config:
+            table = input_config["bigquerySource"].get("inputUri")
+            if input_config.get("instancesFormat") != "bigquery" or not table:
+                raise ApiError(400, 'inputConfig needs instancesFormat "bigquery" and bigquerySource.inputUri.')
+            _check_bigquery_uri(table, table_required=True)
+        else:
+            uris = input_config.get("gcsSource", {}).get("uris")
+            if input_config.get("instancesFormat") != "jsonl" or not uris:
+                raise ApiError(400, 'inputConfig needs instancesFormat "jsonl" and gcsSource.uris.')
+            gcs += uris
+        if "bigqueryDestination" in output_config:
+            target = output_config["bigqueryDestination"].get("outputUri")
+            if output_config.get("predictionsFormat") != "bigquery" or not target:
+                raise ApiError(
+                    400, 'outputConfig needs predictionsFormat "bigquery" and bigqueryDestination.outputUri.'
+                )
+            _check_bigquery_uri(target, table_required=False)
+        else:
+            prefix = output_config.get("gcsDestination", {}).get("outputUriPrefix")
+            if output_config.get("predictionsFormat") != "jsonl" or not prefix:
+                raise ApiError(400, 'outputConfig needs predictionsFormat "jsonl" and gcsDestination.outputUriPrefix.')
+            gcs.append(prefix)
+        for uri in gcs:
             if not isinstance(uri, str) or not uri.startswith("gs://") or len(uri) < 8:
                 raise ApiError(400, f"Invalid Cloud Storage URI: {uri!r}.")
 
@@ -506,8 +567,14 @@ class Engine:
             return
         started = time.monotonic()
         job.move("JOB_STATE_RUNNING")
-        stamp = job.start_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if job.start_time else ""
-        job.output_info = {"gcsOutputDirectory": f"{job.output_prefix.rstrip('/')}/prediction-model-{stamp}"}
+        start = job.start_time or utcnow()
+        if job.writes_bigquery:
+            target = bq.BqPath.parse(job.output_prefix)
+            table = target.table or f"predictions_{start.strftime('%Y_%m_%dT%H_%M_%S_%fZ')}"
+            job.output_info = {"bigqueryOutputDataset": target.dataset_uri, "bigqueryOutputTable": table}
+        else:
+            stamp = start.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            job.output_info = {"gcsOutputDirectory": f"{job.output_prefix.rstrip('/')}/prediction-model-{stamp}"}
         try:
             outcome = await asyncio.to_thread(self._process, job)
         except Exception as error:  # an emulator bug must not leave a job RUNNING forever
@@ -521,23 +588,9 @@ class Engine:
     # ------------------------------------------------------------ processing (worker thread)
 
     def _process(self, job: Job) -> Outcome:
-        storage = self.storage
-        output_dir = (job.output_info or {})["gcsOutputDirectory"]
         try:
-            storage.require_bucket(GcsPath.parse(job.output_prefix).bucket)
-            files: list[str] = []
-            for uri in job.input_uris:
-                matched = storage.expand(uri)
-                if not matched:
-                    return _import_failure(f"No files matched {uri}.")
-                for path, size in matched:
-                    if size > MAX_FILE_BYTES:
-                        return _import_failure(f"{path} is larger than the 1 GB limit.")
-                    files.append(path)
-            validator = ImportValidator()
-            for path in files:
-                for number, line in enumerate(storage.lines(path), 1):
-                    validator.check(path, number, line)
+            self._check_output(job)
+            source = self._bigquery_source(job) if job.reads_bigquery else self._gcs_source(job)
         except BucketMissing as missing:
             return Outcome(
                 "JOB_STATE_FAILED",
@@ -548,16 +601,77 @@ class Engine:
                     "Vertex AI service agent can access it.",
                 },
             )
-        except ImportViolation as violation:
+        except bq.Missing as missing:
+            return Outcome(
+                "JOB_STATE_FAILED",
+                {"code": 9, "message": f"{missing} or the Vertex AI service agent cannot access it."},
+            )
+        except (ImportViolation, Refused) as violation:
             return _import_failure(str(violation))
-        total = validator.requests
-        if total == 0:
+        if source.total == 0:
             return _import_failure("The input holds no requests.")
         job.counts = Counts()
-        stop_at = math.floor(total * job.fault.after_fraction) if job.fault else None
-        return self._run_rows(job, files, output_dir, total, stop_at)
+        stop_at = math.floor(source.total * job.fault.after_fraction) if job.fault else None
+        return self._run_rows(job, source, stop_at)
 
-    def _run_rows(self, job: Job, files: list[str], output_dir: str, total: int, stop_at: int | None) -> Outcome:
+    def _check_output(self, job: Job) -> None:
+        if not job.writes_bigquery:
+            self.storage.require_bucket(GcsPath.parse(job.output_prefix).bucket)
+            return
+        target = bq.BqPath.parse(job.output_prefix)
+        problem = bq.region_problem(
+            "output dataset", target.dataset_uri, self.bigquery.dataset_location(target), job.location
+        )
+        if problem:
+            raise Refused(problem)
+
+    def _gcs_source(self, job: Job) -> Source:
+        storage = self.storage
+        files: list[str] = []
+        for uri in job.input_uris:
+            matched = storage.expand(uri)
+            if not matched:
+                raise Refused(f"No files matched {uri}.")
+            for path, size in matched:
+                if size > MAX_FILE_BYTES:
+                    raise Refused(f"{path} is larger than the 1 GB limit.")
+                files.append(path)
+        validator = ImportValidator()
+        for path in files:
+            for number, line in enumerate(storage.lines(path), 1):
+                validator.check(path, number, line)
+
+        def rows() -> Iterator[dict[str, Any]]:
+            for path in files:
+                for line in storage.lines(path):
+                    if line.strip():
+                        yield orjson.loads(line)
+
+        return Source(rows, validator.requests, _columns_of(validator) if job.writes_bigquery else [])
+
+    def _bigquery_source(self, job: Job) -> Source:
+        table_uri = job.input_uris[0]
+        path = bq.BqPath.parse(table_uri)
+        problem = bq.region_problem("input table", table_uri, self.bigquery.dataset_location(path), job.location)
+        if problem:
+            raise Refused(problem)
+        schema = self.bigquery.schema(path)
+        problems = bq.schema_problems(table_uri, schema)
+        if problems:
+            raise Refused("; ".join(problems) + ".")
+        validator = ImportValidator()
+        for number, row in enumerate(self.bigquery.rows(path), 1):
+            validator.check(table_uri, number, orjson.dumps({"request": row.get("request")}))
+        return Source(lambda: self.bigquery.rows(path), validator.requests, schema)
+
+    def _writer(self, job: Job, source: Source) -> Any:
+        info = job.output_info or {}
+        if job.writes_bigquery:
+            target = bq.BqPath.parse(info["bigqueryOutputDataset"]).with_table(info["bigqueryOutputTable"])
+            return self.bigquery.writer(target, bq.output_schema(source.passthrough))
+        return self.storage.writer(f"{info['gcsOutputDirectory']}/predictions.jsonl")
+
+    def _run_rows(self, job: Job, source: Source, stop_at: int | None) -> Outcome:
         counts = job.counts
         assert counts is not None
         rng = random.Random(job.id)
@@ -565,43 +679,37 @@ class Engine:
         stopped_by: str | None = None
         interval = 1.0 / self.config.rows_per_second if self.config.rows_per_second else 0.0
         next_row_at = time.monotonic()
-        with self.storage.writer(f"{output_dir}/predictions.jsonl") as out:
+        with self._writer(job, source) as out:
 
             def emit(row: dict[str, Any]) -> None:
                 buffer.append(orjson.dumps(row))
                 if len(buffer) >= SHUFFLE_BUFFER:
                     out.write(buffer.pop(rng.randrange(len(buffer))) + b"\n")
 
-            index = 0
-            for path in files:
-                for line in self.storage.lines(path):
-                    if not line.strip():
-                        continue
-                    row = orjson.loads(line)
-                    if stopped_by is None:
-                        if job.cancel_requested.is_set():
-                            stopped_by = "cancel"
-                        elif stop_at is not None and index >= stop_at:
-                            stopped_by = "fault"
-                    index += 1
-                    if _carried(row):
-                        counts.successful += 1
-                        counts.carried += 1
-                        emit(row)
-                    elif stopped_by is not None:
-                        counts.incomplete += 1
-                        emit({key: value for key, value in row.items() if key not in ("response", "status")})
-                    else:
-                        if interval:
-                            next_row_at += interval
-                            delay = next_row_at - time.monotonic()
-                            if delay > 0:
-                                time.sleep(delay)  # the configured pace of the emulated service
-                        emit(self._infer(job, row, counts))
+            for index, row in enumerate(source.rows()):
+                if stopped_by is None:
+                    if job.cancel_requested.is_set():
+                        stopped_by = "cancel"
+                    elif stop_at is not None and index >= stop_at:
+                        stopped_by = "fault"
+                if _carried(row):
+                    counts.successful += 1
+                    counts.carried += 1
+                    emit(row)
+                elif stopped_by is not None:
+                    counts.incomplete += 1
+                    emit({key: value for key, value in row.items() if key not in ("response", "status")})
+                else:
+                    if interval:
+                        next_row_at += interval
+                        delay = next_row_at - time.monotonic()
+                        if delay > 0:
+                            time.sleep(delay)  # the configured pace of the emulated service
+                    emit(self._infer(job, row, counts))
             rng.shuffle(buffer)
             for item in buffer:
                 out.write(item + b"\n")
-        return self._outcome(job, stopped_by, total)
+        return self._outcome(job, stopped_by, source.total)
 
     def _infer(self, job: Job, row: dict[str, Any], counts: Counts) -> dict[str, Any]:
         request = row["request"]
@@ -651,6 +759,31 @@ class Engine:
                 },
             )
         return Outcome("JOB_STATE_SUCCEEDED")
+
+
+def _check_bigquery_uri(uri: Any, table_required: bool) -> None:
+    try:
+        path = bq.BqPath.parse(uri) if isinstance(uri, str) else None
+    except ValueError:
+        path = None
+    if path is None or (table_required and path.table is None):
+        shape = "bq://project.dataset.table" if table_required else "bq://project.dataset[.table]"
+        raise ApiError(400, f"Invalid BigQuery URI: {uri!r}; expected {shape}.")
+
+
+def _columns_of(validator: ImportValidator) -> list[SchemaField]:
+    """Output columns for a JSONL input's extra top-level keys, typed as a BigQuery load would infer them."""
+    kinds = {"string": "STRING", "boolean": "BOOL", "object": "JSON", "array": "JSON"}
+    columns = []
+    for key in validator.columns:
+        if key in bq.OUTPUT_COLUMNS:
+            continue
+        kind = validator.types.get(key, ("string", "", 0))[0]
+        if kind == "number":
+            columns.append(SchemaField(key, "FLOAT64" if key in validator.floats else "INT64"))
+        else:
+            columns.append(SchemaField(key, kinds.get(kind, "STRING")))
+    return columns
 
 
 def _import_failure(detail: str) -> Outcome:

@@ -33,7 +33,8 @@ class ImportViolation(Exception):
     detail: str
 
     def __str__(self) -> str:
-        return f"{self.uri} line {self.line}: {self.detail} (rule: {self.rule})"
+        unit = "row" if self.uri.startswith("bq://") else "line"
+        return f"{self.uri} {unit} {self.line}: {self.detail} (rule: {self.rule})"
 
 
 def _kind(value: Any) -> str:
@@ -56,6 +57,8 @@ class ImportValidator:
 
     types: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # path -> (type, uri, line)
     requests: int = 0
+    columns: dict[str, None] = field(default_factory=dict)  # top-level keys, in order of first appearance
+    floats: set[str] = field(default_factory=set)  # top-level keys that held a non-integer number
 
     def check(self, uri: str, line_number: int, raw: bytes | str) -> dict[str, Any] | None:
         """Validate one line; return the parsed row, or None for a blank line."""
@@ -74,6 +77,9 @@ class ImportValidator:
         if self.requests > MAX_REQUESTS:
             raise ImportViolation(uri, line_number, "max-requests", f"more than {MAX_REQUESTS} requests in the job")
         for key, value in row.items():
+            self.columns.setdefault(key)
+            if isinstance(value, float):
+                self.floats.add(key)
             if key not in OUTPUT_KEYS:
                 self._walk(value, key, 1, uri, line_number)
         return row
