@@ -375,7 +375,9 @@ class PreflightReport(ApiModel):
     """What the input check saw: request count, and how many requests share a long prompt prefix."""
 
     requests: int = 0
-    shared_prefix_requests: int = 0
+    shared_prefix_requests: int | None = Field(
+        default=None, description="Requests sharing a long prompt prefix; not counted for a BigQuery input."
+    )
     files: int = 0
     bytes: int = 0
 

@@ -21,7 +21,8 @@ import kopf
 
 from . import api, metrics
 from . import usage as usage_report
-from .preflight import Preflight
+from .bigquery import BigQuery
+from .preflight import Preflight, bigquery_input_problems, region_problem
 from .reconcile import (
     LABEL_UID,
     CancelJob,
@@ -79,6 +80,7 @@ class Runtime:
     settings: Settings
     vertex: Vertex
     storage: Storage = field(default_factory=Storage)
+    bigquery: BigQuery = field(default_factory=BigQuery)
     prices: dict[str, usage_report.Price] = field(default_factory=lambda: dict(usage_report.DEFAULT_PRICES))
     observations: dict[str, ObservedJob] = field(default_factory=dict)
     tracked: dict[str, Tracked] = field(default_factory=dict)  # by resource uid
@@ -329,7 +331,7 @@ def _after_error(
     if isinstance(error, _InputRejected):
         reason, code = "InvalidInput", 3
     elif isinstance(error, StorageError):
-        reason, code = "InputNotFound", 5
+        reason, code = error.reason, 5
     else:
         code = error.code or 0
         reason = "UnknownModel" if code == 404 else "InvalidArgument" if code == 400 else "SubmitFailed"
@@ -351,19 +353,17 @@ async def _perform(
             )
         return record_submission(status, action.attempt, job, adopted=how != "created"), job, events
     if isinstance(action, RunPreflight):
-        check = await asyncio.to_thread(_preflight, runtime.storage, action.uris)
-        if check.failed:
-            raise _InputRejected(check.summary())
-        report = check.report()
-        message = (
-            f"input checked: {report.requests} requests in {report.files} file(s), "
-            f"{report.shared_prefix_requests} sharing a long prompt prefix"
-        )
+        report, problems = await asyncio.to_thread(_preflight, runtime, action)
+        if problems:
+            raise _InputRejected("input rejected by preflight: " + "; ".join(problems))
+        where = f"the table {action.uris[0]}" if action.uris[0].startswith("bq://") else f"{report.files} file(s)"
+        message = f"input checked: {report.requests} requests in {where}"
+        if report.shared_prefix_requests is not None:
+            message += f", {report.shared_prefix_requests} sharing a long prompt prefix"
         return record_preflight(status, report), None, [Event("Normal", "PreflightPassed", message)]
     if isinstance(action, ScanOutput):
-        path = f"{action.output_location}/predictions.jsonl"
         try:
-            found, rows = await asyncio.to_thread(lambda: usage_report.scan(runtime.storage.lines(path)))
+            found, rows = await asyncio.to_thread(_scan, runtime, action.output_location, status)
         except StorageError as error:
             if error.retryable:
                 raise
@@ -386,14 +386,40 @@ class _InputRejected(StorageError):
         super().__init__(message, retryable=False)
 
 
-def _preflight(storage: Storage, uris: tuple[str, ...]) -> Preflight:
+def _preflight(runtime: Runtime, action: RunPreflight) -> tuple[api.PreflightReport, list[str]]:
+    """The input's report and the problems found (none: submit)."""
+    problems: list[str] = []
+    if action.bigquery_output:
+        try:
+            location = runtime.bigquery.dataset_location(action.bigquery_output, action.project)
+        except StorageError as error:
+            error.reason = "OutputNotFound"
+            raise
+        problem = region_problem("output dataset", action.bigquery_output, location, action.location)
+        problems += [problem] if problem else []
+    if action.uris[0].startswith("bq://"):
+        uri = action.uris[0]
+        table = runtime.bigquery.table(uri, action.project)
+        problem = region_problem("input table", uri, table.location, action.location)
+        problems += [problem] if problem else []
+        problems += bigquery_input_problems(uri, table.columns, table.rows)
+        return api.PreflightReport(requests=table.rows, bytes=table.bytes), problems
     check = Preflight()
-    for uri in uris:
-        for path, size in storage.objects(uri):
-            check.check_file(path, size, storage.lines(path))
+    for uri in action.uris:
+        for path, size in runtime.storage.objects(uri):
+            check.check_file(path, size, runtime.storage.lines(path))
             if check.failed:
-                return check
-    return check
+                return check.report(), problems + [str(v) for v in check.violations]
+    return check.report(), problems
+
+
+def _scan(
+    runtime: Runtime, output_location: str, status: api.BatchInferenceJobStatus
+) -> tuple[api.Usage, api.RowCounts]:
+    """An attempt's output: a BigQuery table is summed by a query, a Cloud Storage file is streamed."""
+    if output_location.startswith("bq://"):
+        return runtime.bigquery.scan(output_location, status.project or "", status.location or "")
+    return usage_report.scan(runtime.storage.lines(f"{output_location}/predictions.jsonl"))
 
 
 @kopf.timer(*GVR, interval=SETTINGS.reconcile_interval, initial_delay=0)

@@ -215,9 +215,13 @@ class SubmitJob:
 
 @dataclass(frozen=True)
 class RunPreflight:
-    """Stream the input files and check them against Vertex's import rules."""
+    """Check the input against Vertex's rules (JSONL files streamed; a BigQuery table by its metadata),
+    and a BigQuery output's dataset (exists, in the job's region)."""
 
     uris: tuple[str, ...]
+    location: str
+    project: str
+    bigquery_output: str | None = None
 
 
 @dataclass(frozen=True)
@@ -460,11 +464,15 @@ def _before_first_attempt(
         return _suspended(status, now, generation)
     status.start_time = status.start_time or now
     previous = status.phase
-    if spec.preflight == "Enabled" and spec.input.gcs is not None and status.preflight is None:
+    if spec.preflight == "Enabled" and status.preflight is None:
         status.phase = "Pending"
         status.message = "checking the input against Vertex's import rules"
         set_condition(status, "Ready", False, "Preflight", status.message, now, generation)
-        return Decision(status, actions=[RunPreflight(tuple(spec.input.gcs.uris))])
+        output = spec.output.bigquery.uri() if spec.output.bigquery else None
+        return Decision(
+            status,
+            actions=[RunPreflight(tuple(spec.input.uris()), status.location or "", status.project or "", output)],
+        )
     admitted, running, position = admission(resource, created, status.project or "", status.location or "", queue)
     if not admitted:
         status.phase = "Queued"
@@ -522,17 +530,29 @@ def _submit_action(
             LABEL_NAME: label_value(resource.name),
             LABEL_SPEC_HASH: digest,
         }
+    input_uris = tuple(attempt.input or spec.input.uris())
     return SubmitJob(
         attempt=attempt.attempt,
         project=status.project,
         location=status.location,
         model=spec.model,
         display_name=display_name,
-        input_uris=tuple(attempt.input or spec.input.uris()),
-        output_uri=spec.output.uri(),
+        input_uris=input_uris,
+        output_uri=output_for(spec, input_uris),
         labels={**spec.labels, **operator_labels(resource, attempt.attempt, digest)},
         adopt_labels=adopt,
     )
+
+
+def output_for(spec: BatchInferenceJobSpec, input_uris: tuple[str, ...]) -> str:
+    """Where an attempt writes. A resumed attempt reads the named output table it would write to; what
+    Vertex does with an existing output table is not documented (appending would duplicate every carried
+    row), so it writes a new table in that dataset instead. That table holds every row, the carried ones
+    too, and status.outputLocation follows it."""
+    table = spec.output.bigquery.table if spec.output.bigquery else None
+    if table and table in input_uris:
+        return table.rsplit(".", 1)[0]
+    return spec.output.uri()
 
 
 def _with_attempt(status: BatchInferenceJobStatus, number: int) -> tuple[BatchInferenceJobStatus, Attempt]:
@@ -564,7 +584,8 @@ def _condition_true(status: BatchInferenceJobStatus, type_: str) -> bool:
 
 
 def _has_readable_output(attempt: Attempt) -> bool:
-    return bool(attempt.output_location and attempt.output_location.startswith("gs://") and attempt.start_time)
+    location = attempt.output_location or ""
+    return bool(location.startswith(("gs://", "bq://")) and attempt.start_time)
 
 
 def _follow(
@@ -758,6 +779,8 @@ def _cache_check(status: BatchInferenceJobStatus) -> list[Event]:
     """Warn when many requests shared a long prefix but the job's cache hit ratio stayed low."""
     report, usage = status.preflight, status.usage
     if not report or not usage or not report.requests or not usage.prompt_tokens:
+        return []
+    if report.shared_prefix_requests is None:  # not counted (a BigQuery input)
         return []
     shared = report.shared_prefix_requests / report.requests
     if shared < CACHE_SHARED_SHARE or usage.cache_hit_ratio >= CACHE_LOW_RATIO:

@@ -17,10 +17,13 @@ CHUNK = 4 << 20
 
 
 class StorageError(Exception):
-    def __init__(self, message: str, retryable: bool) -> None:
+    """Reading Cloud Storage or BigQuery failed; `reason` names it for the resource's Event."""
+
+    def __init__(self, message: str, retryable: bool, reason: str = "InputNotFound") -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable
+        self.reason = reason
 
 
 def _split(uri: str) -> tuple[str, str]:

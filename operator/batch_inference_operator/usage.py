@@ -1,8 +1,9 @@
-"""Token usage, cache effectiveness and row outcomes of a batch output, computed while streaming it.
+"""Token usage, cache effectiveness and row outcomes of a batch output.
 
-Pure: `scan()` takes an iterable of JSONL lines (the storage adapter streams them from Cloud
-Storage) and never holds more than one row. orjson parses, as it is several times faster than the
-standard library on these rows (see benchmarks/bench_usage.py).
+Pure. For Cloud Storage, `scan()` takes an iterable of JSONL lines (the storage adapter streams
+them) and never holds more than one row; orjson parses, as it is faster than the standard library on
+these rows (see benchmarks/bench_preflight_usage.py). For BigQuery, `usage_query()` is the same
+computation as one SQL query, run where the table is, and `from_totals()` reads its single row.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import orjson
 from .api import RowCounts, Usage
 
 # A failed row's `status` names its error; 429, 5xx and "internal" are worth retrying, a 400 is not.
-_TRANSIENT = re.compile(r'"code":\s*(429|500|502|503|504)\b|^(Too Many Requests|Internal error|Service Unavailable)')
+# Written in the common subset of Python `re` and RE2 (BigQuery's REGEXP_CONTAINS).
+TRANSIENT_PATTERN = r'"code":\s*(429|500|502|503|504)\b|^(Too Many Requests|Internal error|Service Unavailable)'
+_TRANSIENT = re.compile(TRANSIENT_PATTERN)
 _USAGE_FIELDS = {
     "promptTokenCount": "prompt_tokens",
     "cachedContentTokenCount": "cached_tokens",
@@ -78,6 +81,10 @@ def scan(lines: Iterable[bytes], loads: Callable[[bytes], Any] = orjson.loads) -
         metadata = response.get("usageMetadata") or {}
         for wire, name in _USAGE_FIELDS.items():
             totals[name] += int(metadata.get(wire) or 0)
+    return _summed(usage, rows, totals)
+
+
+def _summed(usage: Usage, rows: RowCounts, totals: dict[str, int]) -> tuple[Usage, RowCounts]:
     for name, value in totals.items():
         setattr(usage, name, value)
     usage.requests = rows.succeeded + rows.failed_transient + rows.failed_permanent + rows.incomplete
@@ -85,6 +92,29 @@ def scan(lines: Iterable[bytes], loads: Callable[[bytes], Any] = orjson.loads) -
     usage.failed = rows.failed_transient + rows.failed_permanent
     usage.cache_hit_ratio = round(usage.cached_tokens / usage.prompt_tokens, 4) if usage.prompt_tokens else 0.0
     return usage, rows
+
+
+def usage_query(table_id: str) -> str:
+    """`scan()` as one GoogleSQL query over a BigQuery output table (`project.dataset.table`): the rows
+    stay in BigQuery, one row of sums comes back. A row succeeded when its status is empty and its
+    response is not; failed when it has a status; otherwise it never ran (incomplete)."""
+    outcome = (
+        "CASE WHEN IFNULL(status, '') != '' THEN "
+        f"IF(REGEXP_CONTAINS(status, r'{TRANSIENT_PATTERN}'), 'failed_transient', 'failed_permanent') "
+        "WHEN response IS NULL OR TO_JSON_STRING(response) = '{}' THEN 'incomplete' ELSE 'succeeded' END"
+    )
+    columns = [f"COUNTIF(outcome = '{name}') AS {name}" for name in RowCounts.model_fields] + [
+        f"SUM(IF(outcome = 'succeeded', IFNULL(LAX_INT64(response.usageMetadata.{wire}), 0), 0)) AS {name}"
+        for wire, name in _USAGE_FIELDS.items()
+    ]
+    return f"SELECT {', '.join(columns)} FROM (SELECT {outcome} AS outcome, response FROM `{table_id}`)"
+
+
+def from_totals(row: dict[str, Any]) -> tuple[Usage, RowCounts]:
+    """The single row `usage_query()` returns (NULL sums of an empty table count as zero)."""
+    rows = RowCounts(**{name: int(row.get(name) or 0) for name in RowCounts.model_fields})
+    totals = {name: int(row.get(name) or 0) for name in _USAGE_FIELDS.values()}
+    return _summed(Usage(), rows, totals)
 
 
 def model_id(model: str) -> str:

@@ -81,8 +81,9 @@ def observe(job: types.BatchJob) -> ObservedJob:
         if job.output_info.gcs_output_directory:
             output = job.output_info.gcs_output_directory
         elif job.output_info.bigquery_output_table and job.dest and job.dest.bigquery_uri:
+            # The table's bare name (predictions_<timestamp>, or the named table), in the destination's dataset.
             table = job.output_info.bigquery_output_table.removeprefix("bq://")
-            dataset = job.dest.bigquery_uri.removeprefix("bq://")
+            dataset = ".".join(job.dest.bigquery_uri.removeprefix("bq://").split(".")[:2])
             output = f"bq://{table}" if "." in table else f"bq://{dataset}.{table}"
     return ObservedJob(
         name=job.name or "",

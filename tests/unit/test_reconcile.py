@@ -24,6 +24,7 @@ from batch_inference_operator.reconcile import (
     SubmitJob,
     decide,
     label_value,
+    output_for,
     record_failure,
     record_preflight,
     record_retry,
@@ -292,12 +293,53 @@ AFTER_BACKOFF = T0 + datetime.timedelta(minutes=12)
 def test_preflight_runs_before_the_first_attempt() -> None:
     s = spec(preflight="Enabled")
     first = decide(s, empty(), None, RESOURCE, DEFAULTS, T0)
-    assert first.actions == [RunPreflight(("gs://in-bucket/requests.jsonl",))] and first.status.attempts == []
+    assert first.actions == [RunPreflight(("gs://in-bucket/requests.jsonl",), "us-central1", "demo-project")]
+    assert first.status.attempts == []
     checked = record_preflight(first.status, api.PreflightReport(requests=10))
     after = decide(s, checked, None, RESOURCE, DEFAULTS, T0)
     assert after.actions == [] and after.status.attempts[0].submitting == T0
-    bq = spec(preflight="Enabled", input={"bigquery": {"table": "bq://demo-project.ds.t"}})
-    assert decide(bq, empty(), None, RESOURCE, DEFAULTS, T0).status.attempts, "no preflight for BigQuery input"
+
+
+def test_preflight_of_bigquery_input_and_output() -> None:
+    s = spec(
+        preflight="Enabled",
+        input={"bigquery": {"table": "bq://demo-project.ds.requests"}},
+        output={"bigquery": {"dataset": "bq://demo-project.results"}},
+    )
+    [check] = decide(s, empty(), None, RESOURCE, DEFAULTS, T0).actions
+    assert check == RunPreflight(
+        ("bq://demo-project.ds.requests",), "us-central1", "demo-project", "bq://demo-project.results"
+    )
+
+
+BQ_OUTPUT = "bq://demo-project.results.predictions_2026_11_24T10_00_00_000000Z"
+
+
+def test_a_bigquery_attempt_is_read_by_query_and_resumed_from_its_output_table() -> None:
+    s = spec(
+        input={"bigquery": {"table": "bq://demo-project.ds.requests"}},
+        output={"bigquery": {"dataset": "bq://demo-project.results"}},
+        resume={"maxAttempts": 3, "backoffSeconds": 0},
+    )
+    status = submitted(s)
+    end = T0 + datetime.timedelta(minutes=10)
+    job = observed("JOB_STATE_FAILED", start_time=T0, end_time=end, output_location=BQ_OUTPUT)
+    ended = decide(s, status, job, RESOURCE, DEFAULTS, end)
+    assert ended.actions == [ScanOutput(1, BQ_OUTPUT)] and ended.status.output_location == BQ_OUTPUT
+    read = record_scan(ended.status, 1, api.Usage(requests=10), api.RowCounts(succeeded=6, incomplete=4))
+    resumed = decide(s, read, job, RESOURCE, DEFAULTS, end)
+    assert resumed.status.attempts[1].input == [BQ_OUTPUT], "the next attempt reads the previous output table"
+    [submit] = decide(s, resumed.status, None, RESOURCE, DEFAULTS, end).actions
+    assert isinstance(submit, SubmitJob) and submit.input_uris == (BQ_OUTPUT,)
+    assert submit.output_uri == "bq://demo-project.results", "a dataset output gets a new table per attempt"
+
+
+def test_a_named_output_table_is_not_both_input_and_output_of_a_resume() -> None:
+    named = "bq://demo-project.results.answers"
+    s = spec(output={"bigquery": {"table": named}})
+    assert output_for(s, ("gs://in-bucket/requests.jsonl",)) == named
+    assert output_for(s, (named,)) == "bq://demo-project.results", "a new table next to it, never appended to"
+    assert output_for(spec(), ("gs://out-bucket/results/x/predictions.jsonl",)) == "gs://out-bucket/results/"
 
 
 def test_a_failed_attempt_is_resumed_from_its_output_after_the_backoff() -> None:

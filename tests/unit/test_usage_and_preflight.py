@@ -8,8 +8,25 @@ from decimal import Decimal
 import pytest
 
 from batch_inference_operator import api
-from batch_inference_operator.preflight import CACHE_PREFIX_CHARS, MAX_NESTING, Preflight
-from batch_inference_operator.usage import DEFAULT_PRICES, Price, estimate_cost, is_transient, parse_prices, scan
+from batch_inference_operator.preflight import (
+    CACHE_PREFIX_CHARS,
+    MAX_NESTING,
+    Column,
+    Preflight,
+    bigquery_input_problems,
+    region_problem,
+)
+from batch_inference_operator.usage import (
+    DEFAULT_PRICES,
+    TRANSIENT_PATTERN,
+    Price,
+    estimate_cost,
+    from_totals,
+    is_transient,
+    parse_prices,
+    scan,
+    usage_query,
+)
 
 
 def row(status: str = "", usage: dict | None = None, response: bool = True) -> bytes:
@@ -146,3 +163,63 @@ def test_previous_output_rows_are_valid_input() -> None:
         ],
     )
     assert not check.failed
+
+
+TABLE = "bq://demo-project.support.tickets"
+
+
+def test_a_well_formed_bigquery_input_has_no_problems() -> None:
+    columns = [Column("id", "STRING"), Column("request", "JSON"), Column("opened", "DATE"), Column("n", "INT64")]
+    assert bigquery_input_problems(TABLE, columns, rows=10) == []
+    assert bigquery_input_problems(TABLE, [Column("request", "STRING")], rows=1) == [], "STRING holding JSON is ok"
+    previous_output = [Column("request", "JSON"), Column("response", "JSON"), Column("status", "STRING")]
+    assert bigquery_input_problems(TABLE, previous_output, rows=5) == [], "a previous output resumes a job"
+
+
+@pytest.mark.parametrize(
+    ("columns", "rows", "expected"),
+    [
+        ([Column("prompt", "JSON")], 1, "has no `request` column"),
+        ([Column("request", "INT64")], 1, "column `request` is INT64"),
+        ([Column("request", "JSON"), Column("Status", "STRING")], 1, "column `Status` has a name Vertex reserves"),
+        ([Column("request", "JSON"), Column("response", "STRING")], 1, "column `response` has a name Vertex reserves"),
+        ([Column("request", "JSON"), Column("tags", "STRING", "REPEATED")], 1, "`tags` is ARRAY<STRING>"),
+        ([Column("request", "JSON"), Column("where", "GEOGRAPHY")], 1, "`where` is GEOGRAPHY"),
+        ([Column("request", "JSON"), Column("meta", "RECORD")], 1, "`meta` is RECORD"),
+        ([Column("request", "JSON")], 0, "holds no rows"),
+        ([Column("request", "JSON")], 200_001, "at most 200000 requests"),
+    ],
+)
+def test_bigquery_input_rules(columns: list[Column], rows: int, expected: str) -> None:
+    [problem] = bigquery_input_problems(TABLE, columns, rows)
+    assert expected in problem and TABLE in problem
+
+
+def test_bigquery_datasets_must_be_in_the_job_region() -> None:
+    assert region_problem("input table", TABLE, "us-central1", "us-central1") is None
+    assert region_problem("input table", TABLE, "US-CENTRAL1", "us-central1") is None
+    other = region_problem("input table", TABLE, "europe-west4", "us-central1")
+    assert other and "is in europe-west4, but the job runs in us-central1" in other
+    multi = region_problem("output dataset", "bq://p.d", "US", "us-central1")
+    assert multi and "a multi-region, which batch prediction does not support" in multi
+
+
+def test_usage_query_and_its_totals() -> None:
+    query = usage_query("demo-project.results.predictions_1")
+    assert "FROM `demo-project.results.predictions_1`" in query and TRANSIENT_PATTERN in query
+    assert "'" not in TRANSIENT_PATTERN, "the pattern sits in a single-quoted SQL raw string"
+    totals = {
+        "succeeded": 3,
+        "failed_transient": 1,
+        "failed_permanent": 2,
+        "incomplete": 4,
+        "prompt_tokens": 1000,
+        "cached_tokens": 250,
+        "candidates_tokens": 30,
+        "thoughts_tokens": None,  # SUM over no matching rows is NULL
+        "total_tokens": 1030,
+    }
+    usage, rows = from_totals(totals)
+    assert rows == api.RowCounts(succeeded=3, failed_transient=1, failed_permanent=2, incomplete=4)
+    assert (usage.requests, usage.succeeded, usage.failed, usage.thoughts_tokens) == (10, 3, 3, 0)
+    assert usage.cache_hit_ratio == 0.25
