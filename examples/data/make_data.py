@@ -3,6 +3,10 @@
 reviews/requests.jsonl: 300 product reviews to label (gcs-job.yaml).
 catalog/part-000.jsonl and part-001.jsonl: 200 product descriptions to write, all sharing one long
 style guide as system instruction, which is what implicit caching rewards (resume-and-deletion.yaml).
+support/tickets_requests.jsonl: 120 support tickets to triage, the rows of the BigQuery table
+support.tickets_requests (bigquery-job.yaml), with its schema in tickets_requests.schema.json. Load it
+into a real dataset with `bq load --source_format=NEWLINE_DELIMITED_JSON support.tickets_requests
+tickets_requests.jsonl tickets_requests.schema.json`.
 """
 
 from __future__ import annotations
@@ -97,6 +101,40 @@ def description(rng: random.Random, index: int) -> dict:
     }
 
 
+TRIAGE = (
+    "Triage the support ticket: pick one category (billing, shipping, defect, account, other) and an "
+    "urgency from 1 (can wait) to 3 (today). Answer as JSON with the keys category and urgency."
+)
+TICKETS = [
+    "I was charged twice for order {n}.",
+    "My {product} arrived two weeks late and the box was crushed.",
+    "The {product} will not turn on any more.",
+    "I cannot log in since I changed my email address.",
+    "Do you ship the {product} to Norway?",
+    "The {product} makes a grinding noise after ten minutes of use.",
+]
+TICKET_SCHEMA = [
+    {"name": "ticket_id", "type": "STRING", "mode": "REQUIRED"},
+    {"name": "customer_tier", "type": "STRING"},
+    {"name": "opened", "type": "DATE"},
+    {"name": "request", "type": "JSON", "mode": "REQUIRED"},
+]
+
+
+def ticket(rng: random.Random, index: int) -> dict:
+    text = rng.choice(TICKETS).format(n=rng.randint(10000, 99999), product=rng.choice(PRODUCTS))
+    return {
+        "ticket_id": f"T-{index:04d}",
+        "customer_tier": rng.choice(["free", "pro", "enterprise"]),
+        "opened": f"2026-11-{rng.randint(1, 23):02d}",
+        "request": {
+            "systemInstruction": {"parts": [{"text": TRIAGE}]},
+            "contents": [{"role": "user", "parts": [{"text": text}]}],
+            "generationConfig": {"temperature": 0.0, "maxOutputTokens": 64, "responseMimeType": "application/json"},
+        },
+    }
+
+
 def write(path: pathlib.Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows))
@@ -107,6 +145,8 @@ def main() -> None:
     write(HERE / "reviews" / "requests.jsonl", [review(rng, i) for i in range(300)])
     write(HERE / "catalog" / "part-000.jsonl", [description(rng, i) for i in range(100)])
     write(HERE / "catalog" / "part-001.jsonl", [description(rng, i) for i in range(100, 200)])
+    write(HERE / "support" / "tickets_requests.jsonl", [ticket(rng, i) for i in range(120)])
+    (HERE / "support" / "tickets_requests.schema.json").write_text(json.dumps(TICKET_SCHEMA, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """`make demo`: the examples, end to end, on the embedded local stack.
 
-Starts the Kubernetes API, fake-gcs-server, the Vertex emulator and the operator; uploads the
-example inputs from `examples/data/`; applies every example whose input and output the local stack
-can serve; shows a live table until they finish; then prints where each output is and a few result
-rows. Exit status 0 only if every applied job succeeded.
+Starts the Kubernetes API, fake-gcs-server, the BigQuery stand-in, the Vertex emulator and the
+operator; uploads the example inputs from `examples/data/` (JSONL files to buckets; a BigQuery input
+table loaded from `data/<dataset>/<table>.jsonl` with its `.schema.json`); applies every example;
+shows a live table until they finish; then prints where each output is and a few result rows. Exit
+status 0 only if every applied job succeeded.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from rich.table import Table
 from batch_inference_operator import api
 from vertex_batch_emulator.engine import Config
 
+from .bigquery_server import RETRY
 from .kube_server import server_url
 from .stack import LocalStack
 
@@ -37,11 +39,6 @@ def load_manifests(folder: pathlib.Path) -> list[tuple[pathlib.Path, dict[str, A
             if document and document.get("kind") == api.KIND:
                 manifests.append((path, document))
     return manifests
-
-
-def _gcs_only(manifest: dict[str, Any]) -> bool:
-    spec = manifest["spec"]
-    return "gcs" in spec["input"] and "gcs" in spec["output"]
 
 
 def _split(uri: str) -> tuple[str, str]:
@@ -65,15 +62,23 @@ async def _request(stack: LocalStack, method: str, path: str, body: Any = None) 
 
 
 def _upload(stack: LocalStack, manifest: dict[str, Any], data: pathlib.Path) -> int:
-    """Upload the example's inputs from examples/data/<object path>; returns the number of requests."""
-    client = stack.gcs.client()  # type: ignore[union-attr]
+    """Put the example's inputs in place and create its output bucket or dataset; returns the number of
+    requests."""
     spec = manifest["spec"]
-    buckets = {_split(uri)[0] for uri in spec["input"]["gcs"]["uris"]} | {_split(spec["output"]["gcs"]["uriPrefix"])[0]}
+    requests = 0
+    if "bigquery" in spec["output"]:
+        _dataset(stack, spec["output"]["bigquery"].get("dataset") or spec["output"]["bigquery"]["table"], spec)
+    if "bigquery" in spec["input"]:
+        requests = _load_table(stack, spec["input"]["bigquery"]["table"], spec, data)
+    client = stack.gcs.client()  # type: ignore[union-attr]
+    uris = spec["input"].get("gcs", {}).get("uris", [])
+    buckets = {_split(uri)[0] for uri in uris}
+    if "gcs" in spec["output"]:
+        buckets.add(_split(spec["output"]["gcs"]["uriPrefix"])[0])
     for bucket in buckets:
         if client.lookup_bucket(bucket) is None:
             client.create_bucket(bucket)
-    requests = 0
-    for uri in spec["input"]["gcs"]["uris"]:
+    for uri in uris:
         bucket, name = _split(uri)
         local = data / name
         if not local.exists():
@@ -81,6 +86,42 @@ def _upload(stack: LocalStack, manifest: dict[str, Any], data: pathlib.Path) -> 
         client.bucket(bucket).blob(name).upload_from_filename(str(local))
         requests += sum(1 for line in local.open() if line.strip())
     return requests
+
+
+def _dataset(stack: LocalStack, uri: str, spec: dict[str, Any]) -> str:
+    """Create the dataset a bq:// URI names, in the job's location; returns `project.dataset`."""
+    from google.cloud import bigquery
+
+    project, dataset = uri.removeprefix("bq://").split(".")[:2]
+    entry = bigquery.Dataset(f"{project}.{dataset}")
+    entry.location = spec.get("location", "us-central1")
+    stack.bigquery.client(project).create_dataset(entry, exists_ok=True, retry=RETRY)  # type: ignore[union-attr]
+    return f"{project}.{dataset}"
+
+
+def _load_table(stack: LocalStack, uri: str, spec: dict[str, Any], data: pathlib.Path) -> int:
+    """Load examples/data/<dataset>/<table>.jsonl into the input table, with its .schema.json."""
+    from google.cloud import bigquery
+
+    dataset_id = _dataset(stack, uri, spec)
+    table = uri.removeprefix("bq://").split(".")[2]
+    rows = data / dataset_id.split(".")[1] / f"{table}.jsonl"
+    if not rows.exists():
+        raise FileNotFoundError(f"{uri} has no example data at {rows}")
+    schema_file = rows.with_name(f"{table}.schema.json")
+    schema = [
+        bigquery.SchemaField(f["name"], f["type"], f.get("mode", "NULLABLE"))
+        for f in json.loads(schema_file.read_text())
+    ]
+    client = stack.bigquery.client(dataset_id.split(".")[0])  # type: ignore[union-attr]
+    config = bigquery.LoadJobConfig(
+        schema=schema,
+        source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
+        write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+    )
+    with rows.open("rb") as source:
+        client.load_table_from_file(source, f"{dataset_id}.{table}", job_config=config).result(retry=RETRY)
+    return sum(1 for line in rows.open() if line.strip())
 
 
 def _table(objects: list[dict[str, Any]], totals: dict[str, int]) -> Table:
@@ -110,28 +151,26 @@ def _table(objects: list[dict[str, Any]], totals: dict[str, int]) -> Table:
 
 
 def _results(stack: LocalStack, output: str, count: int = 3) -> list[str]:
-    bucket, prefix = _split(output)
-    blob = stack.gcs.client().bucket(bucket).blob(f"{prefix}/predictions.jsonl")  # type: ignore[union-attr]
+    """A few result rows: from predictions.jsonl, or from the output table."""
+    if output.startswith("bq://"):
+        table_id = output.removeprefix("bq://")
+        client = stack.bigquery.client(table_id.split(".")[0])  # type: ignore[union-attr]
+        rows = [dict(row) for row in client.list_rows(table_id, max_results=count, retry=RETRY)]
+    else:
+        bucket, prefix = _split(output)
+        blob = stack.gcs.client().bucket(bucket).blob(f"{prefix}/predictions.jsonl")  # type: ignore[union-attr]
+        with blob.open("r") as reader:
+            rows = [json.loads(line) for line, _ in zip(reader, range(count), strict=False)]
     lines = []
-    with blob.open("r") as reader:
-        for line in reader:
-            row = json.loads(line)
-            text = row.get("response", {}).get("candidates", [{}])[0].get("content", {}).get("parts", [{}])[0]
-            lines.append(f"{row.get('id', '?')}: {row.get('status') or text.get('text', '')[:90]}")
-            if len(lines) == count:
-                break
+    for row in rows:
+        text = (row.get("response") or {}).get("candidates", [{}])[0].get("content", {}).get("parts", [{}])[0]
+        key = row.get("id") or row.get("ticket_id") or "?"
+        lines.append(f"{key}: {row.get('status') or text.get('text', '')[:90]}")
     return lines
 
 
 async def _demo(folder: pathlib.Path, console: Console) -> int:
-    manifests = load_manifests(folder)
-    runnable = [(path, m) for path, m in manifests if _gcs_only(m)]
-    for path, manifest in manifests:
-        if not _gcs_only(manifest):
-            console.print(
-                f"[yellow]skipped[/] {path.name}: BigQuery input/output needs the BigQuery stand-in, "
-                "which this build's local stack does not have yet"
-            )
+    runnable = load_manifests(folder)
     if not runnable:
         console.print("no runnable examples found")
         return 1
@@ -169,9 +208,10 @@ async def _demo(folder: pathlib.Path, console: Console) -> int:
                     failures += 1
                     console.print(f"[red]{name}: {status.get('phase', 'not finished')}[/]: {status.get('message')}")
                     continue
+                output = status["outputLocation"]
+                shown = output if output.startswith("bq://") else f"{output}/predictions.jsonl"
                 console.print(
-                    f"[green]{name}[/]: {status['completionStats']['successful']} requests succeeded; "
-                    f"output: {status['outputLocation']}/predictions.jsonl"
+                    f"[green]{name}[/]: {status['completionStats']['successful']} requests succeeded; output: {shown}"
                 )
                 usage = status.get("usage", {})
                 console.print(
