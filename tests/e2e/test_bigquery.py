@@ -8,7 +8,7 @@ from typing import Any
 from test_operator import control, has_event, jobs_of, phase_of, stored
 from test_vertex_bigquery import TICKET_COLUMNS, tickets
 
-from conftest import bij_path, call, job_manifest, make_dataset, make_table, read_table, write_jsonl
+from conftest import bij_path, call, eventually, job_manifest, make_dataset, make_table, read_table, write_jsonl
 
 FAST = {"backoffSeconds": 0, "maxAttempts": 3}
 USAGE_KEYS = {
@@ -145,3 +145,27 @@ async def test_an_output_dataset_that_does_not_exist_is_named(stack: Any, bigque
     assert done["phase"] == "Failed" and "bq://demo-project.nowhere does not exist" in done["message"]
     assert next(c for c in done["conditions"] if c["type"] == "Failed")["reason"] == "OutputNotFound"
     await has_event(stack, "no-dataset", ("Warning", "OutputNotFound"))
+
+
+async def test_a_namespace_policy_refuses_other_teams_datasets(stack: Any, bigquery: Any, dataset: str) -> None:
+    theirs = make_dataset(bigquery, f"demo-project.theirs_{uuid.uuid4().hex[:8]}", "us-central1")
+    namespace = {
+        "metadata": {
+            "name": "team-bq",
+            "annotations": {"batchinference.dev/allowed-bigquery-datasets": f"bq://{dataset}"},
+        }
+    }
+    await call(stack.kube, "POST", "/api/v1/namespaces", namespace)
+    source = make_table(bigquery, f"{dataset}.tickets", tickets(3), TICKET_COLUMNS)
+    for name, output in (("own", f"bq://{dataset}.answers"), ("theirs", f"bq://{theirs}.stolen")):
+        manifest = bq_manifest(name, {"bigquery": {"table": source}}, {"bigquery": {"table": output}})
+        manifest["metadata"]["namespace"] = "team-bq"
+        await call(stack.kube, "POST", bij_path("team-bq"), manifest)
+
+    def phase(name: str) -> str | None:
+        return (stored(stack, name, "team-bq") or {}).get("status", {}).get("phase")
+
+    await eventually(lambda: phase("own") == "Succeeded" and phase("theirs") == "Failed", timeout=60)
+    refused = stored(stack, "theirs", "team-bq")["status"]
+    assert f"bq://{theirs}.stolen is outside the namespace's allowed BigQuery datasets" in refused["message"]
+    assert stack.engine.stats["create", 200] == 1, "only the allowed job reached Vertex"

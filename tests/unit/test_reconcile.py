@@ -520,6 +520,15 @@ def test_an_attempt_without_output_leaves_the_previous_output_in_place() -> None
         (("gs://in-bucket/requests", "gs://out-bucket/"), None, {}, False),  # a prefix is a folder, not a name start
         (None, ("bq://demo-project.ds",), {"input": {"bigquery": {"table": "bq://demo-project.ds.t"}}}, True),
         (None, ("bq://demo-project.other",), {"input": {"bigquery": {"table": "bq://demo-project.ds.t"}}}, False),
+        (
+            None,
+            ("bq://demo-project.ds",),
+            {
+                "input": {"bigquery": {"table": "bq://demo-project.ds.t"}},
+                "output": {"bigquery": {"table": "bq://demo-project.other.results"}},
+            },
+            False,  # the output table is in another team's dataset
+        ),
     ],
 )
 def test_the_namespace_data_policy_is_enforced_before_submit(
