@@ -29,7 +29,7 @@ TIMEOUT = 60.0
 class TableInfo:
     location: str
     columns: list[Column]
-    rows: int
+    rows: int | None  # None for a view: BigQuery does not count its rows
     bytes: int
 
 
@@ -76,10 +76,15 @@ class BigQuery:
         table = self._call(
             "BigQuery table", uri, lambda: self.client(project).get_table(_table_id(uri), retry=RETRY, timeout=TIMEOUT)
         )
+        rows = None
+        if table.table_type in (None, "TABLE"):
+            # numRows leaves out rows still in the streaming buffer (inserted moments ago).
+            buffered = table.streaming_buffer.estimated_rows if table.streaming_buffer else 0
+            rows = (table.num_rows or 0) + (buffered or 0)
         return TableInfo(
             location=self.dataset_location(uri, project),
             columns=[Column(f.name, f.field_type, f.mode or "NULLABLE") for f in table.schema],
-            rows=table.num_rows or 0,
+            rows=rows,
             bytes=table.num_bytes or 0,
         )
 

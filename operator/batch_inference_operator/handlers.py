@@ -403,7 +403,7 @@ def _preflight(runtime: Runtime, action: RunPreflight) -> tuple[api.PreflightRep
         problem = region_problem("input table", uri, table.location, action.location)
         problems += [problem] if problem else []
         problems += bigquery_input_problems(uri, table.columns, table.rows)
-        return api.PreflightReport(requests=table.rows, bytes=table.bytes), problems
+        return api.PreflightReport(requests=table.rows or 0, bytes=table.bytes), problems
     check = Preflight()
     for uri in action.uris:
         for path, size in runtime.storage.objects(uri):

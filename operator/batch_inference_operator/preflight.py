@@ -190,10 +190,11 @@ def region_problem(what: str, uri: str, dataset_location: str, job_location: str
     )
 
 
-def bigquery_input_problems(uri: str, columns: list[Column], rows: int) -> list[str]:
+def bigquery_input_problems(uri: str, columns: list[Column], rows: int | None) -> list[str]:
     """Vertex's rules for an input table: a `request` JSON (or STRING) column; `response` and `status`
     reserved, unless the table is a previous job's output (how a job is resumed); passthrough columns of
-    any type but ARRAY, STRUCT, RANGE, DATETIME and GEOGRAPHY; 1 to 200,000 rows."""
+    any type but ARRAY, STRUCT, RANGE, DATETIME and GEOGRAPHY; 1 to 200,000 rows (`rows` None: not
+    known, as for a view)."""
     by_name = {column.name.lower(): column for column in columns}
     problems = []
     request = by_name.get("request")
@@ -212,7 +213,7 @@ def bigquery_input_problems(uri: str, columns: list[Column], rows: int) -> list[
     if not previous_output:
         problems += [
             f"{uri}: column `{by_name[name].name}` has a name Vertex reserves for its output "
-            "(response, status); rename it, e.g. in a view"
+            "(response, status); rename it"
             for name in RESERVED_COLUMNS
             if name in by_name
         ]
@@ -226,6 +227,6 @@ def bigquery_input_problems(uri: str, columns: list[Column], rows: int) -> list[
             )
     if rows == 0:
         problems.append(f"{uri} holds no rows")
-    elif rows > MAX_REQUESTS:
+    elif rows is not None and rows > MAX_REQUESTS:
         problems.append(f"{uri} holds {rows} rows; a job takes at most {MAX_REQUESTS} requests")
     return problems

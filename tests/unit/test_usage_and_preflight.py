@@ -174,6 +174,7 @@ def test_a_well_formed_bigquery_input_has_no_problems() -> None:
     assert bigquery_input_problems(TABLE, [Column("request", "STRING")], rows=1) == [], "STRING holding JSON is ok"
     previous_output = [Column("request", "JSON"), Column("response", "JSON"), Column("status", "STRING")]
     assert bigquery_input_problems(TABLE, previous_output, rows=5) == [], "a previous output resumes a job"
+    assert bigquery_input_problems(TABLE, columns, rows=None) == [], "a view's rows are not counted"
 
 
 @pytest.mark.parametrize(
