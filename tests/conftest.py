@@ -220,7 +220,7 @@ def requests_rows(count: int, prefix: str = "", start: int = 0) -> list[dict[str
 async def stack(gcs: Any, bigquery: Any, tmp_path: pathlib.Path) -> Any:
     """Kubernetes API, Vertex emulator and the operator (a subprocess), fast-paced, on the session's GCS
     and BigQuery."""
-    from local_stack.gcs_server import free_port
+    from local_stack.loopback import free_port
     from local_stack.stack import LocalStack
     from vertex_batch_emulator.engine import Config
 

@@ -10,77 +10,36 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import subprocess
 import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
 
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from .gcs_server import free_port
+from .loopback import LoopbackServer, free_port
 
 # Against a stand-in, a 500 is a bug to see at once, not something to retry for ten minutes.
 RETRY = bigquery.DEFAULT_RETRY.with_deadline(15)
 
 
-class BigQueryEmulator:
+class BigQueryEmulator(LoopbackServer):
+    name = "the BigQuery emulator"
+    health_path = "/healthz"
+    start_timeout = 60.0  # a Python server importing DuckDB, slower to start than fake-gcs-server
+
     def __init__(self, port: int | None = None, log_path: pathlib.Path | None = None) -> None:
-        self.port = port or free_port()
+        super().__init__(port, log_path)
         self.grpc_port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._log_path = log_path
-        self._process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60.0) -> BigQueryEmulator:
-        log = self._log_path.open("ab") if self._log_path else tempfile.TemporaryFile()  # noqa: SIM115 - the child keeps it
-        self._process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "local_stack.bigquery_server",
-                "--port",
-                str(self.port),
-                "--grpc-port",
-                str(self.grpc_port),
-            ],
-            stdout=log,
-            stderr=log,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"the BigQuery emulator exited with {self._process.returncode}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1):
-                    return self
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.05)  # waiting for a subprocess to listen, bounded by the deadline
-        self.stop()
-        raise RuntimeError(f"the BigQuery emulator did not answer within {timeout}s")
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
+    def command(self) -> list[str]:
+        return [
+            *(sys.executable, "-m", "local_stack.bigquery_server"),
+            *("--port", str(self.port), "--grpc-port", str(self.grpc_port)),
+        ]
 
     def client(self, project: str = "local-stack") -> bigquery.Client:
         return bigquery.Client(
             project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": self.url}
         )
-
-    def __enter__(self) -> BigQueryEmulator:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
 
 
 def install_spatial_extension() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 
 from conftest import eventually
-from local_stack.gcs_server import free_port
+from local_stack.loopback import free_port
 
 
 async def test_container_command_passes_liveness_and_logs_json(stack: Any) -> None:
