@@ -76,13 +76,9 @@ def make_client(endpoint: str | None = None) -> bigquery.Client:
     )
 
 
-def same_region(dataset_location: str, job_location: str) -> bool:
-    return dataset_location.lower() == job_location.lower()
-
-
 def region_problem(what: str, uri: str, dataset_location: str, job_location: str) -> str | None:
     """Vertex reads and writes BigQuery only in the job's own region; multi-regions are not supported."""
-    if same_region(dataset_location, job_location):
+    if dataset_location.lower() == job_location.lower():
         return None
     multi = " (a multi-region, which batch prediction does not support)" if "-" not in dataset_location else ""
     return (
@@ -164,9 +160,9 @@ class BigQuery:
         except gexc.NotFound:
             raise Missing(f"BigQuery table {path} does not exist") from None
 
-    def rows(self, path: BqPath) -> Iterator[dict[str, Any]]:
-        """Every row as a plain dict (JSON columns as objects), a page at a time."""
-        request_is_text = any(f.name == "request" and f.field_type.upper() == "STRING" for f in self.schema(path))
+    def rows(self, path: BqPath, schema: list[bigquery.SchemaField]) -> Iterator[dict[str, Any]]:
+        """Every row as a plain dict (JSON columns as objects), a page at a time; `schema` is the table's."""
+        request_is_text = any(f.name == "request" and f.field_type.upper() == "STRING" for f in schema)
         for row in self.client.list_rows(path.table_id, page_size=PAGE_ROWS, retry=RETRY):
             plain = {key: _plain(value) for key, value in row.items()}
             if request_is_text and isinstance(plain.get("request"), str):

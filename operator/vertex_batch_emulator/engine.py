@@ -660,9 +660,9 @@ class Engine:
         if problems:
             raise Refused("; ".join(problems) + ".")
         validator = ImportValidator()
-        for number, row in enumerate(self.bigquery.rows(path), 1):
+        for number, row in enumerate(self.bigquery.rows(path, schema), 1):
             validator.check(table_uri, number, orjson.dumps({"request": row.get("request")}))
-        return Source(lambda: self.bigquery.rows(path), validator.requests, schema)
+        return Source(lambda: self.bigquery.rows(path, schema), validator.requests, schema)
 
     def _writer(self, job: Job, source: Source) -> Any:
         info = job.output_info or {}
