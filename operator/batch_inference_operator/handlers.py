@@ -22,7 +22,7 @@ import kopf
 from . import api, metrics
 from . import usage as usage_report
 from .bigquery import BigQuery
-from .preflight import Preflight, bigquery_input_problems, region_problem
+from .preflight import Preflight, bigquery_input_problems, region_problem, rejection
 from .reconcile import (
     LABEL_UID,
     CancelJob,
@@ -355,7 +355,7 @@ async def _perform(
     if isinstance(action, RunPreflight):
         report, problems = await asyncio.to_thread(_preflight, runtime, action)
         if problems:
-            raise _InputRejected("input rejected by preflight: " + "; ".join(problems))
+            raise _InputRejected(rejection(problems))
         where = f"the table {action.uris[0]}" if action.uris[0].startswith("bq://") else f"{report.files} file(s)"
         message = f"input checked: {report.requests} requests in {where}"
         if report.shared_prefix_requests is not None:

@@ -162,7 +162,12 @@ class Preflight:
         )
 
     def summary(self) -> str:
-        return "input rejected by preflight: " + "; ".join(str(v) for v in self.violations)
+        return rejection([str(v) for v in self.violations])
+
+
+def rejection(problems: list[str]) -> str:
+    """The resource's message when preflight refuses the input, one clause per problem."""
+    return "input rejected by preflight: " + "; ".join(problems)
 
 
 # ---------------------------------------------------------------- BigQuery: the table's metadata, not its rows
