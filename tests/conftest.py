@@ -206,6 +206,26 @@ def read_jsonl(gcs: Any, uri: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+# status.usage field -> the usageMetadata field it sums
+USAGE_KEYS = {
+    "promptTokens": "promptTokenCount",
+    "cachedTokens": "cachedContentTokenCount",
+    "candidatesTokens": "candidatesTokenCount",
+    "thoughtsTokens": "thoughtsTokenCount",
+    "totalTokens": "totalTokenCount",
+}
+
+
+def usage_totals(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Token totals of the successful output rows, keyed as in status.usage: the truth to compare with."""
+    totals = dict.fromkeys(USAGE_KEYS, 0)
+    for row in rows:
+        if not row.get("status") and row.get("response"):
+            for ours, wire in USAGE_KEYS.items():
+                totals[ours] += row["response"]["usageMetadata"].get(wire, 0)
+    return totals
+
+
 def requests_rows(count: int, prefix: str = "", start: int = 0) -> list[dict[str, Any]]:
     return [
         {"id": f"r{i}", "request": {"contents": [{"role": "user", "parts": [{"text": f"{prefix}question {i}"}]}]}}

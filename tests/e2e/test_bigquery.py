@@ -8,16 +8,20 @@ from typing import Any
 from test_operator import control, has_event, jobs_of, phase_of, stored
 from test_vertex_bigquery import TICKET_COLUMNS, tickets
 
-from conftest import bij_path, call, eventually, job_manifest, make_dataset, make_table, read_table, write_jsonl
+from conftest import (
+    USAGE_KEYS,
+    bij_path,
+    call,
+    eventually,
+    job_manifest,
+    make_dataset,
+    make_table,
+    read_table,
+    usage_totals,
+    write_jsonl,
+)
 
 FAST = {"backoffSeconds": 0, "maxAttempts": 3}
-USAGE_KEYS = {
-    "promptTokens": "promptTokenCount",
-    "cachedTokens": "cachedContentTokenCount",
-    "candidatesTokens": "candidatesTokenCount",
-    "thoughtsTokens": "thoughtsTokenCount",
-    "totalTokens": "totalTokenCount",
-}
 
 
 def bq_manifest(name: str, input_spec: dict[str, Any], output_spec: dict[str, Any], **spec: Any) -> dict[str, Any]:
@@ -25,16 +29,6 @@ def bq_manifest(name: str, input_spec: dict[str, Any], output_spec: dict[str, An
     manifest["spec"]["input"] = input_spec
     manifest["spec"]["output"] = output_spec
     return manifest
-
-
-def table_usage(rows: list[dict[str, Any]]) -> dict[str, int]:
-    """Token totals straight from the emulator's output table."""
-    totals = dict.fromkeys(USAGE_KEYS, 0)
-    for row in rows:
-        if not row["status"] and row["response"]:
-            for ours, wire in USAGE_KEYS.items():
-                totals[ours] += row["response"]["usageMetadata"].get(wire, 0)
-    return totals
 
 
 async def test_bigquery_to_bigquery_job_succeeds_with_every_row_and_usage(
@@ -52,7 +46,7 @@ async def test_bigquery_to_bigquery_job_succeeds_with_every_row_and_usage(
     assert sorted(r["id"] for r in rows) == sorted(f"r{i}" for i in range(30)), "every row exactly once"
     assert {r["id"]: (r["priority"], r["meta"]) for r in rows}["r5"] == (2, {"queue": "q1"}), "passthrough columns"
     usage = done["usage"]
-    assert {key: usage[key] for key in USAGE_KEYS} == table_usage(rows), "usage equals the emulator's totals"
+    assert {key: usage[key] for key in USAGE_KEYS} == usage_totals(rows), "usage equals the emulator's totals"
     assert usage["requests"] == 30 and usage["succeeded"] == 30 and usage["estimatedCostUSD"]
     assert done["attempts"][0]["rows"]["succeeded"] == 30
     await has_event(stack, "bq-to-bq", ("Normal", "PreflightPassed"))
@@ -73,7 +67,7 @@ async def test_gcs_to_a_named_bigquery_table(stack: Any, bigquery: Any, dataset:
     out = {r["id"]: r for r in read_table(bigquery, named)}
     assert sorted(out) == sorted(f"r{i}" for i in range(20))
     assert (out["r4"]["rank"], out["r4"]["priority"], out["r4"]["meta"]) == (4, 1, {"queue": "q0"})
-    assert {key: done["usage"][key] for key in USAGE_KEYS} == table_usage(list(out.values()))
+    assert {key: done["usage"][key] for key in USAGE_KEYS} == usage_totals(list(out.values()))
 
 
 async def test_a_resumed_bigquery_job_ends_with_every_row_exactly_once(stack: Any, bigquery: Any, dataset: str) -> None:
@@ -94,7 +88,7 @@ async def test_a_resumed_bigquery_job_ends_with_every_row_exactly_once(stack: An
     assert all(r["response"] and r["status"] == "" for r in rows)
     jobs = jobs_of(await control(stack, "GET", "/emulator/v1/jobs"), stored(stack, "bq-resumed")["metadata"]["uid"])
     assert [j["rows"]["processed"] for j in jobs] == [20, 20], "the resumed job ran only the unfinished rows"
-    assert {key: done["usage"][key] for key in USAGE_KEYS} == table_usage(rows)
+    assert {key: done["usage"][key] for key in USAGE_KEYS} == usage_totals(rows)
     assert done["usage"]["requests"] == 40
 
 

@@ -6,25 +6,24 @@ from typing import Any
 
 from test_operator import control, has_event, jobs_of, phase_of, stored
 
-from conftest import bij_path, call, eventually, job_manifest, read_jsonl, requests_rows, write_jsonl
+from conftest import (
+    USAGE_KEYS,
+    bij_path,
+    call,
+    eventually,
+    job_manifest,
+    read_jsonl,
+    requests_rows,
+    usage_totals,
+    write_jsonl,
+)
 
 FAST = {"backoffSeconds": 0, "maxAttempts": 3}
 
 
 def emulator_usage(stack: Any, gcs: Any, job: dict[str, Any]) -> dict[str, int]:
     """Token totals straight from the emulator's final output file."""
-    totals = {
-        "promptTokenCount": 0,
-        "cachedContentTokenCount": 0,
-        "candidatesTokenCount": 0,
-        "thoughtsTokenCount": 0,
-        "totalTokenCount": 0,
-    }
-    for row in read_jsonl(gcs, job["outputDirectory"] + "/predictions.jsonl"):
-        if not row.get("status") and row.get("response"):
-            for key in totals:
-                totals[key] += row["response"]["usageMetadata"].get(key, 0)
-    return totals
+    return usage_totals(read_jsonl(gcs, job["outputDirectory"] + "/predictions.jsonl"))
 
 
 async def test_a_job_failing_after_60_percent_is_resumed_to_success(stack: Any, gcs: Any, bucket: Any) -> None:
@@ -130,19 +129,7 @@ async def test_usage_equals_the_emulators_totals_with_and_without_caching(stack:
         jobs[name] = (done["status"], emulator_usage(stack, gcs, job))
     for name, (status, truth) in jobs.items():
         usage = status["usage"]
-        assert (
-            usage["promptTokens"],
-            usage["cachedTokens"],
-            usage["candidatesTokens"],
-            usage["thoughtsTokens"],
-            usage["totalTokens"],
-        ) == (
-            truth["promptTokenCount"],
-            truth["cachedContentTokenCount"],
-            truth["candidatesTokenCount"],
-            truth["thoughtsTokenCount"],
-            truth["totalTokenCount"],
-        ), name
+        assert {key: usage[key] for key in USAGE_KEYS} == truth, name
         assert usage["requests"] == 12 and usage["succeeded"] == 12 and usage["estimatedCostUSD"]
     assert jobs["cached"][0]["usage"]["cacheHitRatio"] > 0.5
     assert jobs["plain"][0]["usage"]["cacheHitRatio"] == 0
