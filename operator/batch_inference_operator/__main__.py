@@ -1,12 +1,9 @@
-"""Command line: `python -m batch_inference_operator {run,local-stack,demo,crd}`."""
+"""Command line: `python -m batch_inference_operator {run,crd}`. The local stack is `python -m local_stack`."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import logging
-import pathlib
 import sys
 
 from . import crd
@@ -46,11 +43,6 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="run the operator (configured by BIJ_* environment variables)")
     run.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     run.add_argument("--verbose", action="store_true")
-    stack = commands.add_parser("local-stack", help="the embedded local stack")
-    stack.add_argument("action", choices=["up"])
-    stack.add_argument("--dir", type=pathlib.Path, default=pathlib.Path(".stack"))
-    demo = commands.add_parser("demo", help="run the examples end to end on the embedded local stack")
-    demo.add_argument("--examples", default="examples", help="folder of example manifests")
     commands.add_parser("crd", help="print the generated CustomResourceDefinition")
     args = parser.parse_args(argv)
 
@@ -59,16 +51,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "run":
         return run_operator(args)
-    if args.command == "local-stack":
-        from local_stack.stack import run_until_interrupted
-
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run_until_interrupted(args.dir))
-        return 0
-    if args.command == "demo":
-        from local_stack.demo import run_demo
-
-        return run_demo(args.examples)
     return 2
 
 

@@ -1,4 +1,4 @@
-"""`make demo` runs `python -m batch_inference_operator demo`: it must pass, and say what it did."""
+"""`make demo` runs `python -m local_stack demo`: it must pass, and say what it did."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ async def test_demo_runs_every_example_to_success() -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "batch_inference_operator",
+        "local_stack",
         "demo",
         cwd=REPO,
         stdout=asyncio.subprocess.PIPE,

@@ -168,7 +168,7 @@ class LocalStack:
 
 
 async def run_until_interrupted(directory: pathlib.Path) -> None:
-    """`local-stack up`: everything on loopback until Ctrl-C or SIGTERM."""
+    """`python -m local_stack up`: everything on loopback until Ctrl-C or SIGTERM."""
     async with LocalStack(directory) as stack:
         endpoints: dict[str, Any] = stack.endpoints
         print(f"local stack up; kubeconfig: {stack.kubeconfig}")

@@ -1,4 +1,9 @@
-"""`python -m local_stack kube-api --port P --kubeconfig FILE`: the Kubernetes API server, standalone."""
+"""`python -m local_stack {up,demo,kube-api}`: the embedded local stack, for development and tests only.
+
+- `up --dir DIR`: the whole stack on loopback until Ctrl-C; writes DIR/kubeconfig and DIR/endpoints.json.
+- `demo`: the examples end to end on a fresh stack (`make demo`).
+- `kube-api`: only the Kubernetes API stand-in, with the BatchInferenceJob CRD installed.
+"""
 
 from __future__ import annotations
 
@@ -25,11 +30,25 @@ async def serve_kube_api(host: str, port: int, kubeconfig: pathlib.Path) -> None
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local_stack", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start the whole stack on loopback until interrupted")
+    up.add_argument("--dir", type=pathlib.Path, default=pathlib.Path(".stack"), help="where kubeconfig goes")
+    demo = commands.add_parser("demo", help="run the examples end to end on a fresh local stack")
+    demo.add_argument("--examples", default="examples", help="folder of example manifests")
     kube = commands.add_parser("kube-api", help="serve the Kubernetes API with the BatchInferenceJob CRD")
     kube.add_argument("--host", default="127.0.0.1")
     kube.add_argument("--port", type=int, default=0, help="0 picks a free port")
     kube.add_argument("--kubeconfig", type=pathlib.Path, default=pathlib.Path("kubeconfig"))
     args = parser.parse_args(argv)
+    if args.command == "up":
+        from .stack import run_until_interrupted
+
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_until_interrupted(args.dir))
+        return 0
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(args.examples)
     if args.command == "kube-api":
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve_kube_api(args.host, args.port, args.kubeconfig))
