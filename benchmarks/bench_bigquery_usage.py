@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import orjson
 from google.cloud import bigquery
 
-from batch_inference_operator.usage import from_totals, scan, usage_query
+from batch_inference_operator.core.usage import from_totals, scan, usage_query
 from local_stack.bigquery_server import RETRY, BigQueryEmulator
 
 SCHEMA = [

@@ -18,8 +18,8 @@ import tempfile
 import time
 from collections.abc import Iterator
 
-from batch_inference_operator.preflight import Preflight
-from batch_inference_operator.usage import scan
+from batch_inference_operator.core.preflight_jsonl import Preflight
+from batch_inference_operator.core.usage import scan
 
 CHUNK = 4 << 20
 

@@ -18,7 +18,9 @@ def run_operator(args: argparse.Namespace) -> int:
     settings = Settings.from_env()  # fail fast on bad configuration, before connecting anywhere
     log_format = kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL
     kopf.configure(verbose=args.verbose, log_format=log_format)
-    from . import handlers  # noqa: F401 - registers the handlers
+    from .controller.handlers import register
+
+    memo = register(settings)
 
     logging.getLogger("batch_inference_operator").info(
         "starting: namespaces=%s default project=%s location=%s vertex=%s",
@@ -33,6 +35,7 @@ def run_operator(args: argparse.Namespace) -> int:
         clusterwide=not settings.namespaces,
         namespaces=list(settings.namespaces),
         liveness_endpoint=args.liveness,
+        memo=memo,
     )
     return 0
 

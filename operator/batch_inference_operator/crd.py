@@ -1,4 +1,4 @@
-"""Generate the `apiextensions.k8s.io/v1` CRD from the pydantic models in `api.py`.
+"""Generate the `apiextensions.k8s.io/v1` CRD from the pydantic models in `api/`.
 
 Kubernetes accepts only *structural* schemas: no `$ref`, no `anyOf` carrying types, every node
 typed, no `additionalProperties` next to `properties`. Pydantic's JSON schema has all of those, so
@@ -120,5 +120,5 @@ def build_crd() -> dict[str, Any]:
 
 
 def render_crd() -> str:
-    header = "# Generated from operator/batch_inference_operator/api.py by `make crds`. Do not edit.\n"
+    header = "# Generated from operator/batch_inference_operator/api/ by `make crds`. Do not edit.\n"
     return header + yaml.safe_dump(build_crd(), sort_keys=False, width=120)

@@ -12,7 +12,9 @@ from conftest import REPO
 
 def test_committed_crd_matches_the_models() -> None:
     committed = (REPO / crd.CRD_FILE).read_text()
-    assert committed == crd.render_crd(), "deploy/crds/ drifted from api.py: run `make crds` and commit the result"
+    assert committed == crd.render_crd(), (
+        "deploy/crds/ drifted from the api package: run `make crds` and commit the result"
+    )
 
 
 def _walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:

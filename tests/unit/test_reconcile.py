@@ -8,34 +8,31 @@ from typing import Any
 import pytest
 
 from batch_inference_operator import api
-from batch_inference_operator.reconcile import (
+from batch_inference_operator.api.meta import (
     LABEL_ATTEMPT,
     LABEL_MANAGED_BY,
     LABEL_NAME,
     LABEL_NAMESPACE,
     LABEL_SPEC_HASH,
     LABEL_UID,
-    CancelJob,
-    Defaults,
-    ObservedJob,
-    Resource,
-    RunPreflight,
-    ScanOutput,
-    SubmitJob,
-    decide,
-    label_value,
-    output_for,
+)
+from batch_inference_operator.core.actions import CancelJob, RunPreflight, ScanOutput, SubmitJob
+from batch_inference_operator.core.decide import decide
+from batch_inference_operator.core.identity import Resource, label_value, spec_hash
+from batch_inference_operator.core.policy import Tenancy
+from batch_inference_operator.core.record import (
     record_failure,
     record_preflight,
     record_retry,
     record_scan,
     record_submission,
-    spec_hash,
 )
+from batch_inference_operator.core.resume import output_for
+from batch_inference_operator.core.vertex_jobs import ObservedJob
 
 T0 = datetime.datetime(2026, 11, 24, 10, 0, tzinfo=datetime.UTC)
 RESOURCE = Resource("team-a", "reviews", "0b9f3c1e-uid", generation=1)
-DEFAULTS = Defaults("ns-project", "europe-west4")
+DEFAULTS = Tenancy("ns-project", "europe-west4")
 JOB = "projects/123456789012/locations/us-central1/batchPredictionJobs/1234567890123456789"
 
 
@@ -90,7 +87,7 @@ def test_the_marker_leads_to_one_submit_with_identity_labels() -> None:
     assert decision.status == first, "nothing changes until the job exists"
     [action] = decision.actions
     assert isinstance(action, SubmitJob) and action.attempt == 1
-    assert action.labels == {
+    assert action.request.labels == {
         "team": "search",
         LABEL_MANAGED_BY: "batch-inference-operator",
         LABEL_UID: RESOURCE.uid,
@@ -103,10 +100,13 @@ def test_the_marker_leads_to_one_submit_with_identity_labels() -> None:
     assert action.adopt_labels == {
         LABEL_NAMESPACE: "team-a",
         LABEL_NAME: "reviews",
-        LABEL_SPEC_HASH: action.labels[LABEL_SPEC_HASH],
+        LABEL_SPEC_HASH: action.request.labels[LABEL_SPEC_HASH],
     }
-    assert action.display_name == "team-a-reviews" and action.model == "gemini-2.5-flash"
-    assert action.input_uris == ("gs://in-bucket/requests.jsonl",) and action.output_uri == "gs://out-bucket/results/"
+    assert action.request.display_name == "team-a-reviews" and action.request.model == "gemini-2.5-flash"
+    assert (
+        action.request.input_uris == ("gs://in-bucket/requests.jsonl",)
+        and action.request.output_uri == "gs://out-bucket/results/"
+    )
 
 
 def test_project_and_location_fall_back_to_defaults() -> None:
@@ -114,12 +114,12 @@ def test_project_and_location_fall_back_to_defaults() -> None:
     status = decide(s, empty(), None, RESOURCE, DEFAULTS, T0).status
     assert (status.project, status.location) == ("ns-project", "europe-west4")
     # Once resolved they stay, even if the Namespace annotation changes later.
-    again = decide(s, status, None, RESOURCE, Defaults("other", "us-east1"), T0).status
+    again = decide(s, status, None, RESOURCE, Tenancy("other", "us-east1"), T0).status
     assert (again.project, again.location) == ("ns-project", "europe-west4")
 
 
 def test_no_project_anywhere_is_a_clear_failure() -> None:
-    decision = decide(spec(project=None), empty(), None, RESOURCE, Defaults(None, "us-central1"), T0)
+    decision = decide(spec(project=None), empty(), None, RESOURCE, Tenancy(None, "us-central1"), T0)
     assert decision.status.phase == "Failed" and decision.actions == []
     assert condition(decision.status, "Failed") == ("True", "InvalidSpec")
     assert "batchinference.dev/project" in decision.status.message
@@ -330,8 +330,8 @@ def test_a_bigquery_attempt_is_read_by_query_and_resumed_from_its_output_table()
     resumed = decide(s, read, job, RESOURCE, DEFAULTS, end)
     assert resumed.status.attempts[1].input == [BQ_OUTPUT], "the next attempt reads the previous output table"
     [submit] = decide(s, resumed.status, None, RESOURCE, DEFAULTS, end).actions
-    assert isinstance(submit, SubmitJob) and submit.input_uris == (BQ_OUTPUT,)
-    assert submit.output_uri == "bq://demo-project.results", "a dataset output gets a new table per attempt"
+    assert isinstance(submit, SubmitJob) and submit.request.input_uris == (BQ_OUTPUT,)
+    assert submit.request.output_uri == "bq://demo-project.results", "a dataset output gets a new table per attempt"
 
 
 def test_a_named_output_table_is_not_both_input_and_output_of_a_resume() -> None:
@@ -355,7 +355,7 @@ def test_a_failed_attempt_is_resumed_from_its_output_after_the_backoff() -> None
     assert [e.reason for e in resumed.events] == ["Resuming"]
     [submit] = decide(s, resumed.status, None, RESOURCE, DEFAULTS, AFTER_BACKOFF).actions
     assert isinstance(submit, SubmitJob) and submit.attempt == 2 and submit.adopt_labels is None
-    assert submit.labels["bij-attempt"] == "2" and submit.input_uris == tuple(second.input)
+    assert submit.request.labels["bij-attempt"] == "2" and submit.request.input_uris == tuple(second.input)
 
 
 def test_an_attempt_that_never_ran_resubmits_the_original_input() -> None:
@@ -441,7 +441,7 @@ def test_low_cache_hits_despite_shared_prefixes_warn() -> None:
 
 
 def test_status_patches_null_out_vanished_nested_keys() -> None:
-    from batch_inference_operator.handlers import merge_patch
+    from batch_inference_operator.controller.status_patch import merge_patch
 
     old = {"job": {"name": "a", "startTime": "t1", "endTime": "t2"}, "phase": "Resuming", "attempts": [1]}
     new = {"job": {"name": "b"}, "phase": "Resuming", "attempts": [1, 2]}
@@ -450,13 +450,13 @@ def test_status_patches_null_out_vanished_nested_keys() -> None:
 
 
 def peer(uid: str, created: str, phase: str | None, attempted: bool, location: str = "us-central1") -> Any:
-    from batch_inference_operator.reconcile import Peer
+    from batch_inference_operator.core.admission import Peer
 
     return Peer(uid, created, f"team-a/{uid}", "demo-project", location, phase, attempted)
 
 
 def test_the_queue_admits_in_creation_order_up_to_the_limit() -> None:
-    from batch_inference_operator.reconcile import Queue, admission
+    from batch_inference_operator.core.admission import Queue, admission
 
     me = Resource("team-a", "reviews", "uid-me")
     running = (peer("a", "2026-11-24T09:00:00Z", "Running", True), peer("b", "2026-11-24T09:01:00Z", "Resuming", True))
@@ -472,7 +472,7 @@ def test_the_queue_admits_in_creation_order_up_to_the_limit() -> None:
 
 
 def test_a_resource_over_the_limit_waits_queued() -> None:
-    from batch_inference_operator.reconcile import Queue
+    from batch_inference_operator.core.admission import Queue
 
     queue = Queue(1, (peer("a", "2026-11-24T09:00:00Z", "Running", True),))
     waiting = decide(spec(), empty(), None, RESOURCE, DEFAULTS, T0, queue, "2026-11-24T10:00:00Z")
@@ -487,7 +487,7 @@ def test_a_resource_over_the_limit_waits_queued() -> None:
 
 
 def test_an_attempt_without_output_leaves_the_previous_output_in_place() -> None:
-    from batch_inference_operator.reconcile import record_no_output
+    from batch_inference_operator.core.record import record_no_output
 
     status = api.BatchInferenceJobStatus(
         output_location="gs://out/2",
@@ -534,7 +534,7 @@ def test_an_attempt_without_output_leaves_the_previous_output_in_place() -> None
 def test_the_namespace_data_policy_is_enforced_before_submit(
     gcs: Any, bigquery: Any, spec_changes: dict, allowed: bool
 ) -> None:
-    policy = Defaults("ns-project", "europe-west4", gcs, bigquery)
+    policy = Tenancy("ns-project", "europe-west4", gcs, bigquery)
     decision = decide(spec(**spec_changes), empty(), None, RESOURCE, policy, T0)
     if allowed:
         assert decision.status.phase == "Pending"

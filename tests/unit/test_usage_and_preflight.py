@@ -8,25 +8,11 @@ from decimal import Decimal
 import pytest
 
 from batch_inference_operator import api
-from batch_inference_operator.preflight import (
-    CACHE_PREFIX_CHARS,
-    MAX_NESTING,
-    Column,
-    Preflight,
-    bigquery_input_problems,
-    region_problem,
-)
-from batch_inference_operator.usage import (
-    DEFAULT_PRICES,
-    TRANSIENT_PATTERN,
-    Price,
-    estimate_cost,
-    from_totals,
-    is_transient,
-    parse_prices,
-    scan,
-    usage_query,
-)
+from batch_inference_operator.core.outcomes import TRANSIENT_PATTERN, is_transient
+from batch_inference_operator.core.preflight_bigquery import Column, bigquery_input_problems, region_problem
+from batch_inference_operator.core.preflight_jsonl import CACHE_PREFIX_CHARS, MAX_NESTING, Preflight
+from batch_inference_operator.core.pricing import DEFAULT_PRICES, Price, estimate_cost, parse_prices
+from batch_inference_operator.core.usage import from_totals, scan, usage_query
 
 
 def row(status: str = "", usage: dict | None = None, response: bool = True) -> bytes:

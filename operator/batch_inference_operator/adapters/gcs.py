@@ -13,25 +13,21 @@ from collections.abc import Iterator
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 
+from ..core.uris import GcsUri
+from .errors import AdapterError
+
 CHUNK = 4 << 20
 
 
-class StorageError(Exception):
-    """Reading Cloud Storage or BigQuery failed; `reason` names it for the resource's Event."""
-
-    def __init__(self, message: str, retryable: bool, reason: str = "InputNotFound") -> None:
-        super().__init__(message)
-        self.message = message
-        self.retryable = retryable
-        self.reason = reason
+def _missing(message: str) -> AdapterError:
+    return AdapterError(message, retryable=False, reason="InputNotFound")
 
 
-def _split(uri: str) -> tuple[str, str]:
-    bucket, _, name = uri.removeprefix("gs://").partition("/")
-    return bucket, name
+def _failed(message: str) -> AdapterError:
+    return AdapterError(message, retryable=True)
 
 
-class Storage:
+class CloudStorage:
     def __init__(self) -> None:
         self._client: storage.Client | None = None
 
@@ -43,13 +39,14 @@ class Storage:
 
     def objects(self, uri: str) -> list[tuple[str, int]]:
         """The objects a URI names, with sizes; a `*` wildcard matches object names."""
-        bucket_name, name = _split(uri)
+        parsed = GcsUri.parse(uri)
+        bucket_name, name = parsed.bucket, parsed.name
         try:
             bucket = self.client.bucket(bucket_name)
             if "*" not in name:
                 blob = bucket.get_blob(name)
                 if blob is None:
-                    raise StorageError(f"{uri} does not exist", retryable=False)
+                    raise _missing(f"{uri} does not exist")
                 return [(uri, blob.size or 0)]
             prefix = name.split("*", 1)[0]
             found = [
@@ -58,17 +55,18 @@ class Storage:
                 if fnmatch.fnmatchcase(b.name, name)
             ]
         except gexc.NotFound:
-            raise StorageError(f"bucket {bucket_name} of {uri} does not exist", retryable=False) from None
+            raise _missing(f"bucket {bucket_name} of {uri} does not exist") from None
         except gexc.Forbidden as error:
-            raise StorageError(f"no permission to read {uri}: {error.message}", retryable=True) from None
+            raise _failed(f"no permission to read {uri}: {error.message}") from None
         except gexc.GoogleAPIError as error:
-            raise StorageError(f"reading {uri} failed: {error}", retryable=True) from None
+            raise _failed(f"reading {uri} failed: {error}") from None
         if not found:
-            raise StorageError(f"no object matches {uri}", retryable=False)
+            raise _missing(f"no object matches {uri}")
         return sorted(found)
 
     def lines(self, uri: str) -> Iterator[bytes]:
-        bucket_name, name = _split(uri)
+        parsed = GcsUri.parse(uri)
+        bucket_name, name = parsed.bucket, parsed.name
         pending = b""
         try:
             with self.client.bucket(bucket_name).blob(name).open("rb", chunk_size=CHUNK) as reader:
@@ -77,8 +75,8 @@ class Storage:
                     pending = parts.pop()
                     yield from parts
         except gexc.NotFound:
-            raise StorageError(f"{uri} does not exist", retryable=False) from None
+            raise _missing(f"{uri} does not exist") from None
         except gexc.GoogleAPIError as error:
-            raise StorageError(f"reading {uri} failed: {error}", retryable=True) from None
+            raise _failed(f"reading {uri} failed: {error}") from None
         if pending:
             yield pending

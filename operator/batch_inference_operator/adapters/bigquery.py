@@ -15,10 +15,11 @@ from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from . import usage as usage_report
-from .api import RowCounts, Usage
-from .preflight import Column
-from .storage import StorageError
+from ..api import RowCounts, Usage
+from ..core.preflight_bigquery import Column
+from ..core.uris import BigQueryUri
+from ..core.usage import from_totals, usage_query
+from .errors import AdapterError
 
 # The client's default retries a 5xx for ten minutes; the reconcile loop has its own backoff.
 RETRY = bigquery.DEFAULT_RETRY.with_deadline(30)
@@ -33,14 +34,6 @@ class TableInfo:
     bytes: int
 
 
-def _table_id(uri: str) -> str:
-    return uri.removeprefix("bq://")
-
-
-def _dataset_id(uri: str) -> str:
-    return ".".join(_table_id(uri).split(".")[:2])
-
-
 class BigQuery:
     def __init__(self) -> None:
         self._clients: dict[str, bigquery.Client] = {}
@@ -51,30 +44,36 @@ class BigQuery:
             self._clients[project] = bigquery.Client(project=project, credentials=anonymous)
         return self._clients[project]
 
-    def _call(self, what: str, uri: str, call: Any) -> Any:
+    def _call(self, what: str, uri: str, call: Any, missing: str = "InputNotFound") -> Any:
+        """Run a client call; a missing table or dataset fails the resource with reason `missing`."""
         try:
             return call()
         except gexc.NotFound:
-            raise StorageError(f"{what} {uri} does not exist", retryable=False) from None
+            raise AdapterError(f"{what} {uri} does not exist", retryable=False, reason=missing) from None
         except gexc.Forbidden as error:
-            raise StorageError(f"no permission to read {what} {uri}: {error.message}", retryable=True) from None
+            raise AdapterError(f"no permission to read {what} {uri}: {error.message}", retryable=True) from None
         except gexc.BadRequest as error:
-            raise StorageError(f"BigQuery refused a request about {uri}: {error.message}", retryable=False) from None
+            raise AdapterError(
+                f"BigQuery refused a request about {uri}: {error.message}", retryable=False, reason=missing
+            ) from None
         except gexc.GoogleAPIError as error:
-            raise StorageError(f"reading {what} {uri} failed: {error}", retryable=True) from None
+            raise AdapterError(f"reading {what} {uri} failed: {error}", retryable=True) from None
 
-    def dataset_location(self, uri: str, project: str) -> str:
-        dataset_id = _dataset_id(uri)
-        dataset = self._call(
+    def dataset_location(self, uri: str, project: str, missing: str = "InputNotFound") -> str:
+        dataset = BigQueryUri.parse(uri)
+        found = self._call(
             "BigQuery dataset",
-            f"bq://{dataset_id}",
-            lambda: self.client(project).get_dataset(dataset_id, retry=RETRY, timeout=TIMEOUT),
+            dataset.dataset_uri,
+            lambda: self.client(project).get_dataset(dataset.dataset_id, retry=RETRY, timeout=TIMEOUT),
+            missing,
         )
-        return dataset.location or "US"
+        return found.location or "US"
 
     def table(self, uri: str, project: str) -> TableInfo:
         table = self._call(
-            "BigQuery table", uri, lambda: self.client(project).get_table(_table_id(uri), retry=RETRY, timeout=TIMEOUT)
+            "BigQuery table",
+            uri,
+            lambda: self.client(project).get_table(BigQueryUri.parse(uri).table_id, retry=RETRY, timeout=TIMEOUT),
         )
         rows = None
         if table.table_type in (None, "TABLE"):
@@ -90,7 +89,7 @@ class BigQuery:
 
     def scan(self, uri: str, project: str, location: str) -> tuple[Usage, RowCounts]:
         """Usage and row outcomes of an output table, summed by one query where the rows are."""
-        query = usage_report.usage_query(_table_id(uri))
+        query = usage_query(BigQueryUri.parse(uri).table_id)
         rows = self._call(
             "BigQuery table",
             uri,
@@ -100,4 +99,4 @@ class BigQuery:
                 )
             ),
         )
-        return usage_report.from_totals(dict(rows[0]))
+        return from_totals(dict(rows[0]))

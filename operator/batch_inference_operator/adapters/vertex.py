@@ -2,8 +2,9 @@
 
 In production the client authenticates with Application Default Credentials (Workload Identity on
 GKE). With `BIJ_VERTEX_ENDPOINT` set it talks to that base URL with a static token instead (the local
-emulator). Either way the SDK's own retries are off: the reconciler owns retry policy, and a
-recoverable error comes back as `VertexError(retryable=True)`.
+emulator). Either way the SDK's own retries are off: the controller owns retry policy, and a
+recoverable error comes back as `AdapterError(retryable=True)`. Values only: which job to adopt or
+create is the controller's protocol (controller/executor.py), not this module's.
 """
 
 from __future__ import annotations
@@ -17,35 +18,28 @@ import aiohttp
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from . import metrics
-from .api import CompletionStats, JobError
-from .reconcile import ADOPTABLE_STATES, LABEL_MANAGED_BY, MANAGED_BY, VERTEX_TERMINAL, ObservedJob, SubmitJob
-from .settings import Settings
+from .. import metrics
+from ..api import CompletionStats, JobError
+from ..core.identity import managed_labels
+from ..core.uris import BigQueryUri, is_bigquery
+from ..core.vertex_jobs import UNSPECIFIED, JobRequest, ObservedJob
+from ..settings import Settings
+from .errors import AdapterError
 
 # 401 and 403 may heal (token refresh, an IAM grant); 408, 429 and 5xx are transient by definition.
 RETRYABLE_CODES = frozenset({401, 403, 408, 429, 500, 502, 503, 504})
 LIST_PAGE_SIZE = 100
 
 
-class VertexError(Exception):
-    def __init__(
-        self, message: str, code: int | None = None, status: str | None = None, retryable: bool = True
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.status = status
-        self.retryable = retryable
-
-    @classmethod
-    def wrap(cls, error: BaseException, action: str) -> VertexError:
-        if isinstance(error, genai_errors.APIError):
-            code = int(error.code) if error.code else None
-            text = f"{action}: Vertex AI answered {code} {error.status or ''}: {error.message or error}".strip()
-            return cls(text, code, error.status, retryable=code in RETRYABLE_CODES or code is None)
-        if isinstance(error, TimeoutError | asyncio.TimeoutError):
-            return cls(f"{action}: Vertex AI did not answer in time", retryable=True)
-        return cls(f"{action}: could not reach Vertex AI: {error!r}", retryable=True)
+def _wrap(error: BaseException, action: str) -> AdapterError:
+    """A transport or API error as an AdapterError whose message says what was being done."""
+    if isinstance(error, genai_errors.APIError):
+        code = int(error.code) if error.code else None
+        text = f"{action}: Vertex AI answered {code} {error.status or ''}: {error.message or error}".strip()
+        return AdapterError(text, code=code, status=error.status, retryable=code in RETRYABLE_CODES or code is None)
+    if isinstance(error, TimeoutError | asyncio.TimeoutError):
+        return AdapterError(f"{action}: Vertex AI did not answer in time", retryable=True)
+    return AdapterError(f"{action}: could not reach Vertex AI: {error!r}", retryable=True)
 
 
 _TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
@@ -65,7 +59,7 @@ except ImportError:  # pragma: no cover - depends on the SDK's transport
 
 def observe(job: types.BatchJob) -> ObservedJob:
     """A google-genai BatchJob as plain values for the reconciler."""
-    state = job.state.value if isinstance(job.state, types.JobState) else str(job.state or "JOB_STATE_UNSPECIFIED")
+    state = job.state.value if isinstance(job.state, types.JobState) else str(job.state or UNSPECIFIED)
     stats = None
     if job.completion_stats is not None:
         stats = CompletionStats(
@@ -83,7 +77,7 @@ def observe(job: types.BatchJob) -> ObservedJob:
         elif job.output_info.bigquery_output_table and job.dest and job.dest.bigquery_uri:
             # The table's bare name (predictions_<timestamp>, or the named table), in the destination's dataset.
             table = job.output_info.bigquery_output_table.removeprefix("bq://")
-            dataset = ".".join(job.dest.bigquery_uri.removeprefix("bq://").split(".")[:2])
+            dataset = BigQueryUri.parse(job.dest.bigquery_uri).dataset_id
             output = f"bq://{table}" if "." in table else f"bq://{dataset}.{table}"
     return ObservedJob(
         name=job.name or "",
@@ -134,7 +128,7 @@ class Vertex:
         try:
             result = await asyncio.wait_for(coroutine, self.settings.vertex_timeout)
         except _TRANSPORT_ERRORS as error:
-            wrapped = VertexError.wrap(error, action)
+            wrapped = _wrap(error, action)
             metrics.VERTEX_CALLS.labels(method, str(wrapped.code or 0)).inc()
             raise wrapped from error
         metrics.VERTEX_CALLS.labels(method, "200").inc()
@@ -144,7 +138,7 @@ class Vertex:
         job = await self._call(f"get {name}", self.client(project, location).aio.batches.get(name=name))
         return observe(job)
 
-    async def find(
+    async def find_by_labels(
         self, project: str, location: str, labels: dict[str, str], states: Iterable[str] = ()
     ) -> list[ObservedJob]:
         """Jobs carrying all these labels (optionally only in these states), newest first."""
@@ -166,54 +160,26 @@ class Vertex:
 
     async def list_managed(self, project: str, location: str, since: datetime.datetime | None) -> list[ObservedJob]:
         """This operator's jobs in one project/location, created at or after `since`: one poll round."""
-        text = _label_filter({LABEL_MANAGED_BY: MANAGED_BY})
+        text = _label_filter(managed_labels())
         if since is not None:
             stamp = since.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             text += f' AND createTime>="{stamp}"'
         return await self.list(project, location, text)
 
-    async def create(self, action: SubmitJob) -> ObservedJob:
-        uris = list(action.input_uris)
-        source: Any = uris[0] if uris[0].startswith("bq://") else types.BatchJobSource(format="jsonl", gcs_uri=uris)
+    async def create(self, request: JobRequest, attempt: int) -> ObservedJob:
+        uris = list(request.input_uris)
+        source: Any = uris[0] if is_bigquery(uris[0]) else types.BatchJobSource(format="jsonl", gcs_uri=uris)
         config = types.CreateBatchJobConfig(
-            dest=action.output_uri,
-            display_name=action.display_name,
-            http_options=types.HttpOptions(extra_body={"labels": action.labels}),
+            dest=request.output_uri,
+            display_name=request.display_name,
+            http_options=types.HttpOptions(extra_body={"labels": request.labels}),
         )
-        batches = self.client(action.project, action.location).aio.batches
+        batches = self.client(request.project, request.location).aio.batches
         job = await self._call(
-            f"create the Vertex job for attempt {action.attempt}",
-            batches.create(model=action.model, src=source, config=config),
+            f"create the Vertex job for attempt {attempt}",
+            batches.create(model=request.model, src=source, config=config),
         )
         return observe(job)
 
-    async def submit(self, action: SubmitJob) -> tuple[ObservedJob, str]:
-        """Adopt this attempt's job if it exists (a crash after create), or a finished job of a re-created
-        resource with the same name and spec; create one otherwise. Returns the job and how it was found."""
-        existing = await self.find(action.project, action.location, action.identity_labels)
-        how = "adopted"
-        if not existing and action.adopt_labels:
-            existing = await self.find(action.project, action.location, action.adopt_labels, ADOPTABLE_STATES)
-            how = "adopted-recreated"
-        if existing:
-            chosen = existing[0]
-        else:
-            chosen = await self.create(action)
-            how = "created"
-        return await self.get(action.project, action.location, chosen.name), how
-
     async def cancel(self, project: str, location: str, name: str) -> None:
         await self._call(f"cancel {name}", self.client(project, location).aio.batches.cancel(name=name))
-
-    async def cancel_all(self, project: str, location: str, labels: dict[str, str]) -> list[str]:
-        """Cancel every unfinished job carrying these labels; returns their names."""
-        cancelled = []
-        for job in await self.find(project, location, labels):
-            if job.state not in VERTEX_TERMINAL and job.state != "JOB_STATE_CANCELLING":
-                try:
-                    await self.cancel(project, location, job.name)
-                except VertexError as error:
-                    if error.status != "FAILED_PRECONDITION":  # it finished meanwhile
-                        raise
-                cancelled.append(job.name)
-        return cancelled

@@ -1,0 +1,81 @@
+"""The BatchInferenceJob API (`batchinference.dev/v1alpha1`): the single source of truth.
+
+The pydantic models validate manifests in the operator, and `crd.py` turns the very same models into
+the CRD's OpenAPI schema, so a rule written once holds on the cluster and in the operator alike.
+Constraints the OpenAPI schema can express (patterns, bounds, enums) are schema constraints
+(`fields.py`); cross-field rules are CEL `x-kubernetes-validations` (`cel.py`). No I/O here.
+"""
+
+from .base import ApiModel
+from .meta import (
+    CATEGORIES,
+    FINALIZER,
+    GROUP,
+    JOB_DEFINING_FIELDS,
+    KIND,
+    MAX_USER_LABELS,
+    PLURAL,
+    SHORT_NAMES,
+    SINGULAR,
+    VERSION,
+)
+from .spec import (
+    BatchInferenceJobSpec,
+    BigQueryInput,
+    BigQueryOutput,
+    GcsInput,
+    GcsOutput,
+    InputSpec,
+    OutputSpec,
+    ResumeSpec,
+    format_validation_error,
+    parse_spec,
+)
+from .status import (
+    TERMINAL_PHASES,
+    Attempt,
+    BatchInferenceJobStatus,
+    CompletionStats,
+    Condition,
+    JobError,
+    JobRef,
+    Phase,
+    PreflightReport,
+    RowCounts,
+    Usage,
+)
+
+__all__ = [
+    "CATEGORIES",
+    "FINALIZER",
+    "GROUP",
+    "JOB_DEFINING_FIELDS",
+    "KIND",
+    "MAX_USER_LABELS",
+    "PLURAL",
+    "SHORT_NAMES",
+    "SINGULAR",
+    "TERMINAL_PHASES",
+    "VERSION",
+    "ApiModel",
+    "Attempt",
+    "BatchInferenceJobSpec",
+    "BatchInferenceJobStatus",
+    "BigQueryInput",
+    "BigQueryOutput",
+    "CompletionStats",
+    "Condition",
+    "GcsInput",
+    "GcsOutput",
+    "InputSpec",
+    "JobError",
+    "JobRef",
+    "OutputSpec",
+    "Phase",
+    "PreflightReport",
+    "ResumeSpec",
+    "RowCounts",
+    "Usage",
+    "format_validation_error",
+    "parse_spec",
+]

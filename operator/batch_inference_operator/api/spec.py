@@ -1,0 +1,174 @@
+"""BatchInferenceJobSpec and its parts, and `parse_spec`, which validates a manifest's spec as the CRD does."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AfterValidator, ConfigDict, Field, ValidationError, model_validator
+
+from . import cel
+from .base import ApiModel
+from .fields import (
+    LABEL_KEY_PATTERN,
+    MAX_INPUT_URIS,
+    BigQueryDatasetUri,
+    BigQueryTableUri,
+    GcsObjectUri,
+    GcsPrefixUri,
+    LabelValue,
+    Location,
+    ModelName,
+    ProjectId,
+    check_label_keys,
+)
+from .meta import JOB_DEFINING_FIELDS, MAX_USER_LABELS, OPERATOR_LABEL_PREFIX, OPTIONAL_JOB_FIELDS
+
+
+class OneOf(ApiModel):
+    """A choice of two fields of which exactly one is set: the CEL rule comes from `cel.exactly_one`, the
+    operator's check from the same `one_of`, so both say the same thing."""
+
+    one_of: ClassVar[tuple[str, str, str]]  # the two fields, and where they are in the spec
+
+    @classmethod
+    def schema_rules(cls, a: str, b: str, where: str) -> ConfigDict:
+        return ConfigDict(json_schema_extra=cel.exactly_one(a, b, where))
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> OneOf:
+        a, b, where = self.one_of
+        if (getattr(self, a) is None) == (getattr(self, b) is None):
+            raise ValueError(
+                f"exactly one of {where.removeprefix('spec.')}.{a} or {where.removeprefix('spec.')}.{b} must be set"
+            )
+        return self
+
+
+class GcsInput(ApiModel):
+    uris: list[GcsObjectUri] = Field(min_length=1, max_length=MAX_INPUT_URIS, description="JSONL input files.")
+
+
+class BigQueryInput(ApiModel):
+    table: BigQueryTableUri = Field(description="Table with a `request` JSON column; other columns are passed through.")
+
+
+class InputSpec(OneOf):
+    """Exactly one input kind."""
+
+    one_of = ("gcs", "bigquery", "spec.input")
+    model_config = OneOf.schema_rules(*one_of)
+
+    gcs: GcsInput | None = None
+    bigquery: BigQueryInput | None = None
+
+    def uris(self) -> list[str]:
+        return list(self.gcs.uris) if self.gcs else [self.bigquery.table]  # type: ignore[union-attr]
+
+
+class GcsOutput(ApiModel):
+    uri_prefix: GcsPrefixUri
+
+
+class BigQueryOutput(OneOf):
+    """A dataset (Vertex creates a table in it) or an explicit table: exactly one."""
+
+    one_of = ("dataset", "table", "spec.output.bigquery")
+    model_config = OneOf.schema_rules(*one_of)
+
+    dataset: BigQueryDatasetUri | None = None
+    table: BigQueryTableUri | None = None
+
+    def uri(self) -> str:
+        return self.table or self.dataset  # type: ignore[return-value]
+
+
+class OutputSpec(OneOf):
+    """Exactly one output kind."""
+
+    one_of = ("gcs", "bigquery", "spec.output")
+    model_config = OneOf.schema_rules(*one_of)
+
+    gcs: GcsOutput | None = None
+    bigquery: BigQueryOutput | None = None
+
+    def uri(self) -> str:
+        return self.gcs.uri_prefix if self.gcs else self.bigquery.uri()  # type: ignore[union-attr]
+
+
+RetryFailedRequests = Literal["Transient", "All", "Never"]
+
+
+class ResumeSpec(ApiModel):
+    """How unfinished work is resumed: each attempt is a new Vertex job fed the previous output."""
+
+    max_attempts: int = Field(default=3, ge=1, le=10, description="Vertex jobs at most, the first included.")
+    backoff_seconds: int = Field(default=60, ge=0, le=86400, description="Wait before the next attempt.")
+    retry_failed_requests: RetryFailedRequests = Field(
+        default="Transient",
+        description="Failed rows of a finished attempt to retry: Transient (429, 5xx, internal), All, or Never.",
+    )
+
+
+class BatchInferenceJobSpec(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra=cel.validations(*(cel.immutable(f, f in OPTIONAL_JOB_FIELDS) for f in JOB_DEFINING_FIELDS))
+    )
+
+    model: ModelName
+    project: ProjectId | None = None
+    location: Location | None = None
+    input: InputSpec
+    output: OutputSpec
+    display_name: str | None = Field(
+        default=None, min_length=1, max_length=128, description='Vertex job display name; default "<namespace>-<name>".'
+    )
+    labels: Annotated[dict[str, LabelValue], AfterValidator(check_label_keys)] = Field(
+        default_factory=dict,
+        max_length=MAX_USER_LABELS,
+        description="Copied to the Vertex job next to the operator's own bij-* labels.",
+        json_schema_extra=cel.validations(
+            cel.rule(
+                f"self.all(k, k.matches('{LABEL_KEY_PATTERN}'))",
+                "label keys must start with a lowercase letter and hold at most 63 lowercase letters, "
+                "digits, '_' or '-'",
+            ),
+            cel.rule(
+                f"self.all(k, !k.startsWith('{OPERATOR_LABEL_PREFIX}'))",
+                f"label keys starting with '{OPERATOR_LABEL_PREFIX}' are reserved for the operator",
+            ),
+        ),
+    )
+    resume: ResumeSpec = Field(default_factory=ResumeSpec, json_schema_extra={"default": {}})
+    preflight: Literal["Enabled", "Disabled"] = Field(
+        default="Enabled", description="Validate the JSONL input before submitting."
+    )
+    deletion_policy: Literal["Cancel", "Abandon"] = Field(
+        default="Cancel", description="What happens to a running Vertex job when this resource is deleted."
+    )
+    suspend: bool = Field(default=False, description="Hold before submit; cancel a running job and resume it later.")
+    ttl_seconds_after_finished: int | None = Field(
+        default=None, ge=0, description="Delete the resource this long after it finished (outputs are kept)."
+    )
+
+
+def format_validation_error(error: ValidationError, root: str = "spec") -> str:
+    """One line per problem, each naming the field the way kubectl does: `spec.input.gcs.uris[0]: ...`."""
+    lines = []
+    for item in error.errors():
+        path = root
+        for part in item["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else f".{part}"
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"{path}: {message}")
+    return "; ".join(lines)
+
+
+def parse_spec(spec: dict[str, Any]) -> BatchInferenceJobSpec:
+    """Validate a manifest's spec; raise `ValueError` with field-named messages.
+
+    Strict: a string is not a boolean and a float is not an integer, as in the CRD's schema.
+    """
+    try:
+        return BatchInferenceJobSpec.model_validate(spec, strict=True)
+    except ValidationError as error:
+        raise ValueError(format_validation_error(error)) from None

@@ -1,0 +1,118 @@
+"""BatchInferenceJobStatus and its parts: everything the operator decides lives here, never in spec."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from .base import ApiModel
+
+Phase = Literal[
+    "Pending", "Queued", "Suspended", "Running", "Resuming", "Succeeded", "PartiallySucceeded", "Failed", "Cancelled"
+]
+TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "PartiallySucceeded", "Failed", "Cancelled"})
+
+
+class CompletionStats(ApiModel):
+    successful: int = 0
+    failed: int = 0
+    incomplete: int = 0
+
+
+class JobError(ApiModel):
+    code: int
+    message: str
+
+
+class JobRef(ApiModel):
+    """The Vertex job the resource currently follows."""
+
+    name: str | None = None
+    state: str | None = None
+    create_time: datetime | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    console_url: str | None = None
+
+
+class RowCounts(ApiModel):
+    """Rows of an attempt's output by outcome, read from the output itself."""
+
+    succeeded: int = 0
+    failed_transient: int = 0
+    failed_permanent: int = 0
+    incomplete: int = 0
+
+
+class Attempt(ApiModel):
+    """One Vertex job: marked `submitting` before the create call; its rows are added once its output is read."""
+
+    attempt: int = Field(ge=1)
+    job_name: str | None = None
+    state: str | None = None
+    submitting: datetime | None = Field(
+        default=None, description="Set before the create call, cleared once the job is known."
+    )
+    input: list[str] = Field(default_factory=list)
+    output_location: str | None = None
+    completion_stats: CompletionStats | None = None
+    rows: RowCounts | None = None
+    error: JobError | None = None
+    cancel_requested: bool | None = Field(default=None, description="The operator cancelled it (suspend).")
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+
+
+class PreflightReport(ApiModel):
+    """What the input check saw: request count, and how many requests share a long prompt prefix."""
+
+    requests: int = 0
+    shared_prefix_requests: int | None = Field(
+        default=None, description="Requests sharing a long prompt prefix; not counted for a BigQuery input."
+    )
+    files: int = 0
+    bytes: int = 0
+
+
+class Usage(ApiModel):
+    requests: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    candidates_tokens: int = 0
+    thoughts_tokens: int = 0
+    total_tokens: int = 0
+    cache_hit_ratio: float = 0.0
+    estimated_cost_usd: str | None = Field(default=None, alias="estimatedCostUSD")
+
+
+class Condition(ApiModel):
+    """metav1.Condition."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    last_transition_time: datetime
+    observed_generation: int | None = None
+
+
+class BatchInferenceJobStatus(ApiModel):
+    observed_generation: int | None = None
+    phase: Phase | None = None
+    project: str | None = None
+    location: str | None = None
+    job: JobRef | None = None
+    attempt: int | None = Field(default=None, description="Number of the latest attempt (for the printer column).")
+    attempts: list[Attempt] = Field(default_factory=list)
+    completion_stats: CompletionStats | None = None
+    output_location: str | None = None
+    usage: Usage | None = None
+    preflight: PreflightReport | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    message: str | None = None
+    start_time: datetime | None = None
+    completion_time: datetime | None = None

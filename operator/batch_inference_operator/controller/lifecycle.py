@@ -1,0 +1,123 @@
+"""One resource's turn, as kopf's handlers call it: decide, act, write status, post Events, tell the poller
+what to follow; and its release when it is deleted (cancel or abandon its Vertex job, bounded in time)."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import kopf
+
+from .. import metrics
+from ..adapters.errors import AdapterError
+from ..api import TERMINAL_PHASES, BatchInferenceJobSpec, BatchInferenceJobStatus, parse_spec
+from ..core.actions import Decision, Event
+from ..core.admission import Queue
+from ..core.decide import decide
+from ..core.identity import Resource, owner_labels
+from ..core.policy import Tenancy
+from ..core.pricing import model_id
+from ..core.record import record_failure
+from . import executor
+from .runtime import Runtime, Tracked, now
+from .status_patch import status_diff
+
+
+def post(body: kopf.Body, events: list[Event]) -> None:
+    for event in events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])
+
+
+def write_status(patch: kopf.Patch, old: dict[str, Any], new: BatchInferenceJobStatus) -> bool:
+    """Patch only what changed; False when nothing did (no write at all)."""
+    diff = status_diff(old, new)
+    for key, value in diff.items():
+        patch.status[key] = value
+    return bool(diff)
+
+
+async def reconcile_resource(
+    runtime: Runtime,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    resource: Resource,
+    created: str,
+    tenancy: Tenancy,
+    queue: Queue,
+) -> None:
+    old = dict(body.get("status") or {})
+    current = BatchInferenceJobStatus.model_validate({k: v for k, v in old.items() if k != "kopf"})
+    try:
+        spec = parse_spec(dict(body.get("spec") or {}))
+    except ValueError as error:
+        decision = record_failure(current, "InvalidSpec", 0, str(error), now(), resource.generation)
+        if current.phase != "Failed":
+            write_status(patch, old, decision.status)
+            post(body, decision.events)
+        return
+    job_name = current.attempts[-1].job_name if current.attempts else None
+    observed = runtime.observations.get(job_name or "")
+    decision = decide(spec, current, observed, resource, tenancy, now(), queue, created)
+    decision = await executor.act(runtime, decision, spec, resource, tenancy, queue, created)
+    if write_status(patch, old, decision.status):
+        runtime.expect(resource.uid, decision.status)
+    post(body, decision.events)
+    track(runtime, resource.uid, decision.status)
+    count(runtime, resource, spec, current, decision)
+
+
+def count(
+    runtime: Runtime,
+    resource: Resource,
+    spec: BatchInferenceJobSpec,
+    before: BatchInferenceJobStatus,
+    decision: Decision,
+) -> None:
+    after = decision.status
+    metrics.move(runtime.phases.get(resource.uid), after.phase)
+    runtime.phases[resource.uid] = after.phase
+    metrics.RESUMES.inc(sum(1 for event in decision.events if event.reason == "Resuming"))
+    finished = after.phase in TERMINAL_PHASES and before.phase not in TERMINAL_PHASES
+    if finished and after.usage is not None:
+        metrics.record_usage(after.usage, model_id(spec.model), resource.namespace)
+
+
+def track(runtime: Runtime, uid: str, status: BatchInferenceJobStatus) -> None:
+    """Tell the poller which jobs to follow: the latest attempt's, until the resource is finished."""
+    job = status.attempts[-1].job_name if status.attempts else None
+    if status.phase in TERMINAL_PHASES or job is None or not status.project or not status.location:
+        runtime.tracked.pop(uid, None)
+        return
+    create_time = status.job.create_time if status.job else None
+    runtime.tracked[uid] = Tracked(status.project, status.location, job, create_time)
+
+
+async def release_resource(runtime: Runtime, body: kopf.Body, uid: str) -> None:
+    """The resource is being deleted: cancel its unfinished Vertex jobs (deletionPolicy Cancel) or leave
+    them (Abandon); give up after `finalizer_timeout` rather than block the namespace forever."""
+    runtime.forget(uid)
+    metrics.move(runtime.phases.pop(uid, None), None)
+    status, spec, meta = body.get("status") or {}, body.get("spec") or {}, body.get("metadata") or {}
+    project, location = status.get("project"), status.get("location")
+    if status.get("phase") in TERMINAL_PHASES or not project or not location or not status.get("attempts"):
+        return
+    if spec.get("deletionPolicy", "Cancel") == "Abandon":
+        message = "deletionPolicy is Abandon: the Vertex job keeps running; its output stays"
+        post(body, [Event("Normal", "Abandoned", message)])
+        return
+    try:
+        cancelled = await executor.cancel_all(runtime.vertex, project, location, owner_labels(uid))
+    except AdapterError as error:
+        deleted_at = meta.get("deletionTimestamp")
+        started = datetime.datetime.fromisoformat(deleted_at.replace("Z", "+00:00")) if deleted_at else now()
+        if not error.retryable or (now() - started).total_seconds() >= runtime.settings.finalizer_timeout:
+            message = (
+                f"could not cancel the Vertex job ({error.message}); releasing the resource anyway, "
+                "the job may still run"
+            )
+            post(body, [Event("Warning", "FinalizerGaveUp", message)])
+            return
+        raise kopf.TemporaryError(error.message, delay=min(runtime.settings.retry_max, 10)) from error
+    if cancelled:
+        message = f"cancelled Vertex job {', '.join(cancelled)} (deletionPolicy Cancel)"
+        post(body, [Event("Normal", "CancelledOnDelete", message)])

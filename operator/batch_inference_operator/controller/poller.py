@@ -1,0 +1,45 @@
+"""One poller per operator: one label-filtered LIST per (project, location) per round, so Vertex calls do
+not grow with the number of resources. The resources' timers read what it stored."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from .. import metrics
+from ..adapters.errors import AdapterError
+from .runtime import Runtime, Tracked
+
+log = logging.getLogger("batch_inference_operator")
+
+
+async def poll_forever(runtime: Runtime) -> None:
+    while True:
+        try:
+            with metrics.POLL_ROUND.time():
+                await poll_round(runtime)
+        except Exception:  # a bad round must not stop polling; the next one tries again
+            metrics.RECONCILE_ERRORS.labels("PollFailed").inc()
+            log.exception("polling Vertex failed")
+        await asyncio.sleep(runtime.settings.poll_interval)
+
+
+async def poll_round(runtime: Runtime) -> None:
+    """One LIST per (project, location) with followed jobs, limited to jobs created since the oldest one."""
+    groups: dict[tuple[str, str], list[Tracked]] = {}
+    for tracked in list(runtime.tracked.values()):
+        groups.setdefault((tracked.project, tracked.location), []).append(tracked)
+    for (project, location), members in groups.items():
+        times = [m.create_time for m in members]
+        since = None if None in times else min(t for t in times if t is not None)
+        try:
+            jobs = await runtime.vertex.list_managed(project, location, since)
+        except AdapterError as error:
+            log.warning("polling %s/%s failed: %s", project, location, error.message)
+            continue
+        for job in jobs:
+            runtime.observations[job.name] = job
+    followed = {tracked.job_name for tracked in runtime.tracked.values()}
+    for name in list(runtime.observations):
+        if name not in followed:
+            del runtime.observations[name]

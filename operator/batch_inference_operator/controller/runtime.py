@@ -1,0 +1,103 @@
+"""State the controller keeps between handler runs: clients, the poller's observations, backoff, and the
+read-your-writes guard. One `Runtime` per operator process, kept in kopf's memo."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..adapters.bigquery import BigQuery
+from ..adapters.gcs import CloudStorage
+from ..adapters.vertex import Vertex
+from ..api import BatchInferenceJobStatus
+from ..core.pricing import DEFAULT_PRICES, Price, parse_prices
+from ..core.vertex_jobs import ObservedJob
+from ..settings import Settings
+from .status_patch import merge_patch
+
+
+def now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+@dataclass
+class Tracked:
+    """A resource whose Vertex job the poller follows."""
+
+    project: str
+    location: str
+    job_name: str
+    create_time: datetime.datetime | None
+
+
+@dataclass
+class Backoff:
+    failures: int = 0
+    next_attempt: float = 0.0
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    vertex: Vertex
+    gcs: CloudStorage = field(default_factory=CloudStorage)
+    bigquery: BigQuery = field(default_factory=BigQuery)
+    prices: dict[str, Price] = field(default_factory=lambda: dict(DEFAULT_PRICES))
+    observations: dict[str, ObservedJob] = field(default_factory=dict)
+    tracked: dict[str, Tracked] = field(default_factory=dict)  # by resource uid
+    # Read-your-writes: after a status write, the status written, and when. A timer run on a body whose
+    # status is not that one yet (the watch has not delivered the write; another write, such as kopf's
+    # finalizer, came first) would decide from an older status (a second marker, a second lookup), so it
+    # waits for the write to come back, at most `write_grace` seconds.
+    awaiting: dict[str, tuple[dict[str, Any], float]] = field(default_factory=dict)
+    backoff: dict[str, Backoff] = field(default_factory=dict)  # by resource uid
+    phases: dict[str, str | None] = field(default_factory=dict)  # by resource uid, for the jobs gauge
+    poller: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Runtime:
+        runtime = cls(settings, Vertex(settings))
+        if settings.prices_json:
+            runtime.prices.update(parse_prices(settings.prices_json))
+        return runtime
+
+    def delay_for(self, uid: str) -> float:
+        entry = self.backoff.setdefault(uid, Backoff())
+        entry.failures += 1
+        delay = min(self.settings.retry_max, self.settings.retry_base * 2 ** (entry.failures - 1))
+        delay *= 0.8 + 0.4 * random.random()  # jitter, so many resources do not retry in step
+        entry.next_attempt = asyncio.get_running_loop().time() + delay
+        return delay
+
+    def forget(self, uid: str) -> None:
+        self.tracked.pop(uid, None)
+        self.backoff.pop(uid, None)
+        self.awaiting.pop(uid, None)
+
+    def expect(self, uid: str, written: BatchInferenceJobStatus) -> None:
+        """Remember a status this process has just written."""
+        self.awaiting[uid] = (written.to_wire(), asyncio.get_running_loop().time())
+
+    def stale(self, uid: str, stored: dict[str, Any]) -> bool:
+        """True while the stored status does not show this process's last write to it yet."""
+        pending = self.awaiting.get(uid)
+        if pending is None:
+            return False
+        written, since = pending
+        if merge_patch({k: v for k, v in stored.items() if k != "kopf"}, written) and (
+            asyncio.get_running_loop().time() - since < self.write_grace
+        ):
+            return True
+        del self.awaiting[uid]
+        return False
+
+    @property
+    def write_grace(self) -> float:
+        return max(10.0, 5 * self.settings.reconcile_interval)
+
+    def may_try(self, uid: str) -> bool:
+        entry = self.backoff.get(uid)
+        return entry is None or asyncio.get_running_loop().time() >= entry.next_attempt

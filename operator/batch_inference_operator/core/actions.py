@@ -1,0 +1,65 @@
+"""What a decision asks the controller to do, and the Events it posts: plain values, performed elsewhere."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..api import BatchInferenceJobStatus
+from .vertex_jobs import JobRequest
+
+
+@dataclass(frozen=True)
+class SubmitJob:
+    """Find this attempt's job by its labels and adopt it, or create it."""
+
+    attempt: int
+    request: JobRequest
+    identity_labels: dict[str, str]  # at most one job carries these: this resource's uid and attempt
+    # For the first attempt: labels of a finished job of an earlier resource with the same namespace,
+    # name and spec (re-created by GitOps), which is adopted instead of paying again.
+    adopt_labels: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class RunPreflight:
+    """Check the input against Vertex's rules (JSONL files streamed; a BigQuery table by its metadata),
+    and a BigQuery output's dataset (exists, in the job's region)."""
+
+    uris: tuple[str, ...]
+    location: str
+    project: str
+    bigquery_output: str | None = None
+
+
+@dataclass(frozen=True)
+class ScanOutput:
+    """Stream a finished attempt's output: token usage and which rows failed how."""
+
+    attempt: int
+    output_location: str
+
+
+@dataclass(frozen=True)
+class CancelJob:
+    attempt: int
+    project: str
+    location: str
+    job_name: str
+
+
+Action = SubmitJob | RunPreflight | ScanOutput | CancelJob
+
+
+@dataclass(frozen=True)
+class Event:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass
+class Decision:
+    status: BatchInferenceJobStatus
+    actions: list[Action] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)

@@ -1,0 +1,215 @@
+"""The pure reconciler: spec + status + the observed Vertex job in, actions + new status out.
+
+No I/O happens here (import contracts keep kopf and the Google clients out), so nearly all behaviour
+is unit-tested by calling `decide()` with values. The controller performs the actions it returns and
+writes the status it returns, and only when that status differs from the stored one.
+
+The submit protocol makes paid jobs idempotent although Vertex's create has no request id:
+1. `decide` first records the attempt with a `submitting` marker; the controller writes it.
+2. On the next decision the marker is in status, so `decide` asks for `SubmitJob`. The controller lists
+   jobs labelled with this resource's uid and attempt, adopts one if it exists, creates otherwise.
+3. `record_submission` writes the job name and clears the marker.
+A crash anywhere in between leads back to step 2, whose list finds the job created before the crash.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from ..api import TERMINAL_PHASES, Attempt, BatchInferenceJobSpec, BatchInferenceJobStatus, JobRef
+from .actions import CancelJob, Decision, Event, RunPreflight, SubmitJob
+from .admission import Queue, admission
+from .conditions import is_true, set_condition
+from .identity import Resource, attempt_labels, operator_labels, recreated_labels, spec_hash
+from .policy import Tenancy, policy_violations
+from .record import fail, phase_event
+from .resume import after_attempt, hold, output_for
+from .vertex_jobs import PHASE_OF_STATE, TERMINAL_STATES, JobRequest, ObservedJob, console_url, summary
+
+
+def decide(
+    spec: BatchInferenceJobSpec,
+    status: BatchInferenceJobStatus,
+    observed: ObservedJob | None,
+    resource: Resource,
+    tenancy: Tenancy,
+    now: datetime.datetime,
+    queue: Queue | None = None,
+    created: str = "",
+) -> Decision:
+    """What to do next and what the status should say. Pure: same inputs, same answer.
+
+    The path of a resource: preflight -> submitting marker -> submit -> follow the job -> read its output
+    -> settle: resume (a new attempt fed the output), hold (suspended), or finish.
+    """
+    status = status.model_copy(deep=True)
+    generation = resource.generation
+    status.observed_generation = generation
+    if status.phase in TERMINAL_PHASES:
+        return Decision(status)
+
+    project = status.project or spec.project or tenancy.project
+    location = status.location or spec.location or tenancy.location
+    if not project or not location:
+        return fail(
+            status,
+            "InvalidSpec",
+            "no Google Cloud project: set spec.project, annotate the Namespace with "
+            "batchinference.dev/project, or configure the operator's default project",
+            now,
+            generation,
+        )
+    status.project, status.location = project, location
+
+    if not status.attempts:
+        violations = policy_violations(spec, tenancy)
+        if violations:
+            message = "refused by the namespace's data policy: " + "; ".join(violations)
+            return fail(status, "PolicyViolation", message, now, generation)
+        return _before_first_attempt(spec, status, resource, now, generation, queue or Queue(), created)
+
+    current = status.attempts[-1]
+    if current.job_name is None:
+        if spec.suspend and current.attempt > 1:
+            return hold(status, now, generation)
+        return Decision(status, actions=[_submit_action(spec, status, resource, current)])
+
+    if current.state in TERMINAL_STATES:
+        return after_attempt(spec, status, current, now, generation)
+
+    if spec.suspend and not current.cancel_requested:
+        current.cancel_requested = True
+        previous = status.phase
+        status.phase = "Suspended"
+        status.message = f"suspending: cancelling Vertex job {current.job_name}; unfinished requests resume later"
+        set_condition(status, "Suspended", True, "Suspended", status.message, now, generation)
+        set_condition(status, "Ready", False, "Suspended", status.message, now, generation)
+        events: list[Event] = []
+        phase_event(previous, status, events)
+        return Decision(
+            status, actions=[CancelJob(current.attempt, project, location, current.job_name)], events=events
+        )
+
+    if observed is None or observed.name != current.job_name:
+        return Decision(status)
+    return _follow(spec, status, current, observed, now, generation)
+
+
+def _before_first_attempt(
+    spec: BatchInferenceJobSpec,
+    status: BatchInferenceJobStatus,
+    resource: Resource,
+    now: datetime.datetime,
+    generation: int,
+    queue: Queue,
+    created: str,
+) -> Decision:
+    if spec.suspend:
+        return _suspended(status, now, generation)
+    status.start_time = status.start_time or now
+    previous = status.phase
+    if spec.preflight == "Enabled" and status.preflight is None:
+        status.phase = "Pending"
+        status.message = "checking the input against Vertex's import rules"
+        set_condition(status, "Ready", False, "Preflight", status.message, now, generation)
+        output = spec.output.bigquery.uri() if spec.output.bigquery else None
+        return Decision(
+            status,
+            actions=[RunPreflight(tuple(spec.input.uris()), status.location or "", status.project or "", output)],
+        )
+    admitted, running, position = admission(resource, created, status.project or "", status.location or "", queue)
+    if not admitted:
+        status.phase = "Queued"
+        status.message = (
+            f"queued (position {position}): {running} of at most {queue.limit} jobs are running in "
+            f"{status.project}/{status.location}"
+        )
+        set_condition(status, "Ready", False, "Queued", status.message, now, generation)
+        events = [Event("Normal", "Queued", status.message)] if previous != "Queued" else []
+        return Decision(status, events=events)
+    status.phase = "Pending"
+    status.attempts = [Attempt(attempt=1, submitting=now, input=spec.input.uris())]
+    status.attempt = 1
+    status.message = "submitting the Vertex batch prediction job"
+    set_condition(status, "Submitted", False, "Submitting", status.message, now, generation)
+    set_condition(status, "Suspended", False, "NotSuspended", "", now, generation)
+    set_condition(status, "Ready", False, "Pending", status.message, now, generation)
+    return Decision(
+        status, events=[Event("Normal", "Accepted", f"submitting to Vertex AI in {status.project}/{status.location}")]
+    )
+
+
+def _suspended(status: BatchInferenceJobStatus, now: datetime.datetime, generation: int) -> Decision:
+    message = "suspended before submission: set spec.suspend to false to submit"
+    changed = status.phase != "Suspended"
+    status.phase = "Suspended"
+    status.message = message
+    set_condition(status, "Suspended", True, "Suspended", message, now, generation)
+    set_condition(status, "Ready", False, "Suspended", message, now, generation)
+    return Decision(status, events=[Event("Normal", "Suspended", message)] if changed else [])
+
+
+def _submit_action(
+    spec: BatchInferenceJobSpec, status: BatchInferenceJobStatus, resource: Resource, attempt: Attempt
+) -> SubmitJob:
+    assert status.project and status.location
+    digest = spec_hash(spec, status.project, status.location)
+    input_uris = tuple(attempt.input or spec.input.uris())
+    request = JobRequest(
+        project=status.project,
+        location=status.location,
+        model=spec.model,
+        display_name=(spec.display_name or f"{resource.namespace}-{resource.name}")[:128],
+        input_uris=input_uris,
+        output_uri=output_for(spec, input_uris),
+        labels={**spec.labels, **operator_labels(resource, attempt.attempt, digest)},
+    )
+    return SubmitJob(
+        attempt=attempt.attempt,
+        request=request,
+        identity_labels=attempt_labels(resource.uid, attempt.attempt),
+        adopt_labels=recreated_labels(resource, digest) if attempt.attempt == 1 else None,
+    )
+
+
+def _follow(
+    spec: BatchInferenceJobSpec,
+    status: BatchInferenceJobStatus,
+    current: Attempt,
+    job: ObservedJob,
+    now: datetime.datetime,
+    generation: int,
+) -> Decision:
+    """Mirror the observed job into status; a finished one is read, then settled."""
+    events: list[Event] = []
+    previous = status.phase
+    if not is_true(status, "Submitted"):
+        events.append(Event("Normal", "Submitted", f"Vertex batch prediction job {job.name}"))
+    status.job = JobRef(
+        name=job.name,
+        state=job.state,
+        create_time=job.create_time,
+        start_time=job.start_time,
+        end_time=job.end_time,
+        console_url=console_url(job.name, status.project or ""),
+    )
+    current.state = job.state
+    if job.stats is not None:
+        status.completion_stats = job.stats
+        current.completion_stats = job.stats
+    if job.output_location:
+        status.output_location = job.output_location
+        current.output_location = job.output_location
+    current.start_time = job.start_time
+    current.end_time = job.end_time
+    current.error = job.error
+    set_condition(status, "Submitted", True, "Submitted", f"Vertex job {job.name}", now, generation)
+    if not job.terminal:
+        status.phase = "Suspended" if current.cancel_requested else PHASE_OF_STATE.get(job.state, "Running")  # type: ignore[assignment]
+        status.message = summary(job)
+        set_condition(status, "Ready", False, status.phase or "", status.message, now, generation)
+        phase_event(previous, status, events)
+        return Decision(status, events=events)
+    status.message = summary(job)
+    after = after_attempt(spec, status, current, now, generation)
+    return Decision(after.status, after.actions, events + after.events)

@@ -1,0 +1,83 @@
+"""Namespace tenancy: a Namespace's annotations give its jobs defaults (project, location) and limits (the
+Cloud Storage prefixes and BigQuery datasets they may touch).
+
+The Vertex job reads and writes as Google's service agent, not as the namespace, so these limits are
+the only guard between teams: they are checked before anything is submitted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..api import BatchInferenceJobSpec
+from ..api.meta import BQ_POLICY_ANNOTATION, GCS_POLICY_ANNOTATION, LOCATION_ANNOTATION, PROJECT_ANNOTATION
+from .uris import BigQueryUri, under_prefix
+
+
+@dataclass(frozen=True)
+class Tenancy:
+    """Project and location when the spec names none (the Namespace's annotations, else the operator's),
+    and the Namespace's data limits: None allows everything, a tuple allows only what it lists."""
+
+    project: str | None
+    location: str | None
+    allowed_gcs_prefixes: tuple[str, ...] | None = None
+    allowed_bigquery_datasets: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class NamespaceAnnotations:
+    """What one Namespace's annotations say; unset values fall back to the operator's defaults."""
+
+    project: str | None = None
+    location: str | None = None
+    allowed_gcs_prefixes: tuple[str, ...] | None = None
+    allowed_bigquery_datasets: tuple[str, ...] | None = None
+
+    @classmethod
+    def read(cls, annotations: Mapping[str, str]) -> NamespaceAnnotations:
+        return cls(
+            annotations.get(PROJECT_ANNOTATION),
+            annotations.get(LOCATION_ANNOTATION),
+            listed(annotations.get(GCS_POLICY_ANNOTATION)),
+            listed(annotations.get(BQ_POLICY_ANNOTATION)),
+        )
+
+    def tenancy(self, default_project: str | None, default_location: str | None) -> Tenancy:
+        return Tenancy(
+            self.project or default_project,
+            self.location or default_location,
+            self.allowed_gcs_prefixes,
+            self.allowed_bigquery_datasets,
+        )
+
+
+def listed(value: str | None) -> tuple[str, ...] | None:
+    """A comma-separated annotation; absent means no restriction, empty means nothing is allowed."""
+    return None if value is None else tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def policy_violations(spec: BatchInferenceJobSpec, tenancy: Tenancy) -> list[str]:
+    """Every input and output outside the namespace's limits, one message each."""
+    problems = []
+    gcs = [*(spec.input.gcs.uris if spec.input.gcs else []), *([spec.output.gcs.uri_prefix] if spec.output.gcs else [])]
+    if tenancy.allowed_gcs_prefixes is not None:
+        for uri in gcs:
+            if not any(under_prefix(uri, prefix) for prefix in tenancy.allowed_gcs_prefixes):
+                problems.append(
+                    f"{uri} is outside the namespace's allowed Cloud Storage prefixes "
+                    f"({', '.join(tenancy.allowed_gcs_prefixes) or 'none'})"
+                )
+    tables = [
+        *([spec.input.bigquery.table] if spec.input.bigquery else []),
+        *([spec.output.bigquery.uri()] if spec.output.bigquery else []),
+    ]
+    if tenancy.allowed_bigquery_datasets is not None:
+        for uri in tables:
+            if BigQueryUri.parse(uri).dataset_uri not in tenancy.allowed_bigquery_datasets:
+                problems.append(
+                    f"{uri} is outside the namespace's allowed BigQuery datasets "
+                    f"({', '.join(tenancy.allowed_bigquery_datasets) or 'none'})"
+                )
+    return problems

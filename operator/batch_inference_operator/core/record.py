@@ -1,0 +1,145 @@
+"""Status updates from what the controller learnt: a job found or created, a preflight report, an output
+read, a recoverable or a terminal error. Also the vocabulary of failures (reasons, codes, messages), so
+the controller carries no text of its own."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Literal
+
+from ..api import Attempt, BatchInferenceJobStatus, JobError, JobRef, PreflightReport, RowCounts, Usage
+from .actions import Decision, Event
+from .conditions import set_condition
+from .uris import is_bigquery
+from .vertex_jobs import ObservedJob, console_url
+
+# The code a terminal error of Cloud Storage or BigQuery is recorded with (google.rpc.Code NOT_FOUND).
+NOT_FOUND_CODE = 5
+
+
+def phase_event(previous: str | None, status: BatchInferenceJobStatus, events: list[Event]) -> None:
+    """One Event per phase change (Pending is not worth one)."""
+    if status.phase != previous and status.phase not in ("Pending",):
+        kind: Literal["Normal", "Warning"] = "Warning" if status.phase in ("Failed", "Cancelled") else "Normal"
+        events.append(Event(kind, status.phase or "", status.message or ""))
+
+
+def fail(
+    status: BatchInferenceJobStatus, reason: str, message: str, now: datetime.datetime, generation: int
+) -> Decision:
+    """The resource fails for good: phase, message, conditions and a Warning Event."""
+    status.phase = "Failed"
+    status.message = message
+    status.completion_time = status.completion_time or now
+    set_condition(status, "Failed", True, reason, message, now, generation)
+    set_condition(status, "Complete", False, reason, message, now, generation)
+    set_condition(status, "Ready", False, reason, message, now, generation)
+    return Decision(status, events=[Event("Warning", reason, message)])
+
+
+def _with_attempt(status: BatchInferenceJobStatus, number: int) -> tuple[BatchInferenceJobStatus, Attempt]:
+    """A copy of the status, and the attempt with this number in it (the record_* functions' starting point)."""
+    status = status.model_copy(deep=True)
+    return status, next(entry for entry in status.attempts if entry.attempt == number)
+
+
+def record_submission(
+    status: BatchInferenceJobStatus, attempt: int, job: ObservedJob, adopted: bool
+) -> BatchInferenceJobStatus:
+    """The job of `attempt` is known: store its name and clear the `submitting` marker."""
+    status, entry = _with_attempt(status, attempt)
+    entry.job_name = job.name
+    entry.submitting = None
+    status.job = JobRef(
+        name=job.name,
+        state=job.state,
+        create_time=job.create_time,
+        console_url=console_url(job.name, status.project or ""),
+    )
+    if adopted:
+        status.message = f"adopted the existing Vertex job {job.name}"
+    return status
+
+
+def adopted_event(job_name: str) -> Event:
+    return Event("Normal", "Adopted", f"adopted the existing Vertex job {job_name} instead of creating another")
+
+
+def record_preflight(status: BatchInferenceJobStatus, report: PreflightReport) -> BatchInferenceJobStatus:
+    status = status.model_copy(deep=True)
+    status.preflight = report
+    return status
+
+
+def preflight_passed_event(report: PreflightReport, uris: tuple[str, ...]) -> Event:
+    where = f"the table {uris[0]}" if is_bigquery(uris[0]) else f"{report.files} file(s)"
+    message = f"input checked: {report.requests} requests in {where}"
+    if report.shared_prefix_requests is not None:
+        message += f", {report.shared_prefix_requests} sharing a long prompt prefix"
+    return Event("Normal", "PreflightPassed", message)
+
+
+def record_scan(
+    status: BatchInferenceJobStatus, attempt: int, usage: Usage, rows: RowCounts
+) -> BatchInferenceJobStatus:
+    """A finished attempt's output was read: its row outcomes, and usage (its output holds every row)."""
+    status, entry = _with_attempt(status, attempt)
+    entry.rows = rows
+    status.usage = usage
+    return status
+
+
+def record_no_output(status: BatchInferenceJobStatus, attempt: int) -> BatchInferenceJobStatus:
+    """A finished attempt left no output file: no rows to count, and a resume starts from the input."""
+    status, entry = _with_attempt(status, attempt)
+    missing = entry.output_location
+    entry.rows = RowCounts()
+    entry.output_location = None
+    if status.output_location == missing:  # point at the latest output that exists, if any
+        existing = [a.output_location for a in status.attempts if a.output_location]
+        status.output_location = existing[-1] if existing else None
+    return status
+
+
+def record_retry(
+    status: BatchInferenceJobStatus, message: str, now: datetime.datetime, generation: int
+) -> BatchInferenceJobStatus:
+    """A recoverable error: say so in status; the controller retries after a backoff."""
+    status = status.model_copy(deep=True)
+    status.message = message
+    set_condition(status, "Ready", False, "Retrying", message, now, generation)
+    return status
+
+
+def retry_decision(
+    status: BatchInferenceJobStatus,
+    error_message: str,
+    delay: float,
+    submitting: bool,
+    now: datetime.datetime,
+    generation: int,
+) -> Decision:
+    """A recoverable error met while performing an action: the message, and a Warning Event."""
+    message = f"{error_message}; retrying in {delay:.0f}s"
+    reason = "RetryingSubmit" if submitting else "Retrying"
+    return Decision(record_retry(status, message, now, generation), events=[Event("Warning", reason, message)])
+
+
+def failure_reason(reason: str | None, code: int | None) -> tuple[str, int]:
+    """Reason and code of a terminal error: a reason the adapter named (an input missing or rejected)
+    wins; otherwise Vertex's HTTP code says which mistake it was."""
+    if reason:
+        return reason, NOT_FOUND_CODE if code is None else code
+    code = code or 0
+    return ("UnknownModel" if code == 404 else "InvalidArgument" if code == 400 else "SubmitFailed"), code
+
+
+def record_failure(
+    status: BatchInferenceJobStatus, reason: str, code: int, message: str, now: datetime.datetime, generation: int
+) -> Decision:
+    """A terminal error (the spec or input must change): Failed, with the cause, never retried."""
+    status = status.model_copy(deep=True)
+    if status.attempts and status.attempts[-1].job_name is None:
+        status.attempts[-1].submitting = None
+        status.attempts[-1].error = JobError(code=code, message=message)
+    return fail(status, reason, message, now, generation)

@@ -1,0 +1,195 @@
+"""After an attempt ends: read its output once, then resume it (a new Vertex job fed its output), hold it
+(suspended), or finish the resource with an honest phase."""
+
+from __future__ import annotations
+
+import datetime
+
+from ..api import Attempt, BatchInferenceJobSpec, BatchInferenceJobStatus
+from .actions import Decision, Event, ScanOutput
+from .advice import cache_advice
+from .conditions import set_condition
+from .record import phase_event
+from .uris import BigQueryUri, is_bigquery, is_gcs, predictions_file
+from .vertex_jobs import (
+    CANCELLED,
+    EXPIRED,
+    FAILED,
+    INVALID_INPUT_CODE,
+    PARTIALLY_SUCCEEDED,
+    SUCCEEDED,
+    TERMINAL_JOB_CODES,
+    ObservedJob,
+    summary,
+)
+
+
+def output_for(spec: BatchInferenceJobSpec, input_uris: tuple[str, ...]) -> str:
+    """Where an attempt writes. A resumed attempt reads the named output table it would write to; what
+    Vertex does with an existing output table is not documented (appending would duplicate every carried
+    row), so it writes a new table in that dataset instead. That table holds every row, the carried ones
+    too, and status.outputLocation follows it."""
+    table = spec.output.bigquery.table if spec.output.bigquery else None
+    if table and table in input_uris:
+        return BigQueryUri.parse(table).dataset_uri
+    return spec.output.uri()
+
+
+def has_readable_output(attempt: Attempt) -> bool:
+    location = attempt.output_location or ""
+    return bool((is_gcs(location) or is_bigquery(location)) and attempt.start_time)
+
+
+def after_attempt(
+    spec: BatchInferenceJobSpec,
+    status: BatchInferenceJobStatus,
+    current: Attempt,
+    now: datetime.datetime,
+    generation: int,
+) -> Decision:
+    """A terminal attempt: read its output first (once), then settle it."""
+    if current.rows is None and has_readable_output(current):
+        status.message = f"attempt {current.attempt} ended; reading its output"
+        return Decision(status, actions=[ScanOutput(current.attempt, current.output_location or "")])
+    return settle(spec, status, current, now, generation)
+
+
+def resumable(attempt: Attempt, retry: str) -> bool:
+    state = attempt.state
+    if state == FAILED:
+        return not (attempt.error and attempt.error.code in TERMINAL_JOB_CODES)
+    if state in (CANCELLED, EXPIRED, PARTIALLY_SUCCEEDED):
+        return True
+    if state == SUCCEEDED:
+        rows = attempt.rows
+        if rows is not None:
+            return bool(
+                rows.incomplete
+                or (retry == "All" and rows.failed_transient + rows.failed_permanent)
+                or (retry == "Transient" and rows.failed_transient)
+            )
+        stats = attempt.completion_stats
+        return bool(stats and (stats.incomplete or (retry == "All" and stats.failed)))
+    return False
+
+
+def unfinished(attempt: Attempt) -> int:
+    if attempt.rows is not None:
+        return attempt.rows.failed_transient + attempt.rows.failed_permanent + attempt.rows.incomplete
+    stats = attempt.completion_stats
+    return (stats.failed + stats.incomplete) if stats else 0
+
+
+def hold(status: BatchInferenceJobStatus, now: datetime.datetime, generation: int) -> Decision:
+    """Suspended between attempts: the unfinished requests wait until spec.suspend is false."""
+    previous = status.phase
+    status.phase = "Suspended"
+    status.message = "suspended: set spec.suspend to false to resume the unfinished requests"
+    set_condition(status, "Suspended", True, "Suspended", status.message, now, generation)
+    set_condition(status, "Ready", False, "Suspended", status.message, now, generation)
+    events: list[Event] = []
+    phase_event(previous, status, events)
+    return Decision(status, events=events)
+
+
+def settle(
+    spec: BatchInferenceJobSpec,
+    status: BatchInferenceJobStatus,
+    current: Attempt,
+    now: datetime.datetime,
+    generation: int,
+) -> Decision:
+    """A finished attempt: resume it, hold it (suspended), or finish the resource."""
+    previous = status.phase
+    events: list[Event] = []
+    if current.cancel_requested and current.state == CANCELLED:
+        if spec.suspend:
+            return hold(status, now, generation)
+        return next_attempt(spec, status, current, now, generation)
+    used = sum(1 for attempt in status.attempts if not attempt.cancel_requested)
+    if resumable(current, spec.resume.retry_failed_requests) and used < spec.resume.max_attempts:
+        if spec.suspend:
+            return hold(status, now, generation)
+        resume_at = (current.end_time or now) + datetime.timedelta(seconds=spec.resume.backoff_seconds)
+        if now < resume_at:
+            status.phase = "Resuming"
+            status.message = (
+                (
+                    f"attempt {current.attempt} ended {current.state.removeprefix('JOB_STATE_').lower()}"
+                    f" with {unfinished(current)} unfinished requests; attempt {current.attempt + 1} "
+                    f"starts at {resume_at.strftime('%H:%M:%SZ')}"
+                )
+                if current.state
+                else status.message
+            )
+            set_condition(status, "Ready", False, "Resuming", status.message or "", now, generation)
+            phase_event(previous, status, events)
+            return Decision(status, events=events)
+        return next_attempt(spec, status, current, now, generation)
+    return finish(status, current, now, generation, previous)
+
+
+def next_attempt(
+    spec: BatchInferenceJobSpec,
+    status: BatchInferenceJobStatus,
+    current: Attempt,
+    now: datetime.datetime,
+    generation: int,
+) -> Decision:
+    """A new Vertex job fed the previous output (Vertex re-runs only unfinished rows and carries the rest);
+    the original input when the previous job never ran."""
+    output = current.output_location
+    if current.start_time and output:
+        source = [predictions_file(output)] if is_gcs(output) else [output]
+    else:
+        source = spec.input.uris()
+    number = current.attempt + 1
+    status.attempts.append(Attempt(attempt=number, submitting=now, input=source))
+    status.attempt = number
+    status.phase = "Resuming"
+    status.message = (
+        f"attempt {number} of {spec.resume.max_attempts}: resuming "
+        f"{unfinished(current) or 'the'} unfinished requests from {source[0]}"
+    )
+    set_condition(status, "Suspended", False, "NotSuspended", "", now, generation)
+    set_condition(status, "Ready", False, "Resuming", status.message, now, generation)
+    return Decision(status, events=[Event("Normal", "Resuming", status.message)])
+
+
+def finish(
+    status: BatchInferenceJobStatus, current: Attempt, now: datetime.datetime, generation: int, previous: str | None
+) -> Decision:
+    state = current.state or ""
+    remaining = unfinished(current)
+    if state == SUCCEEDED:
+        phase = "PartiallySucceeded" if remaining else "Succeeded"
+    elif state == PARTIALLY_SUCCEEDED:
+        phase = "PartiallySucceeded"
+    elif state == CANCELLED:
+        phase = "Cancelled"
+    else:
+        phase = "Failed"
+    status.phase = phase  # type: ignore[assignment]
+    job = ObservedJob(name=current.job_name or "", state=state, error=current.error, stats=current.completion_stats)
+    status.message = summary(job)
+    if current.attempt > 1:
+        status.message += f" after {current.attempt} attempts"
+    if remaining and phase == "PartiallySucceeded":
+        status.message += f"; {remaining} requests did not succeed"
+    status.completion_time = status.completion_time or current.end_time or now
+    events: list[Event] = []
+    if phase in ("Succeeded", "PartiallySucceeded"):
+        set_condition(status, "Complete", True, phase, status.message, now, generation)
+        set_condition(status, "Failed", False, phase, "", now, generation)
+        set_condition(status, "Ready", True, phase, status.message, now, generation)
+    else:
+        code = current.error.code if current.error else None
+        reason = {EXPIRED: "Expired", CANCELLED: "Cancelled"}.get(
+            state, "InvalidInput" if code == INVALID_INPUT_CODE else "VertexJobFailed"
+        )
+        set_condition(status, "Failed", True, reason, status.message, now, generation)
+        set_condition(status, "Complete", False, reason, status.message, now, generation)
+        set_condition(status, "Ready", False, reason, status.message, now, generation)
+    phase_event(previous, status, events)
+    events += cache_advice(status)
+    return Decision(status, events=events)

@@ -1,0 +1,276 @@
+"""The controller's parts with fakes at the adapter boundary: the adoption protocol, cancellation, the
+executor's error handling, the checks, and `observe()` on google-genai's own types. No network, no
+monkeypatching: the fakes are passed in where the real adapters would be."""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import pytest
+from google.genai import types
+
+from batch_inference_operator import api
+from batch_inference_operator.adapters.bigquery import TableInfo
+from batch_inference_operator.adapters.errors import AdapterError
+from batch_inference_operator.adapters.vertex import observe
+from batch_inference_operator.controller import checks, executor
+from batch_inference_operator.controller.runtime import Runtime
+from batch_inference_operator.core.actions import Decision, RunPreflight, SubmitJob
+from batch_inference_operator.core.admission import Queue
+from batch_inference_operator.core.decide import decide
+from batch_inference_operator.core.identity import Resource
+from batch_inference_operator.core.policy import Tenancy
+from batch_inference_operator.core.preflight_bigquery import Column
+from batch_inference_operator.core.vertex_jobs import JobRequest, ObservedJob
+from batch_inference_operator.settings import Settings
+
+T0 = datetime.datetime(2026, 11, 29, 10, 0, tzinfo=datetime.UTC)
+RESOURCE = Resource("team-a", "reviews", "uid-1")
+TENANCY = Tenancy("demo-project", "us-central1")
+
+
+class FakeVertex:
+    """Jobs in memory, found by labels as Vertex's list filter finds them."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, tuple[ObservedJob, dict[str, str]]] = {}
+        self.calls: list[str] = []
+        self.fail_next: dict[str, AdapterError] = {}
+        self._ids = itertools.count(1)
+
+    def add(self, state: str, labels: dict[str, str]) -> ObservedJob:
+        name = f"projects/1/locations/us-central1/batchPredictionJobs/{next(self._ids)}"
+        job = ObservedJob(name=name, state=state, create_time=T0)
+        self.jobs[name] = (job, labels)
+        return job
+
+    def _maybe_fail(self, method: str) -> None:
+        self.calls.append(method)
+        if method in self.fail_next:
+            raise self.fail_next.pop(method)
+
+    async def get(self, project: str, location: str, name: str) -> ObservedJob:
+        self._maybe_fail("get")
+        return self.jobs[name][0]
+
+    async def find_by_labels(
+        self, project: str, location: str, labels: dict[str, str], states: Iterable[str] = ()
+    ) -> list[ObservedJob]:
+        self._maybe_fail("list")
+        wanted = set(states)
+        return [
+            job
+            for job, have in self.jobs.values()
+            if all(have.get(k) == v for k, v in labels.items()) and (not wanted or job.state in wanted)
+        ]
+
+    async def create(self, request: JobRequest, attempt: int) -> ObservedJob:
+        self._maybe_fail("create")
+        return self.add("JOB_STATE_PENDING", request.labels)
+
+    async def cancel(self, project: str, location: str, name: str) -> None:
+        self._maybe_fail("cancel")
+        labels = self.jobs[name][1]
+        self.jobs[name] = (ObservedJob(name=name, state="JOB_STATE_CANCELLING", create_time=T0), labels)
+
+
+def spec(**changes: Any) -> api.BatchInferenceJobSpec:
+    base = {
+        "model": "gemini-2.5-flash",
+        "input": {"gcs": {"uris": ["gs://in-bucket/requests.jsonl"]}},
+        "output": {"gcs": {"uriPrefix": "gs://out-bucket/results/"}},
+        "preflight": "Disabled",
+    }
+    return api.parse_spec({**base, **changes})
+
+
+def submit_action() -> tuple[api.BatchInferenceJobSpec, Decision]:
+    """The decision that asks for the first attempt's SubmitJob (marker written, then submit)."""
+    s = spec()
+    marked = decide(s, api.BatchInferenceJobStatus(), None, RESOURCE, TENANCY, T0).status
+    decision = decide(s, marked, None, RESOURCE, TENANCY, T0)
+    assert isinstance(decision.actions[0], SubmitJob)
+    return s, decision
+
+
+async def test_submit_creates_once_then_adopts_its_own_job() -> None:
+    vertex = FakeVertex()
+    _, decision = submit_action()
+    action = decision.actions[0]
+    assert isinstance(action, SubmitJob)
+
+    job, how = await executor.submit(vertex, action)
+    assert how == "created" and vertex.calls == ["list", "list", "create", "get"]
+
+    vertex.calls.clear()
+    again, how = await executor.submit(vertex, action)  # e.g. after a crash before the status write
+    assert how == "adopted" and again.name == job.name and "create" not in vertex.calls
+    assert len(vertex.jobs) == 1
+
+
+@pytest.mark.parametrize(
+    ("state", "adopted"),
+    [("JOB_STATE_SUCCEEDED", True), ("JOB_STATE_RUNNING", True), ("JOB_STATE_FAILED", False)],
+)
+async def test_a_recreated_resource_adopts_only_adoptable_jobs(state: str, adopted: bool) -> None:
+    vertex = FakeVertex()
+    _, decision = submit_action()
+    action = decision.actions[0]
+    assert isinstance(action, SubmitJob) and action.adopt_labels
+    earlier = vertex.add(state, {**action.adopt_labels, "bij-uid": "an-earlier-uid", "bij-attempt": "1"})
+
+    job, how = await executor.submit(vertex, action)
+    assert (job.name == earlier.name) is adopted
+    assert how == ("adopted-recreated" if adopted else "created")
+
+
+async def test_cancel_all_skips_finished_and_cancelling_jobs_and_tolerates_a_race() -> None:
+    vertex = FakeVertex()
+    running = vertex.add("JOB_STATE_RUNNING", {"bij-uid": "u"})
+    raced = vertex.add("JOB_STATE_PENDING", {"bij-uid": "u"})
+    vertex.add("JOB_STATE_SUCCEEDED", {"bij-uid": "u"})
+    vertex.add("JOB_STATE_CANCELLING", {"bij-uid": "u"})
+    vertex.add("JOB_STATE_RUNNING", {"bij-uid": "someone-else"})
+
+    class FinishedMeanwhile(FakeVertex):
+        async def cancel(self, project: str, location: str, name: str) -> None:
+            if name == raced.name:
+                raise AdapterError("already finished", retryable=False, code=400, status="FAILED_PRECONDITION")
+            await super().cancel(project, location, name)
+
+    racy = FinishedMeanwhile()
+    racy.jobs = vertex.jobs
+    cancelled = await executor.cancel_all(racy, "p", "l", {"bij-uid": "u"})
+    assert sorted(cancelled) == sorted([running.name, raced.name])
+    assert racy.jobs[running.name][0].state == "JOB_STATE_CANCELLING"
+
+
+def runtime_with(vertex: FakeVertex) -> Runtime:
+    return Runtime(Settings(retry_base=5.0, retry_max=60.0), vertex)  # type: ignore[arg-type]
+
+
+async def test_act_submits_and_records_the_job() -> None:
+    vertex = FakeVertex()
+    s, decision = submit_action()
+    result = await executor.act(runtime_with(vertex), decision, s, RESOURCE, TENANCY, Queue(), "")
+    attempt = result.status.attempts[0]
+    assert attempt.job_name in vertex.jobs and attempt.submitting is None
+    assert vertex.calls.count("create") == 1
+
+
+async def test_a_recoverable_error_backs_off_and_says_so() -> None:
+    vertex = FakeVertex()
+    vertex.fail_next["create"] = AdapterError("create: Vertex AI answered 503 UNAVAILABLE", retryable=True, code=503)
+    runtime = runtime_with(vertex)
+    s, decision = submit_action()
+    result = await executor.act(runtime, decision, s, RESOURCE, TENANCY, Queue(), "")
+    assert [e.reason for e in result.events] == ["RetryingSubmit"]
+    assert "retrying in" in (result.status.message or "") and result.status.phase == "Pending"
+    assert result.status.attempts[0].submitting is not None, "the marker stays: the next try lists first"
+    assert not runtime.may_try(RESOURCE.uid), "backing off"
+
+
+@pytest.mark.parametrize(
+    ("error", "reason", "code"),
+    [
+        (AdapterError("model not found", retryable=False, code=404), "UnknownModel", 404),
+        (AdapterError("bad request", retryable=False, code=400), "InvalidArgument", 400),
+        (AdapterError("gs://x missing", retryable=False, reason="InputNotFound"), "InputNotFound", 5),
+    ],
+)
+async def test_a_terminal_error_fails_the_resource_with_its_reason(error: AdapterError, reason: str, code: int) -> None:
+    vertex = FakeVertex()
+    vertex.fail_next["create"] = error
+    s, decision = submit_action()
+    result = await executor.act(runtime_with(vertex), decision, s, RESOURCE, TENANCY, Queue(), "")
+    assert result.status.phase == "Failed"
+    failed = next(c for c in result.status.conditions if c.type == "Failed")
+    assert failed.reason == reason and result.status.attempts[0].error == api.JobError(code=code, message=error.message)
+
+
+class FakeStorage:
+    def __init__(self, files: dict[str, list[bytes]]) -> None:
+        self.files = files
+
+    def objects(self, uri: str) -> list[tuple[str, int]]:
+        if uri not in self.files:
+            raise AdapterError(f"{uri} does not exist", retryable=False, reason="InputNotFound")
+        return [(uri, sum(len(line) + 1 for line in self.files[uri]))]
+
+    def lines(self, uri: str) -> Iterator[bytes]:
+        yield from self.files[uri]
+
+
+class FakeTables:
+    def __init__(self, datasets: dict[str, str], tables: dict[str, TableInfo]) -> None:
+        self.datasets, self.tables = datasets, tables
+
+    def dataset_location(self, uri: str, project: str, missing: str = "InputNotFound") -> str:
+        dataset = ".".join(uri.split(".")[:2])
+        if dataset not in self.datasets:
+            raise AdapterError(f"BigQuery dataset {dataset} does not exist", retryable=False, reason=missing)
+        return self.datasets[dataset]
+
+    def table(self, uri: str, project: str) -> TableInfo:
+        return self.tables[uri]
+
+    def scan(self, uri: str, project: str, location: str) -> tuple[api.Usage, api.RowCounts]:
+        raise AssertionError("not used here")
+
+
+REQUEST = b'{"request": {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}}'
+
+
+def test_preflight_reports_the_first_bad_line_over_the_storage_adapter() -> None:
+    storage = FakeStorage({"gs://b/in.jsonl": [REQUEST, b'{"request": {}}', REQUEST]})
+    action = RunPreflight(("gs://b/in.jsonl",), "us-central1", "p")
+    report, problems = checks.preflight(storage, FakeTables({}, {}), action)
+    assert report.files == 1 and len(problems) == 1 and "gs://b/in.jsonl line 2" in problems[0]
+
+
+def test_preflight_of_a_bigquery_input_reads_metadata_and_regions() -> None:
+    table = TableInfo("europe-west4", [Column("request", "JSON"), Column("id", "STRING")], rows=10, bytes=100)
+    tables = FakeTables({"bq://p.out": "us-central1"}, {"bq://p.in.t": table})
+    action = RunPreflight(("bq://p.in.t",), "us-central1", "p", bigquery_output="bq://p.out")
+    report, problems = checks.preflight(FakeStorage({}), tables, action)
+    assert report.requests == 10
+    assert len(problems) == 1 and "is in europe-west4, but the job runs in us-central1" in problems[0]
+
+
+def test_a_missing_output_dataset_is_named_as_an_output_problem() -> None:
+    table = TableInfo("us-central1", [Column("request", "JSON")], rows=1, bytes=1)
+    action = RunPreflight(("bq://p.in.t",), "us-central1", "p", bigquery_output="bq://p.missing")
+    with pytest.raises(AdapterError) as raised:
+        checks.preflight(FakeStorage({}), FakeTables({}, {"bq://p.in.t": table}), action)
+    assert raised.value.reason == "OutputNotFound" and not raised.value.retryable
+
+
+def test_observe_reads_google_genai_batch_jobs_into_values() -> None:
+    gcs_job = types.BatchJob(
+        name="projects/1/locations/us-central1/batchPredictionJobs/7",
+        state=types.JobState.JOB_STATE_FAILED,
+        create_time=T0,
+        error=types.JobError(code=3, message="bad line 4"),
+        completion_stats=types.CompletionStats(successful_count=2, failed_count=1, incomplete_count=-1),
+        output_info=types.BatchJobOutputInfo(gcs_output_directory="gs://b/out/prediction-model-x"),
+    )
+    seen = observe(gcs_job)
+    assert (seen.state, seen.terminal, seen.output_location) == (
+        "JOB_STATE_FAILED",
+        True,
+        "gs://b/out/prediction-model-x",
+    )
+    assert seen.error == api.JobError(code=3, message="bad line 4")
+    assert seen.stats == api.CompletionStats(successful=2, failed=1, incomplete=0), "negative counts read as 0"
+
+    bq_job = types.BatchJob(
+        name="projects/1/locations/us-central1/batchPredictionJobs/8",
+        state=types.JobState.JOB_STATE_SUCCEEDED,
+        dest=types.BatchJobDestination(format="bigquery", bigquery_uri="bq://p.results"),
+        output_info=types.BatchJobOutputInfo(bigquery_output_table="predictions_2026_11_29T10_00_00"),
+    )
+    assert observe(bq_job).output_location == "bq://p.results.predictions_2026_11_29T10_00_00"
+    assert observe(types.BatchJob(name="n")).state == "JOB_STATE_UNSPECIFIED"
