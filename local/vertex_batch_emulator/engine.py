@@ -32,6 +32,7 @@ from google.cloud.bigquery import SchemaField
 
 from . import bigquery as bq
 from . import inference
+from .errors import ApiError, status_envelope
 from .faults import FaultPlan, JobFault
 from .filtering import compile_filter
 from .importrules import MAX_FILE_BYTES, ImportValidator, ImportViolation
@@ -57,36 +58,12 @@ TERMINAL = frozenset(
         "JOB_STATE_PARTIALLY_SUCCEEDED",
     }
 )
-CANONICAL = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    409: "ALREADY_EXISTS",
-    429: "RESOURCE_EXHAUSTED",
-    500: "INTERNAL",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
 OUTPUT_ONLY_KEYS = ("request", "response", "status", "processed_time")
 SHUFFLE_BUFFER = 32
 LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 PUBLISHER_MODEL = re.compile(r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/google/models/([^/@]+)$")
 TUNED_MODEL = re.compile(r"^projects/[^/]+/locations/[^/]+/models/[A-Za-z0-9_-]+(?:@[A-Za-z0-9_-]+)?$")
-
-
-class ApiError(Exception):
-    """An API error, rendered as google.rpc.Status: `{"error": {code, message, status}}`."""
-
-    def __init__(self, code: int, message: str, status: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status or CANONICAL.get(code, "UNKNOWN")
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, "status": self.status}}
 
 
 def rfc3339(moment: datetime.datetime) -> str:
@@ -295,7 +272,7 @@ class Source:
 
 def _row_status(code: int, message: str) -> str:
     """The `status` text of a failed output row, in the shapes Vertex writes."""
-    error = json.dumps({"error": {"code": code, "message": message, "status": CANONICAL.get(code, "UNKNOWN")}})
+    error = json.dumps(status_envelope(code, message))
     prefix = {400: "Bad Request", 429: "Too Many Requests", 503: "Service Unavailable"}.get(code)
     if prefix is None:
         return f"Internal error occurred. Failed to get generateContentResponse: {error}"
