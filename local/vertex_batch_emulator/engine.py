@@ -18,7 +18,6 @@ import itertools
 import json
 import math
 import random
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -36,6 +35,7 @@ from .filtering import compile_filter
 from .importrules import MAX_FILE_BYTES, ImportValidator, ImportViolation
 from .jobs import TERMINAL, Counts, Job, project_number, rfc3339, utcnow
 from .storage import BucketMissing, GcsPath, Storage
+from .validation import parse_create_body
 
 DEFAULT_MODELS = frozenset(
     {
@@ -50,10 +50,6 @@ DEFAULT_MODELS = frozenset(
 )
 OUTPUT_ONLY_KEYS = ("request", "response", "status", "processed_time")
 SHUFFLE_BUFFER = 32
-LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
-PUBLISHER_MODEL = re.compile(r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/google/models/([^/@]+)$")
-TUNED_MODEL = re.compile(r"^projects/[^/]+/locations/[^/]+/models/[A-Za-z0-9_-]+(?:@[A-Za-z0-9_-]+)?$")
 
 
 @dataclass
@@ -200,99 +196,29 @@ class Engine:
 
     # ------------------------------------------------------------ the REST methods
 
-    def create(self, project: str, location: str, body: dict[str, Any]) -> Job:
-        if not isinstance(body, dict):
-            raise ApiError(400, "Invalid JSON payload: expected a BatchPredictionJob object.")
-        display_name = body.get("displayName")
-        if not display_name:
-            raise ApiError(
-                400,
-                "List of found errors:\t1.Field: batch_prediction_job.display_name; "
-                "Message: Required field is not set.",
-            )
-        model = body.get("model") or ""
-        model_id = self._model_id(project, location, model)
-        input_config = body.get("inputConfig") or {}
-        output_config = body.get("outputConfig") or {}
-        self._check_io(input_config, output_config)
-        labels = body.get("labels") or {}
-        self._check_labels(labels)
+    def create(self, project: str, location: str, body: Any) -> Job:
+        request = parse_create_body(body, self.config.models)
         now = utcnow()
         job = Job(
             id=str(next(self._ids)),
             project=project,
             location=location,
-            display_name=display_name,
-            model=model,
-            model_id=model_id,
-            input_config=input_config,
-            output_config=output_config,
-            labels=dict(labels),
+            display_name=request.display_name,
+            model=request.model,
+            model_id=request.model_id,
+            input_config=request.input_config,
+            output_config=request.output_config,
+            labels=request.labels,
             create_time=now,
             update_time=now,
         )
-        job.fault = self.faults.take_job_fault(display_name, job.labels)
+        job.fault = self.faults.take_job_fault(request.display_name, job.labels)
         job.timeline.append({"state": job.state, "time": rfc3339(now)})
         self.jobs[job.id] = job
         task = asyncio.get_running_loop().create_task(self._run(job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return job
-
-    def _model_id(self, project: str, location: str, model: str) -> str:
-        if not model:
-            raise ApiError(
-                400, "List of found errors:\t1.Field: batch_prediction_job.model; Message: Required field is not set."
-            )
-        if TUNED_MODEL.match(model):
-            return model.rsplit("/", 1)[-1]
-        match = PUBLISHER_MODEL.match(model)
-        if not match:
-            raise ApiError(400, f"Invalid model name: {model}.")
-        if match.group(1) not in self.config.models:
-            raise ApiError(404, f"The PublisherModel {match.group(1)} does not exist.")
-        return match.group(1)
-
-    @staticmethod
-    def _check_io(input_config: dict[str, Any], output_config: dict[str, Any]) -> None:
-        gcs: list[Any] = []
-        if "bigquerySource" in input_config:
-            table = input_config["bigquerySource"].get("inputUri")
-            if input_config.get("instancesFormat") != "bigquery" or not table:
-                raise ApiError(400, 'inputConfig needs instancesFormat "bigquery" and bigquerySource.inputUri.')
-            _check_bigquery_uri(table, table_required=True)
-        else:
-            uris = input_config.get("gcsSource", {}).get("uris")
-            if input_config.get("instancesFormat") != "jsonl" or not uris:
-                raise ApiError(400, 'inputConfig needs instancesFormat "jsonl" and gcsSource.uris.')
-            gcs += uris
-        if "bigqueryDestination" in output_config:
-            target = output_config["bigqueryDestination"].get("outputUri")
-            if output_config.get("predictionsFormat") != "bigquery" or not target:
-                raise ApiError(
-                    400, 'outputConfig needs predictionsFormat "bigquery" and bigqueryDestination.outputUri.'
-                )
-            _check_bigquery_uri(target, table_required=False)
-        else:
-            prefix = output_config.get("gcsDestination", {}).get("outputUriPrefix")
-            if output_config.get("predictionsFormat") != "jsonl" or not prefix:
-                raise ApiError(400, 'outputConfig needs predictionsFormat "jsonl" and gcsDestination.outputUriPrefix.')
-            gcs.append(prefix)
-        for uri in gcs:
-            if not isinstance(uri, str) or not uri.startswith("gs://") or len(uri) < 8:
-                raise ApiError(400, f"Invalid Cloud Storage URI: {uri!r}.")
-
-    @staticmethod
-    def _check_labels(labels: Any) -> None:
-        if not isinstance(labels, dict) or len(labels) > 64:
-            raise ApiError(400, "labels must be a map of at most 64 entries.")
-        for key, value in labels.items():
-            if not LABEL_KEY.match(key) or not isinstance(value, str) or not LABEL_VALUE.match(value):
-                raise ApiError(
-                    400,
-                    f"Invalid label {key!r}: {value!r}. Keys and values may hold at most 63 lowercase "
-                    "letters, digits, '_' or '-', and keys must start with a letter.",
-                )
 
     def get(self, project: str, location: str, job_id: str) -> Job:
         job = self.jobs.get(job_id)
@@ -575,16 +501,6 @@ class Engine:
                 },
             )
         return Outcome("JOB_STATE_SUCCEEDED")
-
-
-def _check_bigquery_uri(uri: Any, table_required: bool) -> None:
-    try:
-        path = bq.BqPath.parse(uri) if isinstance(uri, str) else None
-    except ValueError:
-        path = None
-    if path is None or (table_required and path.table is None):
-        shape = "bq://project.dataset.table" if table_required else "bq://project.dataset[.table]"
-        raise ApiError(400, f"Invalid BigQuery URI: {uri!r}; expected {shape}.")
 
 
 def _columns_of(validator: ImportValidator) -> list[SchemaField]:
