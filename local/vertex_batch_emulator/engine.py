@@ -1,41 +1,31 @@
-"""Batch prediction jobs: creation, the state machine, and the streamed processing of their rows.
+"""Batch prediction jobs: the registry and the lifecycle.
 
-A job goes PENDING -> RUNNING -> a terminal state at the configured pace. Processing runs in a
-worker thread (the Google clients are synchronous): one streamed pass validates the input by the
-import rules, a second runs the rows and writes them out, through a small shuffle buffer so rows
-come out in a different order than they went in, as on Vertex. Input is JSONL in Cloud Storage or a
-BigQuery table; output is `predictions.jsonl` in a new Cloud Storage directory, or a BigQuery table
-(the named one, or a new `predictions_<timestamp>` in the named dataset). Rows that already hold a
-successful response (a previous job's output, fed back to resume it) pass through untouched and
-unbilled; rows that failed or never ran are run.
+The engine holds the jobs and answers the REST methods on them (create, get, list, cancel, delete).
+Each job goes PENDING -> RUNNING -> a terminal state at the configured pace: it queues for
+`queue_seconds`, is processed in a worker thread (`processing`, as the Google clients are
+synchronous), and stays RUNNING at least `min_run_seconds`. When it starts running it is given its
+output location: a new Cloud Storage directory, or a BigQuery table (the named one, or a new
+`predictions_<timestamp>` in the named dataset). Create bodies arrive checked, from `validation`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime
-import hashlib
 import itertools
-import json
-import math
-import random
-import re
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-from google.cloud.bigquery import SchemaField
-
 from . import bigquery as bq
 from . import inference
-from .faults import FaultPlan, JobFault
+from .errors import ApiError
+from .faults import FaultPlan
 from .filtering import compile_filter
-from .importrules import MAX_FILE_BYTES, ImportValidator, ImportViolation
-from .storage import BucketMissing, GcsPath, Storage
+from .jobs import TERMINAL, Job, project_number, rfc3339, utcnow
+from .processing import JobProcessor, Outcome
+from .storage import Storage
+from .validation import parse_create_body
 
 DEFAULT_MODELS = frozenset(
     {
@@ -48,60 +38,6 @@ DEFAULT_MODELS = frozenset(
         "gemini-3-pro-preview",
     }
 )
-TERMINAL = frozenset(
-    {
-        "JOB_STATE_SUCCEEDED",
-        "JOB_STATE_FAILED",
-        "JOB_STATE_CANCELLED",
-        "JOB_STATE_EXPIRED",
-        "JOB_STATE_PARTIALLY_SUCCEEDED",
-    }
-)
-CANONICAL = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    409: "ALREADY_EXISTS",
-    429: "RESOURCE_EXHAUSTED",
-    500: "INTERNAL",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
-OUTPUT_ONLY_KEYS = ("request", "response", "status", "processed_time")
-SHUFFLE_BUFFER = 32
-LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
-PUBLISHER_MODEL = re.compile(r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/google/models/([^/@]+)$")
-TUNED_MODEL = re.compile(r"^projects/[^/]+/locations/[^/]+/models/[A-Za-z0-9_-]+(?:@[A-Za-z0-9_-]+)?$")
-
-
-class ApiError(Exception):
-    """An API error, rendered as google.rpc.Status: `{"error": {code, message, status}}`."""
-
-    def __init__(self, code: int, message: str, status: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status or CANONICAL.get(code, "UNKNOWN")
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, "status": self.status}}
-
-
-def rfc3339(moment: datetime.datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
-def project_number(project: str) -> str:
-    """Vertex names carry the project number; derive a stable 12-digit one from the project id."""
-    if project.isdigit():
-        return project
-    return str(100_000_000_000 + int(hashlib.sha256(project.encode()).hexdigest(), 16) % 900_000_000_000)
 
 
 @dataclass
@@ -137,199 +73,6 @@ class Config:
         }
 
 
-@dataclass
-class Counts:
-    successful: int = 0
-    failed: int = 0
-    incomplete: int = 0
-    processed: int = 0  # rows run (billed when they succeed)
-    carried: int = 0  # rows passed through from a previous output
-
-
-@dataclass
-class Job:
-    id: str
-    project: str
-    location: str
-    display_name: str
-    model: str
-    model_id: str
-    input_config: dict[str, Any]
-    output_config: dict[str, Any]
-    labels: dict[str, str]
-    create_time: datetime.datetime
-    fault: JobFault | None = None
-    state: str = "JOB_STATE_PENDING"
-    update_time: datetime.datetime | None = None
-    start_time: datetime.datetime | None = None
-    end_time: datetime.datetime | None = None
-    error: dict[str, Any] | None = None
-    output_info: dict[str, str] | None = None
-    counts: Counts | None = None
-    timeline: list[dict[str, str]] = field(default_factory=list)
-    cancel_requested: threading.Event = field(default_factory=threading.Event)
-
-    @property
-    def name(self) -> str:
-        return f"projects/{project_number(self.project)}/locations/{self.location}/batchPredictionJobs/{self.id}"
-
-    @property
-    def input_uris(self) -> list[str]:
-        if "bigquerySource" in self.input_config:
-            return [self.input_config["bigquerySource"].get("inputUri", "")]
-        return list(self.input_config.get("gcsSource", {}).get("uris", []))
-
-    @property
-    def output_prefix(self) -> str:
-        if "bigqueryDestination" in self.output_config:
-            return self.output_config["bigqueryDestination"].get("outputUri", "")
-        return self.output_config.get("gcsDestination", {}).get("outputUriPrefix", "")
-
-    @property
-    def reads_bigquery(self) -> bool:
-        return "bigquerySource" in self.input_config
-
-    @property
-    def writes_bigquery(self) -> bool:
-        return "bigqueryDestination" in self.output_config
-
-    @property
-    def output_location(self) -> str | None:
-        """Where the rows went: the Cloud Storage directory, or the BigQuery table's URI."""
-        info = self.output_info or {}
-        if "bigqueryOutputTable" in info:
-            return f"{info['bigqueryOutputDataset']}.{info['bigqueryOutputTable']}"
-        return info.get("gcsOutputDirectory")
-
-    def move(self, state: str) -> None:
-        now = utcnow()
-        self.state = state
-        self.update_time = now
-        if state == "JOB_STATE_RUNNING" and self.start_time is None:
-            self.start_time = now
-        if state in TERMINAL:
-            self.end_time = now
-        self.timeline.append({"state": state, "time": rfc3339(now)})
-
-    def to_rest(self) -> dict[str, Any]:
-        """proto3 JSON: unset fields omitted, int64 as strings, RFC 3339 times."""
-        body: dict[str, Any] = {
-            "name": self.name,
-            "displayName": self.display_name,
-            "model": self.model,
-            "inputConfig": self.input_config,
-            "outputConfig": self.output_config,
-            "state": self.state,
-            "createTime": rfc3339(self.create_time),
-            "updateTime": rfc3339(self.update_time or self.create_time),
-        }
-        if self.labels:
-            body["labels"] = self.labels
-        if self.start_time:
-            body["startTime"] = rfc3339(self.start_time)
-        if self.end_time:
-            body["endTime"] = rfc3339(self.end_time)
-        if self.error:
-            body["error"] = self.error
-        if self.output_info:
-            body["outputInfo"] = self.output_info
-        if self.counts is not None:
-            stats = {
-                "successfulCount": self.counts.successful,
-                "failedCount": self.counts.failed,
-                "incompleteCount": self.counts.incomplete,
-            }
-            body["completionStats"] = {k: str(v) for k, v in stats.items() if v}
-        return body
-
-    def describe(self) -> dict[str, Any]:
-        """The control API's view: everything, including what Vertex does not show."""
-        counts = self.counts or Counts()
-        return {
-            "id": self.id,
-            "name": self.name,
-            "project": self.project,
-            "location": self.location,
-            "displayName": self.display_name,
-            "model": self.model,
-            "state": self.state,
-            "labels": self.labels,
-            "input": self.input_uris,
-            "outputUriPrefix": self.output_prefix,
-            "outputDirectory": (self.output_info or {}).get("gcsOutputDirectory"),
-            "outputLocation": self.output_location,
-            "createTime": rfc3339(self.create_time),
-            "startTime": rfc3339(self.start_time) if self.start_time else None,
-            "endTime": rfc3339(self.end_time) if self.end_time else None,
-            "completionStats": {
-                "successful": counts.successful,
-                "failed": counts.failed,
-                "incomplete": counts.incomplete,
-            },
-            "rows": {"processed": counts.processed, "carried": counts.carried},
-            "error": self.error,
-            "fault": self.fault.outcome if self.fault else None,
-            "timeline": self.timeline,
-        }
-
-
-@dataclass
-class Outcome:
-    state: str
-    error: dict[str, Any] | None = None
-
-
-class Refused(Exception):
-    """The input or output breaks a rule that fails the job before any row runs (error code 3)."""
-
-
-@dataclass
-class Source:
-    """A validated input: its rows (read again from the start on each call), how many, and the
-    columns other than the request that an output table must carry through."""
-
-    rows: Callable[[], Iterator[dict[str, Any]]]
-    total: int
-    passthrough: list[SchemaField] = field(default_factory=list)
-
-
-def _row_status(code: int, message: str) -> str:
-    """The `status` text of a failed output row, in the shapes Vertex writes."""
-    error = json.dumps({"error": {"code": code, "message": message, "status": CANONICAL.get(code, "UNKNOWN")}})
-    prefix = {400: "Bad Request", 429: "Too Many Requests", 503: "Service Unavailable"}.get(code)
-    if prefix is None:
-        return f"Internal error occurred. Failed to get generateContentResponse: {error}"
-    return f"{prefix}: {error}"
-
-
-_ROW_FAULT_MESSAGES = {
-    400: "Request contains an invalid argument.",
-    429: "Resource exhausted. Please try again later.",
-    500: "Internal error encountered.",
-    503: "The model is overloaded. Please try again later.",
-}
-
-
-def request_problem(request: dict[str, Any]) -> str | None:
-    """What a real model call would refuse with 400, for the common mistakes."""
-    contents = request.get("contents")
-    if not isinstance(contents, list) or not contents:
-        return "* GenerateContentRequest.contents: contents is not specified"
-    for index, content in enumerate(contents):
-        if not isinstance(content, dict):
-            return f"* GenerateContentRequest.contents[{index}]: must be an object"
-        if content.get("role", "user") not in ("user", "model"):
-            return "Please use a valid role: user, model."
-        if not content.get("parts"):
-            return f"* GenerateContentRequest.contents[{index}].parts: contents.parts must not be empty."
-    return None
-
-
-def _carried(row: dict[str, Any]) -> bool:
-    """A previous job's successful row: a non-empty response and no failure status."""
-    return bool(row.get("response")) and not row.get("status")
-
-
 class Engine:
     def __init__(
         self, storage: Storage | None = None, config: Config | None = None, bigquery: bq.BigQuery | None = None
@@ -343,6 +86,7 @@ class Engine:
         self.cache = inference.ImplicitCache(self.config.cache_threshold_tokens)
         self._ids = itertools.count(int(time.time()) * 10**9 % 10**18 + 10**18)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._processor = JobProcessor(self)
 
     @property
     def storage(self) -> Storage:
@@ -384,99 +128,29 @@ class Engine:
 
     # ------------------------------------------------------------ the REST methods
 
-    def create(self, project: str, location: str, body: dict[str, Any]) -> Job:
-        if not isinstance(body, dict):
-            raise ApiError(400, "Invalid JSON payload: expected a BatchPredictionJob object.")
-        display_name = body.get("displayName")
-        if not display_name:
-            raise ApiError(
-                400,
-                "List of found errors:\t1.Field: batch_prediction_job.display_name; "
-                "Message: Required field is not set.",
-            )
-        model = body.get("model") or ""
-        model_id = self._model_id(project, location, model)
-        input_config = body.get("inputConfig") or {}
-        output_config = body.get("outputConfig") or {}
-        self._check_io(input_config, output_config)
-        labels = body.get("labels") or {}
-        self._check_labels(labels)
+    def create(self, project: str, location: str, body: Any) -> Job:
+        request = parse_create_body(body, self.config.models)
         now = utcnow()
         job = Job(
             id=str(next(self._ids)),
             project=project,
             location=location,
-            display_name=display_name,
-            model=model,
-            model_id=model_id,
-            input_config=input_config,
-            output_config=output_config,
-            labels=dict(labels),
+            display_name=request.display_name,
+            model=request.model,
+            model_id=request.model_id,
+            input_config=request.input_config,
+            output_config=request.output_config,
+            labels=request.labels,
             create_time=now,
             update_time=now,
         )
-        job.fault = self.faults.take_job_fault(display_name, job.labels)
+        job.fault = self.faults.take_job_fault(request.display_name, job.labels)
         job.timeline.append({"state": job.state, "time": rfc3339(now)})
         self.jobs[job.id] = job
         task = asyncio.get_running_loop().create_task(self._run(job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return job
-
-    def _model_id(self, project: str, location: str, model: str) -> str:
-        if not model:
-            raise ApiError(
-                400, "List of found errors:\t1.Field: batch_prediction_job.model; Message: Required field is not set."
-            )
-        if TUNED_MODEL.match(model):
-            return model.rsplit("/", 1)[-1]
-        match = PUBLISHER_MODEL.match(model)
-        if not match:
-            raise ApiError(400, f"Invalid model name: {model}.")
-        if match.group(1) not in self.config.models:
-            raise ApiError(404, f"The PublisherModel {match.group(1)} does not exist.")
-        return match.group(1)
-
-    @staticmethod
-    def _check_io(input_config: dict[str, Any], output_config: dict[str, Any]) -> None:
-        gcs: list[Any] = []
-        if "bigquerySource" in input_config:
-            table = input_config["bigquerySource"].get("inputUri")
-            if input_config.get("instancesFormat") != "bigquery" or not table:
-                raise ApiError(400, 'inputConfig needs instancesFormat "bigquery" and bigquerySource.inputUri.')
-            _check_bigquery_uri(table, table_required=True)
-        else:
-            uris = input_config.get("gcsSource", {}).get("uris")
-            if input_config.get("instancesFormat") != "jsonl" or not uris:
-                raise ApiError(400, 'inputConfig needs instancesFormat "jsonl" and gcsSource.uris.')
-            gcs += uris
-        if "bigqueryDestination" in output_config:
-            target = output_config["bigqueryDestination"].get("outputUri")
-            if output_config.get("predictionsFormat") != "bigquery" or not target:
-                raise ApiError(
-                    400, 'outputConfig needs predictionsFormat "bigquery" and bigqueryDestination.outputUri.'
-                )
-            _check_bigquery_uri(target, table_required=False)
-        else:
-            prefix = output_config.get("gcsDestination", {}).get("outputUriPrefix")
-            if output_config.get("predictionsFormat") != "jsonl" or not prefix:
-                raise ApiError(400, 'outputConfig needs predictionsFormat "jsonl" and gcsDestination.outputUriPrefix.')
-            gcs.append(prefix)
-        for uri in gcs:
-            if not isinstance(uri, str) or not uri.startswith("gs://") or len(uri) < 8:
-                raise ApiError(400, f"Invalid Cloud Storage URI: {uri!r}.")
-
-    @staticmethod
-    def _check_labels(labels: Any) -> None:
-        if not isinstance(labels, dict) or len(labels) > 64:
-            raise ApiError(400, "labels must be a map of at most 64 entries.")
-        for key, value in labels.items():
-            if not LABEL_KEY.match(key) or not isinstance(value, str) or not LABEL_VALUE.match(value):
-                raise ApiError(
-                    400,
-                    f"Invalid label {key!r}: {value!r}. Keys and values may hold at most 63 lowercase "
-                    "letters, digits, '_' or '-', and keys must start with a letter.",
-                )
 
     def get(self, project: str, location: str, job_id: str) -> Job:
         job = self.jobs.get(job_id)
@@ -576,7 +250,7 @@ class Engine:
             stamp = start.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             job.output_info = {"gcsOutputDirectory": f"{job.output_prefix.rstrip('/')}/prediction-model-{stamp}"}
         try:
-            outcome = await asyncio.to_thread(self._process, job)
+            outcome = await asyncio.to_thread(self._processor.process, job)
         except Exception as error:  # an emulator bug must not leave a job RUNNING forever
             outcome = Outcome("JOB_STATE_FAILED", {"code": 13, "message": f"System error: {error!r}"})
         remaining = self.config.min_run_seconds - (time.monotonic() - started)
@@ -584,214 +258,3 @@ class Engine:
             outcome = Outcome("JOB_STATE_CANCELLED", {"code": 1, "message": "CANCELED"})
         job.error = outcome.error
         job.move(outcome.state)
-
-    # ------------------------------------------------------------ processing (worker thread)
-
-    def _process(self, job: Job) -> Outcome:
-        try:
-            self._check_output(job)
-            source = self._bigquery_source(job) if job.reads_bigquery else self._gcs_source(job)
-        except BucketMissing as missing:
-            return Outcome(
-                "JOB_STATE_FAILED",
-                {
-                    "code": 9,
-                    "message": f"Failed to get GCS bucket location for "
-                    f"{missing.bucket}. Please make sure the bucket exists and the "
-                    "Vertex AI service agent can access it.",
-                },
-            )
-        except bq.Missing as missing:
-            return Outcome(
-                "JOB_STATE_FAILED",
-                {"code": 9, "message": f"{missing} or the Vertex AI service agent cannot access it."},
-            )
-        except (ImportViolation, Refused) as violation:
-            return _import_failure(str(violation))
-        if source.total == 0:
-            return _import_failure("The input holds no requests.")
-        job.counts = Counts()
-        stop_at = math.floor(source.total * job.fault.after_fraction) if job.fault else None
-        return self._run_rows(job, source, stop_at)
-
-    def _check_output(self, job: Job) -> None:
-        if not job.writes_bigquery:
-            self.storage.require_bucket(GcsPath.parse(job.output_prefix).bucket)
-            return
-        target = bq.BqPath.parse(job.output_prefix)
-        problem = bq.region_problem(
-            "output dataset", target.dataset_uri, self.bigquery.dataset_location(target), job.location
-        )
-        if problem:
-            raise Refused(problem)
-
-    def _gcs_source(self, job: Job) -> Source:
-        storage = self.storage
-        files: list[str] = []
-        for uri in job.input_uris:
-            matched = storage.expand(uri)
-            if not matched:
-                raise Refused(f"No files matched {uri}.")
-            for path, size in matched:
-                if size > MAX_FILE_BYTES:
-                    raise Refused(f"{path} is larger than the 1 GB limit.")
-                files.append(path)
-        validator = ImportValidator()
-        for path in files:
-            for number, line in enumerate(storage.lines(path), 1):
-                validator.check(path, number, line)
-
-        def rows() -> Iterator[dict[str, Any]]:
-            for path in files:
-                for line in storage.lines(path):
-                    if line.strip():
-                        yield orjson.loads(line)
-
-        return Source(rows, validator.requests, _columns_of(validator) if job.writes_bigquery else [])
-
-    def _bigquery_source(self, job: Job) -> Source:
-        table_uri = job.input_uris[0]
-        path = bq.BqPath.parse(table_uri)
-        problem = bq.region_problem("input table", table_uri, self.bigquery.dataset_location(path), job.location)
-        if problem:
-            raise Refused(problem)
-        schema = self.bigquery.schema(path)
-        problems = bq.schema_problems(table_uri, schema)
-        if problems:
-            raise Refused("; ".join(problems) + ".")
-        validator = ImportValidator()
-        for number, row in enumerate(self.bigquery.rows(path, schema), 1):
-            validator.check(table_uri, number, orjson.dumps({"request": row.get("request")}))
-        return Source(lambda: self.bigquery.rows(path, schema), validator.requests, schema)
-
-    def _writer(self, job: Job, source: Source) -> Any:
-        info = job.output_info or {}
-        if job.writes_bigquery:
-            target = bq.BqPath.parse(info["bigqueryOutputDataset"]).with_table(info["bigqueryOutputTable"])
-            return self.bigquery.writer(target, bq.output_schema(source.passthrough))
-        return self.storage.writer(f"{info['gcsOutputDirectory']}/predictions.jsonl")
-
-    def _run_rows(self, job: Job, source: Source, stop_at: int | None) -> Outcome:
-        counts = job.counts
-        assert counts is not None
-        rng = random.Random(job.id)
-        buffer: list[bytes] = []
-        stopped_by: str | None = None
-        interval = 1.0 / self.config.rows_per_second if self.config.rows_per_second else 0.0
-        next_row_at = time.monotonic()
-        with self._writer(job, source) as out:
-
-            def emit(row: dict[str, Any]) -> None:
-                buffer.append(orjson.dumps(row))
-                if len(buffer) >= SHUFFLE_BUFFER:
-                    out.write(buffer.pop(rng.randrange(len(buffer))) + b"\n")
-
-            for index, row in enumerate(source.rows()):
-                if stopped_by is None:
-                    if job.cancel_requested.is_set():
-                        stopped_by = "cancel"
-                    elif stop_at is not None and index >= stop_at:
-                        stopped_by = "fault"
-                if _carried(row):
-                    counts.successful += 1
-                    counts.carried += 1
-                    emit(row)
-                elif stopped_by is not None:
-                    counts.incomplete += 1
-                    emit({key: value for key, value in row.items() if key not in ("response", "status")})
-                else:
-                    if interval:
-                        next_row_at += interval
-                        delay = next_row_at - time.monotonic()
-                        if delay > 0:
-                            time.sleep(delay)  # the configured pace of the emulated service
-                    emit(self._infer(job, row, counts))
-            rng.shuffle(buffer)
-            for item in buffer:
-                out.write(item + b"\n")
-        return self._outcome(job, stopped_by, source.total)
-
-    def _infer(self, job: Job, row: dict[str, Any], counts: Counts) -> dict[str, Any]:
-        request = row["request"]
-        encoded = orjson.dumps(request, option=orjson.OPT_SORT_KEYS)
-        key = hashlib.sha256(encoded).hexdigest()[:24]
-        code = self.faults.row_failure(job.id, key, encoded.decode())
-        message = _ROW_FAULT_MESSAGES.get(code or 0, "")
-        if code is None and (problem := request_problem(request)):
-            code, message = 400, problem
-        result: dict[str, Any] = {k: v for k, v in row.items() if k not in OUTPUT_ONLY_KEYS}
-        result["status"] = ""
-        result["processed_time"] = utcnow().isoformat(timespec="milliseconds")
-        result["request"] = request
-        counts.processed += 1
-        if code is not None:
-            counts.failed += 1
-            result["status"] = _row_status(code, message)
-            result["response"] = {}
-        else:
-            counts.successful += 1
-            result["response"] = inference.generate(job.model_id, job.project, request, self.cache)
-        self.stats["rows", 200 if code is None else code] += 1
-        return result
-
-    @staticmethod
-    def _outcome(job: Job, stopped_by: str | None, total: int) -> Outcome:
-        done = job.counts.successful + job.counts.failed if job.counts else 0
-        if stopped_by == "cancel":
-            return Outcome("JOB_STATE_CANCELLED", {"code": 1, "message": "CANCELED"})
-        fault = job.fault
-        if fault is not None and fault.outcome != "EXPIRED":  # afterFraction 1.0 stops after the last row
-            if fault.outcome == "PARTIALLY_SUCCEEDED":
-                return Outcome("JOB_STATE_PARTIALLY_SUCCEEDED")
-            if fault.outcome == "CANCELLED":
-                return Outcome(
-                    "JOB_STATE_CANCELLED",
-                    {
-                        "code": fault.code or 1,
-                        "message": fault.message or "The job was cancelled because it ran longer than 24 hours.",
-                    },
-                )
-            return Outcome(
-                "JOB_STATE_FAILED",
-                {
-                    "code": fault.code or 13,
-                    "message": fault.message or f"System error: the job stopped after {done} of {total} requests.",
-                },
-            )
-        return Outcome("JOB_STATE_SUCCEEDED")
-
-
-def _check_bigquery_uri(uri: Any, table_required: bool) -> None:
-    try:
-        path = bq.BqPath.parse(uri) if isinstance(uri, str) else None
-    except ValueError:
-        path = None
-    if path is None or (table_required and path.table is None):
-        shape = "bq://project.dataset.table" if table_required else "bq://project.dataset[.table]"
-        raise ApiError(400, f"Invalid BigQuery URI: {uri!r}; expected {shape}.")
-
-
-def _columns_of(validator: ImportValidator) -> list[SchemaField]:
-    """Output columns for a JSONL input's extra top-level keys, typed as a BigQuery load would infer them."""
-    kinds = {"string": "STRING", "boolean": "BOOL", "object": "JSON", "array": "JSON"}
-    columns = []
-    for key in validator.columns:
-        if key in bq.OUTPUT_COLUMNS:
-            continue
-        kind = validator.types.get(key, ("string", "", 0))[0]
-        if kind == "number":
-            columns.append(SchemaField(key, "FLOAT64" if key in validator.floats else "INT64"))
-        else:
-            columns.append(SchemaField(key, kinds.get(kind, "STRING")))
-    return columns
-
-
-def _import_failure(detail: str) -> Outcome:
-    return Outcome(
-        "JOB_STATE_FAILED",
-        {
-            "code": 3,
-            "message": f"Failed to import data. {detail} Please check the "
-            "'Prepare input' section of the batch prediction documentation.",
-        },
-    )

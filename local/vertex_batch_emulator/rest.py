@@ -15,7 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .engine import ApiError, Config, Engine
+from .engine import Config, Engine
+from .errors import ApiError
 from .faults import FaultPlanError
 from .filtering import FilterError
 
