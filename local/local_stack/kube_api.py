@@ -39,7 +39,7 @@ import jsonpatch
 import kmock
 from kmock._internal import rendering
 
-from .crd_validation import Cause, CrdSchema
+from .kube.schema import Cause, CrdSchema
 
 SERVER_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-local-stack", "platform": "linux/amd64"}
 # Watch history kept for resumption; older resourceVersions get 410 Gone, as after etcd compaction.
