@@ -24,13 +24,12 @@ import asyncio
 import contextlib
 import copy
 import datetime
-import hashlib
 import itertools
 import json
 import re
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp.web
@@ -39,122 +38,20 @@ import jsonpatch
 import kmock
 from kmock._internal import rendering
 
-from .kube.schema import Cause, CrdSchema
+from .kube import tables
+from .kube.discovery import api_resource_list, server_version
+from .kube.errors import JSON_HEADERS, ApiError, api_error, error_response, status_body
+from .kube.openapi import openapi_document_at, openapi_root
+from .kube.resources import CORE_TYPES, ResourceType, Route
+from .kube.schema import Cause
+from .kube.selectors import field_selector_matches, label_selector_matches
+from .kube.tables import wants_table
 
-SERVER_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-local-stack", "platform": "linux/amd64"}
 # Watch history kept for resumption; older resourceVersions get 410 Gone, as after etcd compaction.
 EVENT_HISTORY = 50_000
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
-
-def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class ApiError(kmock.KubernetesError):
-    """An apiserver Status error: code, reason and message, with optional details (causes)."""
-
-
-_JSON = {"Content-Type": "application/json"}
-_RESOURCE_PATH = re.compile(r"/api/[^/]+/.+|/apis/[^/]+/[^/]+/.+")
-
-
-def _status_body(error: kmock.KubernetesError) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": error.message or "",
-        "reason": error.reason or "",
-        "code": error.status,
-    }
-    if isinstance(error.details, dict):
-        body["details"] = error.details
-    return body
-
-
-def api_error(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> ApiError:
-    return ApiError(status=code, reason=reason, message=message, details=details)
-
-
-@dataclass
-class ResourceType:
-    """One served resource: what discovery, validation and tables need to know about it."""
-
-    group: str
-    version: str
-    plural: str
-    kind: str
-    namespaced: bool = True
-    singular: str = ""
-    short_names: list[str] = field(default_factory=list)
-    categories: list[str] = field(default_factory=list)
-    status_subresource: bool = False
-    schema: CrdSchema | None = None
-    printer_columns: list[dict[str, Any]] = field(default_factory=list)
-    has_generation: bool = False
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.group, self.version, self.plural)
-
-    @property
-    def qualified(self) -> str:
-        return f"{self.plural}.{self.group}" if self.group else self.plural
-
-    @classmethod
-    def from_crd(cls, crd: dict[str, Any]) -> list[ResourceType]:
-        spec = crd["spec"]
-        names = spec["names"]
-        return [
-            cls(
-                group=spec["group"],
-                version=version["name"],
-                plural=names["plural"],
-                kind=names["kind"],
-                namespaced=spec["scope"] == "Namespaced",
-                singular=names.get("singular", names["kind"].lower()),
-                short_names=list(names.get("shortNames", [])),
-                categories=list(names.get("categories", [])),
-                status_subresource="status" in version.get("subresources", {}),
-                schema=CrdSchema(version["schema"]["openAPIV3Schema"]),
-                printer_columns=list(version.get("additionalPrinterColumns", [])),
-                has_generation=True,
-            )
-            for version in spec["versions"]
-            if version.get("served", True)
-        ]
-
-
-CORE_TYPES = [
-    ResourceType(
-        "",
-        "v1",
-        "namespaces",
-        "Namespace",
-        namespaced=False,
-        singular="namespace",
-        short_names=["ns"],
-        status_subresource=True,
-    ),
-    ResourceType("", "v1", "events", "Event", singular="event", short_names=["ev"]),
-    ResourceType("events.k8s.io", "v1", "events", "Event", singular="event", short_names=["ev"]),
-]
-
-
-@dataclass
-class Route:
-    rtype: ResourceType
-    namespace: str | None
-    name: str | None
-    subresource: str | None
 
 
 @dataclass
@@ -166,138 +63,11 @@ class WatchEvent:
     previous: dict[str, Any] | None
 
 
-# ---------------------------------------------------------------- selectors
-
-_REQUIREMENT = re.compile(
-    r"^\s*(?P<key>[A-Za-z0-9_./-]+)\s*(?:(?P<op>==|=|!=)\s*(?P<value>[A-Za-z0-9_.-]*)"
-    r"|\s+(?P<setop>in|notin)\s*\((?P<values>[^)]*)\))?\s*$"
-)
+def now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _split_selector(selector: str) -> list[str]:
-    """Split on commas that are not inside `in (...)` parentheses."""
-    parts, depth, current = [], 0, ""
-    for char in selector:
-        depth += char == "("
-        depth -= char == ")"
-        if char == "," and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    if current.strip():
-        parts.append(current)
-    return parts
-
-
-def label_selector_matches(selector: str | None, labels: dict[str, str]) -> bool:
-    if not selector:
-        return True
-    for requirement in _split_selector(selector):
-        requirement = requirement.strip()
-        if requirement.startswith("!"):
-            if requirement[1:].strip() in labels:
-                return False
-            continue
-        match = _REQUIREMENT.match(requirement)
-        if not match:
-            raise api_error(400, "BadRequest", f"unable to parse requirement: {requirement!r}")
-        key = match["key"]
-        if match["op"]:
-            equal = labels.get(key) == match["value"]
-            if (match["op"] == "!=") == equal:
-                return False
-        elif match["setop"]:
-            values = {v.strip() for v in match["values"].split(",") if v.strip()}
-            inside = key in labels and labels[key] in values
-            if (match["setop"] == "in") != inside:
-                return False
-        elif key not in labels:
-            return False
-    return True
-
-
-def _field_value(obj: dict[str, Any], path: str) -> str:
-    node: Any = obj
-    for part in path.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    return "" if node is None else str(node)
-
-
-def field_selector_matches(selector: str | None, obj: dict[str, Any]) -> bool:
-    if not selector:
-        return True
-    for requirement in selector.split(","):
-        match = re.match(r"^\s*([A-Za-z0-9_.]+)\s*(==|=|!=)\s*(.*?)\s*$", requirement)
-        if not match:
-            raise api_error(400, "BadRequest", f"invalid field selector: {requirement!r}")
-        path, op, value = match.groups()
-        if (_field_value(obj, path) == value) != (op != "!="):
-            return False
-    return True
-
-
-# ---------------------------------------------------------------- tables
-
-
-def _age(timestamp: str | None) -> str:
-    """kubectl's short human duration: 42s, 5m, 3h, 2d."""
-    if not timestamp:
-        return "<unknown>"
-    then = datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    seconds = int((datetime.datetime.now(datetime.UTC) - then).total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size * (2 if unit != "m" else 1):
-            return f"{seconds // size}{unit}"
-    return f"{max(seconds, 0)}s"
-
-
-def _json_path(obj: dict[str, Any], path: str) -> Any:
-    node: Any = obj
-    for part in path.strip(".").split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    return node
-
-
-def _table_columns(rtype: ResourceType) -> list[dict[str, Any]]:
-    name = {
-        "name": "Name",
-        "type": "string",
-        "format": "name",
-        "priority": 0,
-        "description": "Name must be unique within a namespace.",
-    }
-    if rtype.printer_columns:
-        return [name] + [
-            {
-                "name": c["name"],
-                "type": "string" if c["type"] == "date" else c["type"],
-                "format": c.get("format", ""),
-                "priority": c.get("priority", 0),
-                "description": c.get("description", ""),
-            }
-            for c in rtype.printer_columns
-        ]
-    return [name, {"name": "Age", "type": "string", "format": "", "priority": 0, "description": "Age"}]
-
-
-def _table_cells(rtype: ResourceType, obj: dict[str, Any]) -> list[Any]:
-    cells: list[Any] = [obj["metadata"]["name"]]
-    if not rtype.printer_columns:
-        return [*cells, _age(obj["metadata"].get("creationTimestamp"))]
-    for column in rtype.printer_columns:
-        value = _json_path(obj, column["jsonPath"])
-        if column["type"] == "date":
-            value = _age(value) if value else "<unknown>"
-        cells.append(value)
-    return cells
-
-
-def _wants_table(accept: str) -> bool:
-    return "as=Table" in accept
-
-
-# ---------------------------------------------------------------- the server
+_RESOURCE_PATH = re.compile(r"/api/[^/]+/.+|/apis/[^/]+/[^/]+/.+")
 
 
 @attrs.define(kw_only=True)
@@ -408,52 +178,20 @@ class KubeApiServer(kmock.KubernetesScaffold):
     # ------------------------------------------------------------ discovery fixes
 
     async def _serve_server_version(self, request: rendering.Request) -> rendering.Payload:
-        return dict(SERVER_VERSION)
+        return server_version()
 
     async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
-        """kmock says groupVersion "/v1" for the core group and lists subresources loosely; fix both."""
-        path = request.url.path.strip("/").split("/")
-        group, version = ("", path[1]) if path[0] == "api" else (path[1], path[2])
-        types = [t for t in self.types.values() if t.group == group and t.version == version]
-        if not types:
-            raise api_error(404, "NotFound", f"the server could not find the requested resource ({group}/{version})")
-        resources = []
-        for rtype in types:
-            info = self.resources[f"{rtype.api_version}/{rtype.plural}"]
-            resources.append(
-                {
-                    "name": rtype.plural,
-                    "singularName": rtype.singular,
-                    "namespaced": rtype.namespaced,
-                    "kind": rtype.kind,
-                    "verbs": sorted(info.verbs),
-                    "shortNames": rtype.short_names,
-                    "categories": rtype.categories,
-                    "storageVersionHash": hashlib.sha256(rtype.qualified.encode()).hexdigest()[:12],
-                }
-            )
-            if rtype.status_subresource:
-                resources.append(
-                    {
-                        "name": f"{rtype.plural}/status",
-                        "singularName": "",
-                        "namespaced": rtype.namespaced,
-                        "kind": rtype.kind,
-                        "verbs": ["get", "patch", "update"],
-                    }
-                )
-        return {
-            "apiVersion": "v1",
-            "kind": "APIResourceList",
-            "groupVersion": f"{group}/{version}".lstrip("/"),
-            "resources": resources,
-        }
+        return api_resource_list(
+            self.types.values(),
+            request.url.path,
+            lambda rtype: self.resources[f"{rtype.api_version}/{rtype.plural}"].verbs,
+        )
 
     # ------------------------------------------------------------ errors
 
     async def _render_error(self, exc: Exception) -> Any:
         if isinstance(exc, ApiError):
-            return aiohttp.web.json_response(_status_body(exc), status=exc.status)
+            return aiohttp.web.json_response(status_body(exc), status=exc.status)
         return await super()._render_error(exc)
 
     # ------------------------------------------------------------ routing
@@ -484,10 +222,10 @@ class KubeApiServer(kmock.KubernetesScaffold):
         try:
             result = await self._dispatch(request)
         except ApiError as error:
-            return kmock.Response(status=error.status, headers=_JSON, payload=_status_body(error))
+            return kmock.Response(status=error.status, headers=JSON_HEADERS, payload=status_body(error))
         if isinstance(result, kmock.Response):
             return result
-        return kmock.Response(status=200, headers=_JSON, payload=result)
+        return kmock.Response(status=200, headers=JSON_HEADERS, payload=result)
 
     async def _dispatch(self, request: rendering.Request) -> Any:
         route = self._route(request.url.path)
@@ -507,20 +245,20 @@ class KubeApiServer(kmock.KubernetesScaffold):
         if route.name is None:
             if method == "GET" and params.get("watch") in ("true", "1"):
                 return kmock.Response(
-                    status=200, headers=_JSON, payload=self._watch(route, params, _wants_table(accept), request)
+                    status=200, headers=JSON_HEADERS, payload=self._watch(route, params, wants_table(accept), request)
                 )
             if method == "GET":
                 return self._list(route, params, accept)
             if method == "POST":
                 return kmock.Response(
-                    status=201, headers=_JSON, payload=await self._create(route, request.data, params)
+                    status=201, headers=JSON_HEADERS, payload=await self._create(route, request.data, params)
                 )
             raise api_error(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         if route.rtype.namespaced and route.namespace is None:
             raise api_error(404, "NotFound", "the server could not find the requested resource")
         if method == "GET":
             obj = self._existing(route)
-            return self._as_table(route.rtype, [obj], params, accept) if _wants_table(accept) else obj
+            return tables.as_table(route.rtype, [obj], params, accept, self._last_rv) if wants_table(accept) else obj
         if method == "PATCH":
             return await self._patch(route, content_type, request.data, params)
         if method == "PUT":
@@ -565,8 +303,8 @@ class KubeApiServer(kmock.KubernetesScaffold):
         if limit and start + limit < len(items):
             metadata["continue"] = str(start + limit)
             metadata["remainingItemCount"] = len(items) - start - limit
-        if _wants_table(accept):
-            table = self._as_table(route.rtype, page, params, accept)
+        if wants_table(accept):
+            table = tables.as_table(route.rtype, page, params, accept, self._last_rv)
             table["metadata"].update(metadata)
             return table
         return {
@@ -574,33 +312,6 @@ class KubeApiServer(kmock.KubernetesScaffold):
             "kind": f"{route.rtype.kind}List",
             "metadata": metadata,
             "items": page,
-        }
-
-    def _as_table(
-        self,
-        rtype: ResourceType,
-        objs: list[dict[str, Any]],
-        params: dict[str, str],
-        accept: str,
-        with_columns: bool = True,
-    ) -> dict[str, Any]:
-        include = params.get("includeObject", "Metadata")
-        rows = []
-        for obj in objs:
-            if include == "Object":
-                shown: Any = obj
-            elif include == "None":
-                shown = None
-            else:
-                shown = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]}
-            rows.append({"cells": _table_cells(rtype, obj), "object": shown})
-        version = "v1beta1" if "v=v1beta1" in accept and "v=v1;" not in accept else "v1"
-        return {
-            "kind": "Table",
-            "apiVersion": f"meta.k8s.io/{version}",
-            "metadata": {"resourceVersion": str(self._last_rv)},
-            "columnDefinitions": _table_columns(rtype) if with_columns else [],
-            "rows": rows,
         }
 
     async def _watch(
@@ -616,7 +327,7 @@ class KubeApiServer(kmock.KubernetesScaffold):
         def render(event_type: str, obj: dict[str, Any]) -> dict[str, Any]:
             nonlocal first_table
             if as_table:
-                shown = self._as_table(route.rtype, [obj], params, "", with_columns=first_table)
+                shown = tables.as_table(route.rtype, [obj], params, "", self._last_rv, with_columns=first_table)
                 first_table = False
                 return {"type": event_type, "object": shown}
             return {"type": event_type, "object": obj}
@@ -1013,89 +724,15 @@ class KubeApiServer(kmock.KubernetesScaffold):
 
     # ------------------------------------------------------------ OpenAPI v3 for kubectl
 
-    def _openapi_groups(self) -> dict[str, list[ResourceType]]:
-        groups: dict[str, list[ResourceType]] = {}
-        for rtype in self.types.values():
-            prefix = f"apis/{rtype.group}/{rtype.version}" if rtype.group else f"api/{rtype.version}"
-            groups.setdefault(prefix, []).append(rtype)
-        return groups
-
     async def _serve_openapi_root(self, request: rendering.Request) -> rendering.Payload:
-        paths = {}
-        for prefix, types in self._openapi_groups().items():
-            digest = hashlib.sha256(json.dumps(self._openapi_document(types), sort_keys=True).encode()).hexdigest()
-            paths[prefix] = {"serverRelativeURL": f"/openapi/v3/{prefix}?hash={digest[:32].upper()}"}
-        return {"paths": paths}
+        return openapi_root(self.types.values())
 
     async def _serve_openapi(self, request: rendering.Request) -> kmock.Response:
         prefix = request.url.path.removeprefix("/openapi/v3/").strip("/")
-        types = self._openapi_groups().get(prefix)
-        if types is None:
-            error = api_error(404, "NotFound", f"no OpenAPI document for {prefix}")
-            return kmock.Response(status=404, headers=_JSON, payload=_status_body(error))
-        return kmock.Response(status=200, headers=_JSON, payload=self._openapi_document(types))
-
-    def _openapi_document(self, types: list[ResourceType]) -> dict[str, Any]:
-        """Enough of the apiserver's OpenAPI v3 for kubectl: schemas with their GVK, and paths whose write
-        operations declare `fieldValidation`, which tells kubectl to leave validation to the server."""
-        schemas: dict[str, Any] = {}
-        paths: dict[str, Any] = {}
-        field_validation = {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": True}}
-        for rtype in types:
-            reverse = ".".join(reversed(rtype.group.split("."))) if rtype.group else "io.k8s.api.core"
-            schema_name = f"{reverse}.{rtype.version}.{rtype.kind}"
-            schema = (
-                copy.deepcopy(rtype.schema.schema)
-                if rtype.schema
-                else {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-            )
-            schema["x-kubernetes-group-version-kind"] = [
-                {"group": rtype.group, "version": rtype.version, "kind": rtype.kind}
-            ]
-            schemas[schema_name] = schema
-            base = f"/apis/{rtype.group}/{rtype.version}" if rtype.group else f"/api/{rtype.version}"
-            scope = f"{base}/namespaces/{{namespace}}/{rtype.plural}" if rtype.namespaced else f"{base}/{rtype.plural}"
-            ref = {"$ref": f"#/components/schemas/{schema_name}"}
-            gvk = {"group": rtype.group, "version": rtype.version, "kind": rtype.kind}
-            body = {"content": {"application/json": {"schema": ref}}}
-            reply = {"200": {"content": {"application/json": {"schema": ref}}}}
-            paths[scope] = {
-                "get": {"x-kubernetes-action": "list", "x-kubernetes-group-version-kind": gvk, "responses": reply},
-                "post": {
-                    "x-kubernetes-action": "post",
-                    "x-kubernetes-group-version-kind": gvk,
-                    "parameters": [field_validation],
-                    "requestBody": body,
-                    "responses": reply,
-                },
-            }
-            item = {
-                "get": {"x-kubernetes-action": "get", "x-kubernetes-group-version-kind": gvk, "responses": reply},
-                "put": {
-                    "x-kubernetes-action": "put",
-                    "x-kubernetes-group-version-kind": gvk,
-                    "parameters": [field_validation],
-                    "requestBody": body,
-                    "responses": reply,
-                },
-                "patch": {
-                    "x-kubernetes-action": "patch",
-                    "x-kubernetes-group-version-kind": gvk,
-                    "parameters": [field_validation],
-                    "requestBody": body,
-                    "responses": reply,
-                },
-                "delete": {"x-kubernetes-action": "delete", "x-kubernetes-group-version-kind": gvk, "responses": reply},
-            }
-            paths[f"{scope}/{{name}}"] = item
-            if rtype.status_subresource:
-                paths[f"{scope}/{{name}}/status"] = {k: v for k, v in item.items() if k in ("get", "put", "patch")}
-        return {
-            "openapi": "3.0.0",
-            "info": {"title": "Kubernetes", "version": SERVER_VERSION["gitVersion"]},
-            "paths": paths,
-            "components": {"schemas": schemas},
-        }
+        document = openapi_document_at(self.types.values(), prefix)
+        if document is None:
+            return error_response(api_error(404, "NotFound", f"no OpenAPI document for {prefix}"))
+        return kmock.Response(status=200, headers=JSON_HEADERS, payload=document)
 
 
 def _json_or_none(body: bytes) -> Any:
