@@ -11,7 +11,7 @@ import yaml
 
 from batch_inference_operator import crd
 
-from .kube_api import KubeApiServer
+from .kube.server import KubeApiServer
 
 
 def kubeconfig_for(url: str) -> dict:
