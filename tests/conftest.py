@@ -53,7 +53,7 @@ async def eventually(predicate: Any, timeout: float = 10.0, interval: float = 0.
 
 @pytest.fixture
 async def kube_api() -> Any:
-    from local_stack.kube_server import running_kube_api
+    from local_stack.kube.launch import running_kube_api
 
     async with running_kube_api() as server:
         yield server
@@ -61,14 +61,14 @@ async def kube_api() -> Any:
 
 @pytest.fixture
 def kube_url(kube_api: Any) -> str:
-    from local_stack.kube_server import server_url
+    from local_stack.kube.launch import server_url
 
     return server_url(kube_api)
 
 
 @pytest.fixture
 def kubeconfig(kube_url: str, tmp_path: pathlib.Path) -> pathlib.Path:
-    from local_stack.kube_server import write_kubeconfig
+    from local_stack.kube.launch import write_kubeconfig
 
     return write_kubeconfig(tmp_path / "kubeconfig", kube_url)
 

@@ -14,7 +14,7 @@ import pathlib
 import signal
 import sys
 
-from .kube_server import running_kube_api, server_url, write_kubeconfig
+from .kube.launch import running_kube_api, server_url, write_kubeconfig
 
 
 async def serve_kube_api(host: str, port: int, kubeconfig: pathlib.Path) -> None:

@@ -25,7 +25,7 @@ from batch_inference_operator import api
 from vertex_batch_emulator.engine import Config
 
 from .bigquery_server import RETRY
-from .kube_server import server_url
+from .kube.launch import server_url
 from .stack import LocalStack
 
 TERMINAL = {"Succeeded", "PartiallySucceeded", "Failed", "Cancelled"}

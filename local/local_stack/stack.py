@@ -25,8 +25,8 @@ from vertex_batch_emulator.storage import Storage
 
 from .bigquery_server import BigQueryEmulator
 from .gcs_server import GcsEmulator
-from .kube_api import KubeApiServer
-from .kube_server import running_kube_api, server_url, write_kubeconfig
+from .kube.launch import running_kube_api, server_url, write_kubeconfig
+from .kube.server import KubeApiServer
 
 DEMO_PROJECT = "demo-project"
 

@@ -11,7 +11,7 @@ import pytest
 
 from batch_inference_operator import api, crd
 from conftest import example_manifests
-from local_stack.crd_validation import CrdSchema
+from local_stack.kube.schema import CrdSchema
 
 SCHEMA = CrdSchema.from_crd(crd.build_crd())
 Mutation = Callable[[dict[str, Any]], None]

@@ -1,20 +1,25 @@
-"""Start the Kubernetes API server on loopback, with our CRD, and write a kubeconfig for it."""
+"""Start the Kubernetes API server on loopback with our CRD, and write a kubeconfig for it.
+
+The only module of `local_stack.kube` that knows the operator (it installs the BatchInferenceJob
+CRD the operator generates); the rest of the package serves whatever CRDs it is given.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import pathlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import kmock
 import yaml
 
 from batch_inference_operator import crd
 
-from .kube_api import KubeApiServer
+from .server import KubeApiServer
 
 
-def kubeconfig_for(url: str) -> dict:
+def kubeconfig_for(url: str) -> dict[str, Any]:
     """A kubeconfig that kubectl, kopf and the kubernetes client all accept; the token is not checked."""
     return {
         "apiVersion": "v1",
@@ -46,4 +51,5 @@ async def running_kube_api(host: str = "127.0.0.1", port: int | None = None) -> 
 
 
 def server_url(server: KubeApiServer) -> str:
+    """The base URL clients use, without a trailing slash."""
     return str(server.url).rstrip("/")
