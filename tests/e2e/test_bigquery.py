@@ -80,7 +80,13 @@ async def test_a_resumed_bigquery_job_ends_with_every_row_exactly_once(stack: An
     assert done["phase"] == "Succeeded", done["message"]
     first, second = done["attempts"]
     assert first["outputLocation"] == named and second["input"] == [named], "resumed from the previous output table"
-    assert first["rows"] == {"succeeded": 20, "failedTransient": 0, "failedPermanent": 0, "incomplete": 20}
+    assert first["rows"] == {
+        "succeeded": 20,
+        "failedTransient": 0,
+        "failedPermanent": 0,
+        "incomplete": 20,
+        "unreadable": 0,
+    }
     assert second["outputLocation"].startswith(f"bq://{dataset}.predictions_"), "never appended to its own input"
     assert done["outputLocation"] == second["outputLocation"]
     rows = read_table(bigquery, done["outputLocation"])

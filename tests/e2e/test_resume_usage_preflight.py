@@ -35,7 +35,13 @@ async def test_a_job_failing_after_60_percent_is_resumed_to_success(stack: Any, 
     assert [a["state"] for a in done["attempts"]] == ["JOB_STATE_FAILED", "JOB_STATE_SUCCEEDED"]
     first, second = done["attempts"]
     assert second["input"] == [first["outputLocation"] + "/predictions.jsonl"]
-    assert first["rows"] == {"succeeded": 24, "failedTransient": 0, "failedPermanent": 0, "incomplete": 16}
+    assert first["rows"] == {
+        "succeeded": 24,
+        "failedTransient": 0,
+        "failedPermanent": 0,
+        "incomplete": 16,
+        "unreadable": 0,
+    }
     rows = read_jsonl(gcs, done["outputLocation"] + "/predictions.jsonl")
     assert sorted(r["id"] for r in rows) == sorted(f"r{i}" for i in range(40)), "every row exactly once"
     assert all(r["response"] and not r["status"] for r in rows)
@@ -59,7 +65,13 @@ async def test_transient_rows_are_retried_permanent_ones_are_not(stack: Any, gcs
     done = (await phase_of(stack, "rows", within=60))["status"]
     assert done["phase"] == "PartiallySucceeded", done["message"]
     assert len(done["attempts"]) == 2, "one resume for the transient row; the 400 is not worth another"
-    assert done["attempts"][1]["rows"] == {"succeeded": 29, "failedTransient": 0, "failedPermanent": 1, "incomplete": 0}
+    assert done["attempts"][1]["rows"] == {
+        "succeeded": 29,
+        "failedTransient": 0,
+        "failedPermanent": 1,
+        "incomplete": 0,
+        "unreadable": 0,
+    }
     assert done["usage"]["failed"] == 1 and done["usage"]["succeeded"] == 29
     complete = next(c for c in done["conditions"] if c["type"] == "Complete")
     assert (complete["status"], complete["reason"]) == ("True", "PartiallySucceeded")

@@ -9,6 +9,7 @@ import itertools
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import kopf
 import pytest
 from google.genai import types
 
@@ -17,6 +18,7 @@ from batch_inference_operator.adapters.bigquery import TableInfo
 from batch_inference_operator.adapters.errors import AdapterError
 from batch_inference_operator.adapters.vertex import observe
 from batch_inference_operator.controller import checks, executor
+from batch_inference_operator.controller.lifecycle import reconcile_resource
 from batch_inference_operator.controller.runtime import Runtime
 from batch_inference_operator.core.actions import Decision, RunPreflight, SubmitJob
 from batch_inference_operator.core.admission import Queue
@@ -274,3 +276,36 @@ def test_observe_reads_google_genai_batch_jobs_into_values() -> None:
     )
     assert observe(bq_job).output_location == "bq://p.results.predictions_2026_11_29T10_00_00"
     assert observe(types.BatchJob(name="n")).state == "JOB_STATE_UNSPECIFIED"
+
+
+async def test_an_unexpected_error_ends_in_a_condition_and_a_backoff_never_a_lost_job() -> None:
+    """A bug (here: an adapter answering with something no one expected) must show on the resource,
+    back off, and leave the attempts as they were."""
+    class Broken(FakeVertex):
+        async def create(self, request: JobRequest, attempt: int) -> ObservedJob:
+            raise RuntimeError("an answer no one expected")
+
+    s, decision = submit_action()
+    stored = decision.status.to_wire()
+    body = kopf.Body({"metadata": {"name": "reviews", "namespace": "team-a"}, "spec": s.to_wire(), "status": stored})
+    patch = kopf.Patch()
+    runtime = runtime_with(Broken())
+    events = await reconcile_resource(runtime, body, patch, RESOURCE, "", TENANCY, Queue())
+
+    assert [(e.type, e.reason) for e in events] == [("Warning", "InternalError")]
+    assert "RuntimeError: an answer no one expected" in events[0].message and "retrying in" in events[0].message
+    written = dict(patch)["status"]
+    assert set(written) == {"message", "conditions"}, "attempts are never rewritten after an unexpected error"
+    ready = next(c for c in written["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "InternalError")
+    assert runtime.held(RESOURCE.uid), "no further turn until the backoff has passed"
+
+
+async def test_a_stored_status_that_does_not_parse_is_reported_not_rewritten() -> None:
+    s = spec()
+    stored = {"phase": "Running", "attempts": [{"attempt": 1, "jobName": "projects/1/x", "fromTheFuture": True}]}
+    body = kopf.Body({"metadata": {"name": "reviews", "namespace": "team-a"}, "spec": s.to_wire(), "status": stored})
+    patch = kopf.Patch()
+    events = await reconcile_resource(runtime_with(FakeVertex()), body, patch, RESOURCE, "", TENANCY, Queue())
+    assert [e.reason for e in events] == ["InternalError"] and "fromTheFuture" in events[0].message
+    assert "attempts" not in dict(patch)["status"]

@@ -40,7 +40,7 @@ def test_scan_sums_usage_of_successful_rows_and_classifies_failures() -> None:
         row(response=False),
         b"",
     ]
-    usage, rows = scan(lines)
+    usage, rows, _ = scan(lines)
     assert rows == api.RowCounts(succeeded=2, failed_transient=2, failed_permanent=1, incomplete=1)
     assert (usage.requests, usage.succeeded, usage.failed) == (6, 2, 3)
     assert (usage.prompt_tokens, usage.cached_tokens, usage.candidates_tokens) == (4000, 2048, 30)
@@ -138,17 +138,17 @@ def test_valid_input_is_counted_with_shared_prefixes() -> None:
     assert check.report() == api.PreflightReport(requests=6, shared_prefix_requests=4, files=2, bytes=30)
 
 
-def test_previous_output_rows_are_valid_input() -> None:
+@pytest.mark.parametrize("key", ["response", "status", "processed_time"])
+def test_output_keys_are_refused_in_a_new_jobs_input(key: str) -> None:
+    """Vertex passes a row carrying a response through unprocessed and unbilled (that is how resume works):
+    in a first attempt's input that would skip the request and let the row claim any token counts."""
     check = Preflight()
+    row = {"id": "a", "request": GOOD, key: {"usageMetadata": {"promptTokenCount": 10**9}} if key == "response" else ""}
     check.check_file(
-        "gs://b/predictions.jsonl",
-        10,
-        [
-            json.dumps({"id": "a", "status": "Bad Request: x", "request": GOOD, "response": {}}).encode(),
-            json.dumps({"id": "b", "status": "", "request": GOOD, "response": {"candidates": []}}).encode(),
-        ],
+        "gs://b/in.jsonl", 10, [json.dumps({"id": "ok", "request": GOOD}).encode(), json.dumps(row).encode()]
     )
-    assert not check.failed
+    assert [(v.line, v.rule) for v in check.violations] == [(2, "reserved-key")]
+    assert f"'{key}' is a key Vertex writes in its output rows" in check.summary()
 
 
 TABLE = "bq://demo-project.support.tickets"
@@ -206,7 +206,7 @@ def test_usage_query_and_its_totals() -> None:
         "thoughts_tokens": None,  # SUM over no matching rows is NULL
         "total_tokens": 1030,
     }
-    usage, rows = from_totals(totals)
+    usage, rows, _ = from_totals(totals)
     assert rows == api.RowCounts(succeeded=3, failed_transient=1, failed_permanent=2, incomplete=4)
     assert (usage.requests, usage.succeeded, usage.failed, usage.thoughts_tokens) == (10, 3, 3, 0)
     assert usage.cache_hit_ratio == 0.25

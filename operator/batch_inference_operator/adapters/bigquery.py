@@ -15,10 +15,9 @@ from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from ..api import RowCounts, Usage
 from ..core.preflight_bigquery import Column
 from ..core.uris import BigQueryUri
-from ..core.usage import from_totals, usage_query
+from ..core.usage import OutputScan, from_totals, row_errors_query, usage_query
 from .errors import AdapterError
 
 # The client's default retries a 5xx for ten minutes; the reconcile loop has its own backoff.
@@ -87,10 +86,8 @@ class BigQuery:
             bytes=table.num_bytes or 0,
         )
 
-    def scan(self, uri: str, project: str, location: str) -> tuple[Usage, RowCounts]:
-        """Usage and row outcomes of an output table, summed by one query where the rows are."""
-        query = usage_query(BigQueryUri.parse(uri).table_id)
-        rows = self._call(
+    def _query(self, uri: str, project: str, location: str, query: str) -> list[Any]:
+        return self._call(
             "BigQuery table",
             uri,
             lambda: list(
@@ -99,4 +96,11 @@ class BigQuery:
                 )
             ),
         )
-        return from_totals(dict(rows[0]))
+
+    def scan(self, uri: str, project: str, location: str) -> OutputScan:
+        """Usage and row outcomes of an output table, summed by one query where the rows are, and a few
+        failed rows' statuses by a second."""
+        table_id = BigQueryUri.parse(uri).table_id
+        totals = self._query(uri, project, location, usage_query(table_id))
+        failed = self._query(uri, project, location, row_errors_query(table_id))
+        return from_totals(dict(totals[0]), [row["status"] for row in failed])

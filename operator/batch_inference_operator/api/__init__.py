@@ -42,6 +42,7 @@ from .status import (
     Phase,
     PreflightReport,
     RowCounts,
+    RowError,
     Usage,
 )
 
@@ -75,6 +76,7 @@ __all__ = [
     "PreflightReport",
     "ResumeSpec",
     "RowCounts",
+    "RowError",
     "Usage",
     "format_validation_error",
     "parse_spec",

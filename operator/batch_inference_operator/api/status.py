@@ -10,7 +10,18 @@ from pydantic import Field
 from .base import ApiModel
 
 Phase = Literal[
-    "Pending", "Queued", "Suspended", "Running", "Resuming", "Succeeded", "PartiallySucceeded", "Failed", "Cancelled"
+    "Pending",
+    "Queued",
+    "Suspended",
+    "Running",
+    "Paused",
+    "Cancelling",
+    "Unknown",
+    "Resuming",
+    "Succeeded",
+    "PartiallySucceeded",
+    "Failed",
+    "Cancelled",
 ]
 TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "PartiallySucceeded", "Failed", "Cancelled"})
 
@@ -44,6 +55,18 @@ class RowCounts(ApiModel):
     failed_transient: int = 0
     failed_permanent: int = 0
     incomplete: int = 0
+    unreadable: int = Field(default=0, description="Rows that are not JSON or not shaped as Vertex writes them.")
+
+
+MAX_ROW_ERRORS = 5
+
+
+class RowError(ApiModel):
+    """A sample failed row: where it is, and what Vertex said about it."""
+
+    line: int | None = Field(default=None, description="Line in the output file (Cloud Storage outputs).")
+    code: int | None = Field(default=None, description="The row's HTTP error code, when Vertex gave one.")
+    message: str = Field(max_length=512)
 
 
 class Attempt(ApiModel):
@@ -59,6 +82,7 @@ class Attempt(ApiModel):
     output_location: str | None = None
     completion_stats: CompletionStats | None = None
     rows: RowCounts | None = None
+    row_errors: list[RowError] = Field(default_factory=list, max_length=MAX_ROW_ERRORS)
     error: JobError | None = None
     cancel_requested: bool | None = Field(default=None, description="The operator cancelled it (suspend).")
     start_time: datetime | None = None
@@ -85,6 +109,7 @@ class Usage(ApiModel):
     candidates_tokens: int = 0
     thoughts_tokens: int = 0
     total_tokens: int = 0
+    unreadable_rows: int = Field(default=0, description="Output rows that could not be read (not counted above).")
     cache_hit_ratio: float = 0.0
     estimated_cost_usd: str | None = Field(default=None, alias="estimatedCostUSD")
 
@@ -111,6 +136,9 @@ class BatchInferenceJobStatus(ApiModel):
     completion_stats: CompletionStats | None = None
     output_location: str | None = None
     usage: Usage | None = None
+    row_errors: list[RowError] = Field(
+        default_factory=list, max_length=MAX_ROW_ERRORS, description="Sample failed rows of the latest attempt."
+    )
     preflight: PreflightReport | None = None
     conditions: list[Condition] = Field(default_factory=list)
     message: str | None = None

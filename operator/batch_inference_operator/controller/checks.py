@@ -9,12 +9,12 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from ..adapters.bigquery import TableInfo
-from ..api import BatchInferenceJobStatus, PreflightReport, RowCounts, Usage
+from ..api import BatchInferenceJobStatus, PreflightReport
 from ..core.actions import RunPreflight
 from ..core.preflight_bigquery import bigquery_input_problems, region_problem
 from ..core.preflight_jsonl import Preflight
 from ..core.uris import is_bigquery, predictions_file
-from ..core.usage import scan
+from ..core.usage import OutputScan, scan
 
 
 class Objects(Protocol):
@@ -29,7 +29,7 @@ class Tables(Protocol):
 
     def dataset_location(self, uri: str, project: str, missing: str = ...) -> str: ...
     def table(self, uri: str, project: str) -> TableInfo: ...
-    def scan(self, uri: str, project: str, location: str) -> tuple[Usage, RowCounts]: ...
+    def scan(self, uri: str, project: str, location: str) -> OutputScan: ...
 
 
 def preflight(gcs: Objects, bigquery: Tables, action: RunPreflight) -> tuple[PreflightReport, list[str]]:
@@ -55,9 +55,7 @@ def preflight(gcs: Objects, bigquery: Tables, action: RunPreflight) -> tuple[Pre
     return check.report(), problems
 
 
-def scan_output(
-    gcs: Objects, bigquery: Tables, output_location: str, status: BatchInferenceJobStatus
-) -> tuple[Usage, RowCounts]:
+def scan_output(gcs: Objects, bigquery: Tables, output_location: str, status: BatchInferenceJobStatus) -> OutputScan:
     """An attempt's output: a BigQuery table is summed by a query, a Cloud Storage file is streamed."""
     if is_bigquery(output_location):
         return bigquery.scan(output_location, status.project or "", status.location or "")

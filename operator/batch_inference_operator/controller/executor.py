@@ -163,7 +163,7 @@ async def perform(
         return record_preflight(status, report), None, [preflight_passed_event(report, action.uris)]
     if isinstance(action, ScanOutput):
         try:
-            found, rows = await asyncio.to_thread(
+            found = await asyncio.to_thread(
                 checks.scan_output, runtime.gcs, runtime.bigquery, action.output_location, status
             )
         except AdapterError as error:
@@ -171,8 +171,8 @@ async def perform(
                 raise
             # The job stopped before writing anything (its input was rejected, say): nothing to resume from.
             return record_no_output(status, action.attempt), None, []
-        found.estimated_cost_usd = estimate_cost(found, spec.model, runtime.prices)
-        return record_scan(status, action.attempt, found, rows), None, []
+        found.usage.estimated_cost_usd = estimate_cost(found.usage, spec.model, runtime.prices)
+        return record_scan(status, action.attempt, found.usage, found.rows, found.errors), None, []
     if isinstance(action, CancelJob):
         await cancel(runtime.vertex, action.project, action.location, action.job_name)
         return status, None, [Event("Normal", "Cancelling", f"cancelling Vertex job {action.job_name}")]

@@ -19,7 +19,7 @@ from ..core.admission import Peer, Queue
 from ..core.identity import Resource
 from ..core.policy import NamespaceAnnotations, Tenancy
 from ..settings import Settings
-from .lifecycle import reconcile_resource, release_resource
+from .lifecycle import post, reconcile_resource, release_resource
 from .poller import poll_forever
 from .runtime import Runtime
 
@@ -105,7 +105,7 @@ async def reconcile(
     **_: Any,
 ) -> None:
     runtime: Runtime = memo.runtime
-    if runtime.stale(uid, body.get("status") or {}):
+    if runtime.held(uid) or runtime.stale(uid, body.get("status") or {}):
         return
     tenancy = tenancy_of(namespace, namespace_annotations, runtime.settings)
     if tenancy is None:
@@ -113,7 +113,7 @@ async def reconcile(
     resource = Resource(namespace, name, uid, meta.get("generation") or 1)
     created = meta.get("creationTimestamp") or ""
     queue = queue_of(peers, runtime.settings)
-    await reconcile_resource(runtime, body, patch, resource, created, tenancy, queue)
+    post(body, await reconcile_resource(runtime, body, patch, resource, created, tenancy, queue))
 
 
 async def release(body: kopf.Body, uid: str, memo: kopf.Memo, **_: Any) -> None:

@@ -4,6 +4,7 @@ what to follow; and its release when it is deleted (cancel or abandon its Vertex
 from __future__ import annotations
 
 import datetime
+import logging
 from typing import Any
 
 import kopf
@@ -20,7 +21,9 @@ from ..core.pricing import model_id
 from ..core.record import record_failure
 from . import executor
 from .runtime import Runtime, Tracked, now
-from .status_patch import status_diff
+from .status_patch import internal_error_patch, status_diff
+
+log = logging.getLogger("batch_inference_operator")
 
 
 def post(body: kopf.Body, events: list[Event]) -> None:
@@ -44,26 +47,54 @@ async def reconcile_resource(
     created: str,
     tenancy: Tenancy,
     queue: Queue,
-) -> None:
+) -> list[Event]:
+    """One turn for one resource; returns the Events to post. Any exception ends in a condition, an Event
+    and a backoff, never in kopf retrying a traceback forever with nothing on the resource."""
     old = dict(body.get("status") or {})
+    try:
+        return await _reconcile(runtime, body, patch, old, resource, created, tenancy, queue)
+    except Exception as error:
+        log.exception("reconciling %s/%s failed", resource.namespace, resource.name)
+        metrics.RECONCILE_ERRORS.labels("InternalError").inc()
+        delay = runtime.fault(resource.uid)
+        message = (
+            f"the operator met an unexpected error ({type(error).__name__}: {error}); retrying in {delay:.0f}s. "
+            "This is a bug: please report it with the operator's log"
+        )
+        for key, value in internal_error_patch(old, message, now()).items():
+            patch.status[key] = value
+        return [Event("Warning", "InternalError", message)]
+
+
+async def _reconcile(
+    runtime: Runtime,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    old: dict[str, Any],
+    resource: Resource,
+    created: str,
+    tenancy: Tenancy,
+    queue: Queue,
+) -> list[Event]:
     current = BatchInferenceJobStatus.model_validate({k: v for k, v in old.items() if k != "kopf"})
     try:
         spec = parse_spec(dict(body.get("spec") or {}))
     except ValueError as error:
         decision = record_failure(current, "InvalidSpec", 0, str(error), now(), resource.generation)
-        if current.phase != "Failed":
-            write_status(patch, old, decision.status)
-            post(body, decision.events)
-        return
+        if current.phase == "Failed":
+            return []
+        write_status(patch, old, decision.status)
+        return decision.events
     job_name = current.attempts[-1].job_name if current.attempts else None
     observed = runtime.observations.get(job_name or "")
     decision = decide(spec, current, observed, resource, tenancy, now(), queue, created)
     decision = await executor.act(runtime, decision, spec, resource, tenancy, queue, created)
+    runtime.recovered(resource.uid)
     if write_status(patch, old, decision.status):
         runtime.expect(resource.uid, decision.status)
-    post(body, decision.events)
     track(runtime, resource.uid, decision.status)
     count(runtime, resource, spec, current, decision)
+    return decision.events
 
 
 def count(

@@ -55,6 +55,7 @@ class Runtime:
     awaiting: dict[str, tuple[dict[str, Any], float]] = field(default_factory=dict)
     backoff: dict[str, Backoff] = field(default_factory=dict)  # by resource uid
     phases: dict[str, str | None] = field(default_factory=dict)  # by resource uid, for the jobs gauge
+    faulted: set[str] = field(default_factory=set)  # resources whose last turn raised an unexpected error
     poller: asyncio.Task[None] | None = None
 
     @classmethod
@@ -72,7 +73,20 @@ class Runtime:
         entry.next_attempt = asyncio.get_running_loop().time() + delay
         return delay
 
+    def fault(self, uid: str) -> float:
+        """An unexpected error: nothing more is tried for this resource until its backoff has passed."""
+        self.faulted.add(uid)
+        return self.delay_for(uid)
+
+    def recovered(self, uid: str) -> None:
+        self.faulted.discard(uid)
+
+    def held(self, uid: str) -> bool:
+        """True while a resource that met an unexpected error waits out its backoff."""
+        return uid in self.faulted and not self.may_try(uid)
+
     def forget(self, uid: str) -> None:
+        self.faulted.discard(uid)
         self.tracked.pop(uid, None)
         self.backoff.pop(uid, None)
         self.awaiting.pop(uid, None)

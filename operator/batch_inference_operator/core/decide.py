@@ -24,7 +24,7 @@ from .identity import Resource, attempt_labels, operator_labels, recreated_label
 from .policy import Tenancy, policy_violations
 from .record import fail, phase_event
 from .resume import after_attempt, hold, output_for
-from .vertex_jobs import PHASE_OF_STATE, TERMINAL_STATES, JobRequest, ObservedJob, console_url, summary
+from .vertex_jobs import PAUSED, TERMINAL_STATES, JobRequest, ObservedJob, console_url, phase_of, summary
 
 
 def decide(
@@ -205,9 +205,14 @@ def _follow(
     current.error = job.error
     set_condition(status, "Submitted", True, "Submitted", f"Vertex job {job.name}", now, generation)
     if not job.terminal:
-        status.phase = "Suspended" if current.cancel_requested else PHASE_OF_STATE.get(job.state, "Running")  # type: ignore[assignment]
+        status.phase = "Suspended" if current.cancel_requested else phase_of(job.state)  # type: ignore[assignment]
         status.message = summary(job)
         set_condition(status, "Ready", False, status.phase or "", status.message, now, generation)
+        if job.state == PAUSED or any(c.type == "Paused" for c in status.conditions):
+            paused = job.state == PAUSED
+            set_condition(
+                status, "Paused", paused, "Paused" if paused else "NotPaused", status.message, now, generation
+            )
         phase_event(previous, status, events)
         return Decision(status, events=events)
     status.message = summary(job)

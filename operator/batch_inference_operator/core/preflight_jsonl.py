@@ -28,7 +28,9 @@ MAX_FILE_BYTES = 1 << 30
 MAX_NESTING = 15
 CACHE_PREFIX_CHARS = 2048 * 4
 _COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,299}")
-_VERTEX_OUTPUT_KEYS = {"response", "status", "processed_time"}
+# Keys Vertex writes in output rows: an input row carrying them would be passed through, unbilled and
+# unprocessed (how resume works), so a first attempt's input must not have them.
+_VERTEX_OUTPUT_KEYS = frozenset({"response", "status", "processed_time"})
 MAX_REPORTED = 5
 
 
@@ -97,10 +99,19 @@ class Preflight:
         self.requests += 1
         if self.requests == MAX_REQUESTS + 1:
             self._flag(uri, number, "max-requests", f"more than {MAX_REQUESTS} requests in one job")
+        reserved = sorted(_VERTEX_OUTPUT_KEYS & row.keys())
+        if reserved:
+            self._flag(
+                uri,
+                number,
+                "reserved-key",
+                f"{reserved[0]!r} is a key Vertex writes in its output rows; a new job's input must not carry it "
+                "(Vertex would pass the row through unprocessed): rename or remove it",
+            )
+            return
         problems: list[tuple[str, str]] = []
         for key, value in row.items():
-            if key not in _VERTEX_OUTPUT_KEYS:
-                self._walk(key, value, 1, problems)
+            self._walk(key, value, 1, problems)
         for rule, detail in problems[:1]:
             self._flag(uri, number, rule, detail)
         self._count_prefix(row["request"])

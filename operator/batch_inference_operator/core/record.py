@@ -5,9 +5,19 @@ the controller carries no text of its own."""
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
 from typing import Literal
 
-from ..api import Attempt, BatchInferenceJobStatus, JobError, JobRef, PreflightReport, RowCounts, Usage
+from ..api import (
+    Attempt,
+    BatchInferenceJobStatus,
+    JobError,
+    JobRef,
+    PreflightReport,
+    RowCounts,
+    RowError,
+    Usage,
+)
 from .actions import Decision, Event
 from .conditions import set_condition
 from .uris import is_bigquery
@@ -17,11 +27,26 @@ from .vertex_jobs import ObservedJob, console_url
 NOT_FOUND_CODE = 5
 
 
+# Phases a user should look at: posted as Warning Events.
+WARNING_PHASES = frozenset({"Failed", "Cancelled", "Paused", "Unknown"})
+
+
 def phase_event(previous: str | None, status: BatchInferenceJobStatus, events: list[Event]) -> None:
     """One Event per phase change (Pending is not worth one)."""
     if status.phase != previous and status.phase not in ("Pending",):
-        kind: Literal["Normal", "Warning"] = "Warning" if status.phase in ("Failed", "Cancelled") else "Normal"
-        events.append(Event(kind, status.phase or "", status.message or ""))
+        kind: Literal["Normal", "Warning"] = "Warning" if status.phase in WARNING_PHASES else "Normal"
+        reason = "UnknownJobState" if status.phase == "Unknown" else status.phase or ""
+        events.append(Event(kind, reason, status.message or ""))
+
+
+def describe_row_errors(errors: Sequence[RowError]) -> str:
+    """Sample failed rows for a message: `line 3: 400 Please use a valid role`."""
+    parts = []
+    for error in errors:
+        where = f"line {error.line}: " if error.line is not None else ""
+        code = f"{error.code} " if error.code is not None else ""
+        parts.append(f"{where}{code}{error.message}")
+    return "; ".join(parts)
 
 
 def fail(
@@ -34,6 +59,7 @@ def fail(
     set_condition(status, "Failed", True, reason, message, now, generation)
     set_condition(status, "Complete", False, reason, message, now, generation)
     set_condition(status, "Ready", False, reason, message, now, generation)
+    set_condition(status, "Finished", True, "Failed", message, now, generation)
     return Decision(status, events=[Event("Warning", reason, message)])
 
 
@@ -80,12 +106,19 @@ def preflight_passed_event(report: PreflightReport, uris: tuple[str, ...]) -> Ev
 
 
 def record_scan(
-    status: BatchInferenceJobStatus, attempt: int, usage: Usage, rows: RowCounts
+    status: BatchInferenceJobStatus,
+    attempt: int,
+    usage: Usage,
+    rows: RowCounts,
+    errors: Sequence[RowError] = (),
 ) -> BatchInferenceJobStatus:
-    """A finished attempt's output was read: its row outcomes, and usage (its output holds every row)."""
+    """A finished attempt's output was read: its row outcomes, sample failed rows, and usage (its output
+    holds every row, the carried ones too)."""
     status, entry = _with_attempt(status, attempt)
     entry.rows = rows
+    entry.row_errors = list(errors)
     status.usage = usage
+    status.row_errors = list(errors)
     return status
 
 

@@ -9,7 +9,7 @@ from ..api import Attempt, BatchInferenceJobSpec, BatchInferenceJobStatus
 from .actions import Decision, Event, ScanOutput
 from .advice import cache_advice
 from .conditions import set_condition
-from .record import phase_event
+from .record import describe_row_errors, phase_event
 from .uris import BigQueryUri, is_bigquery, is_gcs, predictions_file
 from .vertex_jobs import (
     CANCELLED,
@@ -156,12 +156,24 @@ def next_attempt(
     return Decision(status, events=[Event("Normal", "Resuming", status.message)])
 
 
+def succeeded_rows(attempt: Attempt) -> int | None:
+    """Rows that succeeded, from the output when it was read, else from Vertex's counts (None: unknown)."""
+    if attempt.rows is not None:
+        return attempt.rows.succeeded
+    return attempt.completion_stats.successful if attempt.completion_stats else None
+
+
 def finish(
     status: BatchInferenceJobStatus, current: Attempt, now: datetime.datetime, generation: int, previous: str | None
 ) -> Decision:
+    """The resource's final phase, told honestly: a job in which no request succeeded has failed, whatever
+    Vertex's job state says; one with failed rows left is PartiallySucceeded."""
     state = current.state or ""
     remaining = unfinished(current)
-    if state == SUCCEEDED:
+    nothing_succeeded = state in (SUCCEEDED, PARTIALLY_SUCCEEDED) and succeeded_rows(current) == 0
+    if nothing_succeeded:
+        phase = "Failed"
+    elif state == SUCCEEDED:
         phase = "PartiallySucceeded" if remaining else "Succeeded"
     elif state == PARTIALLY_SUCCEEDED:
         phase = "PartiallySucceeded"
@@ -172,10 +184,14 @@ def finish(
     status.phase = phase  # type: ignore[assignment]
     job = ObservedJob(name=current.job_name or "", state=state, error=current.error, stats=current.completion_stats)
     status.message = summary(job)
+    if nothing_succeeded:
+        status.message = f"no request succeeded: {remaining} requests failed or did not run (Vertex job {state})"
     if current.attempt > 1:
         status.message += f" after {current.attempt} attempts"
     if remaining and phase == "PartiallySucceeded":
         status.message += f"; {remaining} requests did not succeed"
+    if current.row_errors and phase in ("PartiallySucceeded", "Failed"):
+        status.message += f"; for example {describe_row_errors(current.row_errors)}"
     status.completion_time = status.completion_time or current.end_time or now
     events: list[Event] = []
     if phase in ("Succeeded", "PartiallySucceeded"):
@@ -187,9 +203,14 @@ def finish(
         reason = {EXPIRED: "Expired", CANCELLED: "Cancelled"}.get(
             state, "InvalidInput" if code == INVALID_INPUT_CODE else "VertexJobFailed"
         )
+        if nothing_succeeded:
+            reason = "NoRequestSucceeded"
         set_condition(status, "Failed", True, reason, status.message, now, generation)
         set_condition(status, "Complete", False, reason, status.message, now, generation)
         set_condition(status, "Ready", False, reason, status.message, now, generation)
+    set_condition(status, "Finished", True, phase, status.message, now, generation)
     phase_event(previous, status, events)
+    if nothing_succeeded and events:
+        events[-1] = Event("Warning", "NoRequestSucceeded", status.message)
     events += cache_advice(status)
     return Decision(status, events=events)

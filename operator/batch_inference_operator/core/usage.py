@@ -9,40 +9,65 @@ computation as one SQL query, run where the table is, and `from_totals()` reads 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
-from ..api import RowCounts, Usage
-from .outcomes import TRANSIENT_PATTERN, USAGE_FIELDS, is_transient, summed
+from ..api import RowCounts, RowError, Usage
+from ..api.status import MAX_ROW_ERRORS
+from .outcomes import TRANSIENT_PATTERN, USAGE_FIELDS, is_transient, row_error, summed, token_counts
 
 
-def scan(lines: Iterable[bytes], loads: Callable[[bytes], Any] = orjson.loads) -> tuple[Usage, RowCounts]:
-    """Sum usageMetadata over successful rows and count rows by outcome. (`loads` is swappable for the
-    benchmark's standard-library baseline.)"""
-    usage = Usage()
+class OutputScan(NamedTuple):
+    """What an attempt's output says: usage of the billed rows, rows by outcome, sample failed rows."""
+
+    usage: Usage
+    rows: RowCounts
+    errors: list[RowError]
+
+
+def scan(lines: Iterable[bytes], loads: Callable[[bytes], Any] = orjson.loads) -> OutputScan:
+    """Sum usageMetadata over successful rows and count rows by outcome. A row that is not JSON, or not
+    shaped as Vertex writes rows, is counted as unreadable and never raises: one corrupt line must not
+    stop the resource. (`loads` is swappable for the benchmark's standard-library baseline.)"""
     rows = RowCounts()
+    errors: list[RowError] = []
     totals = dict.fromkeys(USAGE_FIELDS.values(), 0)
-    for line in lines:
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        row = loads(line)
-        status = row.get("status") or ""
-        response = row.get("response")
+        try:
+            row = loads(line)
+        except ValueError:
+            rows.unreadable += 1
+            continue
+        if not isinstance(row, dict):
+            rows.unreadable += 1
+            continue
+        status, response = row.get("status"), row.get("response")
+        if not isinstance(status, str | None) or not isinstance(response, dict | None):
+            rows.unreadable += 1
+            continue
         if status:
             if is_transient(status):
                 rows.failed_transient += 1
             else:
                 rows.failed_permanent += 1
+            if len(errors) < MAX_ROW_ERRORS:
+                errors.append(row_error(status, number))
             continue
         if not response:
             rows.incomplete += 1
             continue
+        counts = token_counts(response.get("usageMetadata"))
+        if counts is None:
+            rows.unreadable += 1
+            continue
         rows.succeeded += 1
-        metadata = response.get("usageMetadata") or {}
-        for wire, name in USAGE_FIELDS.items():
-            totals[name] += int(metadata.get(wire) or 0)
-    return summed(usage, rows, totals)
+        for name, value in counts.items():
+            totals[name] += value
+    usage, rows = summed(Usage(), rows, totals)
+    return OutputScan(usage, rows, errors)
 
 
 def usage_query(table_id: str) -> str:
@@ -54,15 +79,22 @@ def usage_query(table_id: str) -> str:
         f"IF(REGEXP_CONTAINS(status, r'{TRANSIENT_PATTERN}'), 'failed_transient', 'failed_permanent') "
         "WHEN response IS NULL OR TO_JSON_STRING(response) = '{}' THEN 'incomplete' ELSE 'succeeded' END"
     )
-    columns = [f"COUNTIF(outcome = '{name}') AS {name}" for name in RowCounts.model_fields] + [
+    columns = [f"COUNTIF(outcome = '{name}') AS {name}" for name in RowCounts.model_fields if name != "unreadable"] + [
         f"SUM(IF(outcome = 'succeeded', IFNULL(LAX_INT64(response.usageMetadata.{wire}), 0), 0)) AS {name}"
         for wire, name in USAGE_FIELDS.items()
     ]
     return f"SELECT {', '.join(columns)} FROM (SELECT {outcome} AS outcome, response FROM `{table_id}`)"
 
 
-def from_totals(row: dict[str, Any]) -> tuple[Usage, RowCounts]:
-    """The single row `usage_query()` returns (NULL sums of an empty table count as zero)."""
-    rows = RowCounts(**{name: int(row.get(name) or 0) for name in RowCounts.model_fields})
+def row_errors_query(table_id: str) -> str:
+    """A few failed rows of an output table, for the resource's status."""
+    return f"SELECT status FROM `{table_id}` WHERE IFNULL(status, '') != '' LIMIT {MAX_ROW_ERRORS}"
+
+
+def from_totals(row: dict[str, Any], statuses: Iterable[str] = ()) -> OutputScan:
+    """The single row `usage_query()` returns (NULL sums of an empty table count as zero), and the
+    statuses `row_errors_query()` returns. BigQuery types the columns, so no row is unreadable."""
+    rows = RowCounts(**{name: int(row.get(name) or 0) for name in RowCounts.model_fields if name != "unreadable"})
     totals = {name: int(row.get(name) or 0) for name in USAGE_FIELDS.values()}
-    return summed(Usage(), rows, totals)
+    usage, rows = summed(Usage(), rows, totals)
+    return OutputScan(usage, rows, [row_error(status) for status in statuses][:MAX_ROW_ERRORS])

@@ -29,13 +29,15 @@ TERMINAL_JOB_CODES = frozenset({3, 9})
 # Error code of a job whose input Vertex refused.
 INVALID_INPUT_CODE = 3
 
+# The phase of a resource whose job is in this state. Only RUNNING, QUEUED, PENDING and UPDATING read as
+# Running or Pending; a state this version does not know reads as Unknown, never as Running.
 PHASE_OF_STATE = {
     QUEUED: "Pending",
     PENDING: "Pending",
     RUNNING: "Running",
     UPDATING: "Running",
-    CANCELLING: "Running",
-    PAUSED: "Running",
+    CANCELLING: "Cancelling",
+    PAUSED: "Paused",
     SUCCEEDED: "Succeeded",
     PARTIALLY_SUCCEEDED: "PartiallySucceeded",
     FAILED: "Failed",
@@ -75,6 +77,10 @@ class ObservedJob:
         return self.state in TERMINAL_STATES
 
 
+def phase_of(state: str) -> str:
+    return PHASE_OF_STATE.get(state, "Unknown")
+
+
 def short_state(state: str) -> str:
     """JOB_STATE_PARTIALLY_SUCCEEDED -> partially succeeded."""
     return state.removeprefix("JOB_STATE_").lower().replace("_", " ")
@@ -99,4 +105,16 @@ def summary(job: ObservedJob) -> str:
         return "Vertex job expired: it was not scheduled before Vertex's queue time limit"
     if job.state in (PENDING, QUEUED):
         return "Vertex job pending: waiting for capacity"
+    if job.state == PAUSED:
+        return (
+            f"Vertex paused the job{counts}: it makes no progress until Vertex resumes it; the operator keeps "
+            "following it. Set spec.suspend to true to cancel it and resume its unfinished requests later"
+        )
+    if job.state == CANCELLING:
+        return f"Vertex job cancelling{counts}: rows completed so far are kept"
+    if job.state not in PHASE_OF_STATE:
+        return (
+            f"Vertex reports the state {job.state!r}, which this operator version does not know; it keeps "
+            f"following the job{counts}"
+        )
     return f"Vertex job {short}{counts}"

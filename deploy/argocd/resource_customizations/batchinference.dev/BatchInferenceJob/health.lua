@@ -1,5 +1,6 @@
 -- Argo CD health for batchinference.dev/BatchInferenceJob.
--- Healthy when Complete, Degraded when Failed, Suspended when suspended, Progressing otherwise.
+-- Healthy when Complete, Degraded when Failed (also when no request succeeded), Suspended when suspended
+-- or paused by Vertex, Unknown when Vertex reports a state the operator does not know, Progressing otherwise.
 -- A status older than the spec (observedGeneration behind generation) is Progressing, so health
 -- does not flap while the operator catches up with an edit.
 local hs = {}
@@ -48,6 +49,18 @@ local suspended = condition(status, "Suspended")
 if status.phase == "Suspended" or (suspended ~= nil and suspended.status == "True") then
   hs.status = "Suspended"
   hs.message = status.message or "Suspended"
+  return hs
+end
+
+if status.phase == "Paused" then
+  hs.status = "Suspended"
+  hs.message = status.message or "Vertex paused the job"
+  return hs
+end
+
+if status.phase == "Unknown" then
+  hs.status = "Unknown"
+  hs.message = status.message or "Vertex reports a job state the operator does not know"
   return hs
 end
 
