@@ -17,6 +17,9 @@ VERTEX_CALLS = Counter(
     "bij_vertex_api_calls", "Vertex AI API calls, by method and HTTP code (0: no answer).", ["method", "code"]
 )
 SUBMISSIONS = Counter("bij_submissions", "Vertex jobs submitted, by how they were found: created or adopted.", ["how"])
+DUPLICATES_CANCELLED = Counter(
+    "bij_duplicate_jobs_cancelled", "Second Vertex jobs for one attempt (a create that landed late), cancelled."
+)
 RESUMES = Counter("bij_resumes", "Attempts started to resume unfinished requests.")
 RECONCILE_ERRORS = Counter("bij_reconcile_errors", "Errors met while reconciling, by reason.", ["reason"])
 POLL_ROUND = Histogram("bij_poll_round_seconds", "Duration of one Vertex polling round (all projects/locations).")

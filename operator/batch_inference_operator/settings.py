@@ -19,6 +19,22 @@ def _float(name: str, default: float) -> float:
     return value
 
 
+# Regions where Generative AI on Vertex AI (and so Gemini batch prediction) is served, from Google's
+# "Generative AI on Vertex AI locations" page, plus the global and multi-region (us, eu) endpoints the SDK
+# knows. Models differ by region; BIJ_LOCATIONS replaces this list.
+GEMINI_LOCATIONS = frozenset(
+    {
+        "global", "us", "eu",
+        "us-central1", "us-east1", "us-east4", "us-east5", "us-south1", "us-west1", "us-west4",
+        "northamerica-northeast1", "southamerica-east1",
+        "europe-west1", "europe-west2", "europe-west3", "europe-west4", "europe-west6", "europe-west8",
+        "europe-west9", "europe-north1", "europe-central2", "europe-southwest1",
+        "asia-east1", "asia-east2", "asia-northeast1", "asia-northeast3", "asia-south1", "asia-southeast1",
+        "australia-southeast1", "me-west1",
+    }
+)  # fmt: skip
+
+
 def _choice(name: str, allowed: tuple[str, ...], default: str) -> str:
     value = (os.environ.get(name) or default).lower()
     if value not in allowed:
@@ -47,13 +63,32 @@ class Settings:
     log_format: str = "text"  # BIJ_LOG_FORMAT: text or json (one JSON object per line, for log pipelines)
     metrics_port: int = 0  # BIJ_METRICS_PORT: Prometheus metrics; 0 serves none
     prices_json: str | None = None  # BIJ_PRICES: {"model": {"input": 0.3, "output": 2.5}} in $ per 1M tokens
+    locations: frozenset[str] = GEMINI_LOCATIONS  # BIJ_LOCATIONS: comma-separated regions serving Gemini batch
+    unreachable_tries: int = 5  # BIJ_UNREACHABLE_TRIES: connection failures to an endpoint before Failed
+    create_settle: float | None = None  # BIJ_CREATE_SETTLE: seconds; default 2 x BIJ_VERTEX_TIMEOUT + 30
+
+    @property
+    def create_settle_window(self) -> float:
+        """After a create whose outcome is unknown, how long before another create may be sent for that
+        attempt: longer than the client timeout, so a create Vertex completes late shows up first."""
+        if self.create_settle is not None:
+            return self.create_settle
+        return 2 * self.vertex_timeout + 30
 
     @classmethod
     def from_env(cls) -> Settings:
         namespaces = tuple(n.strip() for n in os.environ.get("BIJ_NAMESPACES", "").split(",") if n.strip())
+        locations = frozenset(n.strip() for n in os.environ.get("BIJ_LOCATIONS", "").split(",") if n.strip())
+        default_location = os.environ.get("BIJ_DEFAULT_LOCATION") or "us-central1"
+        locations = locations or GEMINI_LOCATIONS
+        if default_location not in locations:
+            raise ValueError(f"BIJ_DEFAULT_LOCATION={default_location!r} is not in the supported locations")
         return cls(
             default_project=os.environ.get("BIJ_DEFAULT_PROJECT") or None,
-            default_location=os.environ.get("BIJ_DEFAULT_LOCATION") or "us-central1",
+            default_location=default_location,
+            locations=locations,
+            unreachable_tries=max(1, int(_float("BIJ_UNREACHABLE_TRIES", 5))),
+            create_settle=_float("BIJ_CREATE_SETTLE", -1) if os.environ.get("BIJ_CREATE_SETTLE") else None,
             poll_interval=_float("BIJ_POLL_INTERVAL", 30.0),
             reconcile_interval=_float("BIJ_RECONCILE_INTERVAL", 5.0),
             vertex_endpoint=os.environ.get("BIJ_VERTEX_ENDPOINT") or None,

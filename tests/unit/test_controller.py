@@ -32,6 +32,7 @@ from batch_inference_operator.settings import Settings
 T0 = datetime.datetime(2026, 11, 29, 10, 0, tzinfo=datetime.UTC)
 RESOURCE = Resource("team-a", "reviews", "uid-1")
 TENANCY = Tenancy("demo-project", "us-central1")
+SETTLE = datetime.timedelta(seconds=150)
 
 
 class FakeVertex:
@@ -104,12 +105,12 @@ async def test_submit_creates_once_then_adopts_its_own_job() -> None:
     action = decision.actions[0]
     assert isinstance(action, SubmitJob)
 
-    job, how = await executor.submit(vertex, action)
-    assert how == "created" and vertex.calls == ["list", "list", "create", "get"]
+    done = await executor.submit(vertex, action, True, T0, SETTLE)
+    assert done.how == "created" and vertex.calls == ["list", "list", "create", "get"]
 
     vertex.calls.clear()
-    again, how = await executor.submit(vertex, action)  # e.g. after a crash before the status write
-    assert how == "adopted" and again.name == job.name and "create" not in vertex.calls
+    again = await executor.submit(vertex, action, False, T0, SETTLE)  # e.g. after a crash before the status write
+    assert again.how == "adopted" and again.job == done.job and "create" not in vertex.calls
     assert len(vertex.jobs) == 1
 
 
@@ -124,9 +125,9 @@ async def test_a_recreated_resource_adopts_only_adoptable_jobs(state: str, adopt
     assert isinstance(action, SubmitJob) and action.adopt_labels
     earlier = vertex.add(state, {**action.adopt_labels, "bij-uid": "an-earlier-uid", "bij-attempt": "1"})
 
-    job, how = await executor.submit(vertex, action)
-    assert (job.name == earlier.name) is adopted
-    assert how == ("adopted-recreated" if adopted else "created")
+    done = await executor.submit(vertex, action, True, T0, SETTLE)
+    assert done.job is not None and (done.job.name == earlier.name) is adopted
+    assert done.how == ("adopted-recreated" if adopted else "created")
 
 
 async def test_cancel_all_skips_finished_and_cancelling_jobs_and_tolerates_a_race() -> None:
@@ -150,14 +151,19 @@ async def test_cancel_all_skips_finished_and_cancelling_jobs_and_tolerates_a_rac
     assert racy.jobs[running.name][0].state == "JOB_STATE_CANCELLING"
 
 
-def runtime_with(vertex: FakeVertex) -> Runtime:
-    return Runtime(Settings(retry_base=5.0, retry_max=60.0), vertex)  # type: ignore[arg-type]
+def runtime_with(vertex: FakeVertex, decision: Decision | None = None) -> Runtime:
+    """A runtime over the fake; with a decision, as the process that has just written its marker."""
+    runtime = Runtime(Settings(retry_base=5.0, retry_max=60.0, create_settle=150), vertex)  # type: ignore[arg-type]
+    runtime.clock = lambda: T0
+    if decision is not None and isinstance(decision.actions[0], SubmitJob) and decision.actions[0].marker:
+        runtime.fresh[RESOURCE.uid] = decision.actions[0].marker
+    return runtime
 
 
 async def test_act_submits_and_records_the_job() -> None:
     vertex = FakeVertex()
     s, decision = submit_action()
-    result = await executor.act(runtime_with(vertex), decision, s, RESOURCE, TENANCY, Queue(), "")
+    result = await executor.act(runtime_with(vertex, decision), decision, s, RESOURCE, TENANCY, Queue(), "")
     attempt = result.status.attempts[0]
     assert attempt.job_name in vertex.jobs and attempt.submitting is None
     assert vertex.calls.count("create") == 1
@@ -165,9 +171,9 @@ async def test_act_submits_and_records_the_job() -> None:
 
 async def test_a_recoverable_error_backs_off_and_says_so() -> None:
     vertex = FakeVertex()
-    vertex.fail_next["create"] = AdapterError("create: Vertex AI answered 503 UNAVAILABLE", retryable=True, code=503)
-    runtime = runtime_with(vertex)
+    vertex.fail_next["create"] = AdapterError("create: Vertex AI answered 429", retryable=True, code=429)
     s, decision = submit_action()
+    runtime = runtime_with(vertex, decision)
     result = await executor.act(runtime, decision, s, RESOURCE, TENANCY, Queue(), "")
     assert [e.reason for e in result.events] == ["RetryingSubmit"]
     assert "retrying in" in (result.status.message or "") and result.status.phase == "Pending"
@@ -187,7 +193,7 @@ async def test_a_terminal_error_fails_the_resource_with_its_reason(error: Adapte
     vertex = FakeVertex()
     vertex.fail_next["create"] = error
     s, decision = submit_action()
-    result = await executor.act(runtime_with(vertex), decision, s, RESOURCE, TENANCY, Queue(), "")
+    result = await executor.act(runtime_with(vertex, decision), decision, s, RESOURCE, TENANCY, Queue(), "")
     assert result.status.phase == "Failed"
     failed = next(c for c in result.status.conditions if c.type == "Failed")
     assert failed.reason == reason and result.status.attempts[0].error == api.JobError(code=code, message=error.message)
@@ -281,6 +287,7 @@ def test_observe_reads_google_genai_batch_jobs_into_values() -> None:
 async def test_an_unexpected_error_ends_in_a_condition_and_a_backoff_never_a_lost_job() -> None:
     """A bug (here: an adapter answering with something no one expected) must show on the resource,
     back off, and leave the attempts as they were."""
+
     class Broken(FakeVertex):
         async def create(self, request: JobRequest, attempt: int) -> ObservedJob:
             raise RuntimeError("an answer no one expected")
@@ -289,7 +296,7 @@ async def test_an_unexpected_error_ends_in_a_condition_and_a_backoff_never_a_los
     stored = decision.status.to_wire()
     body = kopf.Body({"metadata": {"name": "reviews", "namespace": "team-a"}, "spec": s.to_wire(), "status": stored})
     patch = kopf.Patch()
-    runtime = runtime_with(Broken())
+    runtime = runtime_with(Broken(), decision)
     events = await reconcile_resource(runtime, body, patch, RESOURCE, "", TENANCY, Queue())
 
     assert [(e.type, e.reason) for e in events] == [("Warning", "InternalError")]
@@ -309,3 +316,85 @@ async def test_a_stored_status_that_does_not_parse_is_reported_not_rewritten() -
     events = await reconcile_resource(runtime_with(FakeVertex()), body, patch, RESOURCE, "", TENANCY, Queue())
     assert [e.reason for e in events] == ["InternalError"] and "fromTheFuture" in events[0].message
     assert "attempts" not in dict(patch)["status"]
+
+
+async def test_a_closed_endpoint_is_unreachable_and_fails_after_bounded_tries() -> None:
+    """The real adapter against a loopback port nobody listens on: a connection error, nothing sent."""
+    import socket
+
+    from batch_inference_operator.adapters.vertex import Vertex
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = Settings(vertex_endpoint=f"http://127.0.0.1:{port}", vertex_timeout=5, unreachable_tries=3)
+    vertex = Vertex(settings)
+    _, decision = submit_action()
+    action = decision.actions[0]
+    assert isinstance(action, SubmitJob)
+    with pytest.raises(AdapterError) as raised:
+        await vertex.create(action.request, 1)
+    assert raised.value.reason == "UnreachableEndpoint" and raised.value.retryable
+
+    runtime = Runtime(settings, vertex)
+    runtime.fresh[RESOURCE.uid] = action.marker  # type: ignore[assignment]
+    s = spec()
+    reasons = []
+    for _ in range(3):
+        if RESOURCE.uid in runtime.backoff:
+            runtime.backoff[RESOURCE.uid].next_attempt = 0  # as if the backoff had passed
+        decision = await executor.act(runtime, decision, s, RESOURCE, TENANCY, Queue(), "")
+        reasons.append([e.reason for e in decision.events])
+        if decision.status.phase == "Failed":
+            break
+        decision = decide(s, decision.status, None, RESOURCE, TENANCY, T0)
+    assert reasons == [["RetryingSubmit"], ["RetryingSubmit"], ["UnreachableEndpoint"]]
+    failed = next(c for c in decision.status.conditions if c.type == "Failed")
+    assert failed.reason == "UnreachableEndpoint" and "3 tries" in failed.message
+
+
+async def test_a_create_with_an_unknown_outcome_is_never_repeated_within_the_settle_window() -> None:
+    """A create that times out may still land. The next turns look for it and wait; only after the settle
+    window, with nothing found, is a new marker written, and only then a second create is sent."""
+    vertex = FakeVertex()
+    vertex.fail_next["create"] = AdapterError("create: Vertex AI did not answer in time", retryable=True)
+    s, decision = submit_action()
+    runtime = runtime_with(vertex, decision)
+
+    first = await executor.act(runtime, decision, s, RESOURCE, TENANCY, Queue(), "")
+    assert [e.reason for e in first.events] == ["CreateUncertain"]
+    assert first.status.attempts[0].uncertain_creates == 1 and first.status.attempts[0].submitting is not None
+
+    def again(status: api.BatchInferenceJobStatus, at: datetime.datetime) -> Decision:
+        runtime.backoff.clear()
+        runtime.clock = lambda: at
+        return decide(s, status, None, RESOURCE, TENANCY, at)
+
+    waiting = await executor.act(runtime, again(first.status, T0), s, RESOURCE, TENANCY, Queue(), "")
+    assert vertex.calls.count("create") == 1, "no second create while the first may still land"
+    assert "waiting until" in (waiting.status.message or "")
+
+    marker = first.status.attempts[0].submitting
+    assert marker is not None
+    later = marker + SETTLE + datetime.timedelta(seconds=1)
+    remarked = await executor.act(runtime, again(waiting.status, later), s, RESOURCE, TENANCY, Queue(), "")
+    assert vertex.calls.count("create") == 1, "after the window a new marker is written first"
+    assert remarked.status.attempts[0].submitting != marker
+
+    runtime.fresh[RESOURCE.uid] = remarked.status.attempts[0].submitting  # as the lifecycle notes after the write
+    created = await executor.act(runtime, again(remarked.status, later), s, RESOURCE, TENANCY, Queue(), "")
+    assert vertex.calls.count("create") == 2 and created.status.attempts[0].job_name in vertex.jobs
+
+
+async def test_a_late_create_is_adopted_and_a_second_job_is_cancelled() -> None:
+    vertex = FakeVertex()
+    s, decision = submit_action()
+    action = decision.actions[0]
+    assert isinstance(action, SubmitJob)
+    late = vertex.add("JOB_STATE_PENDING", {**action.request.labels})
+    second = vertex.add("JOB_STATE_PENDING", {**action.request.labels})
+    result = await executor.act(runtime_with(vertex), decision, s, RESOURCE, TENANCY, Queue(), "")
+    assert result.status.attempts[0].job_name == late.name, "the first job of the attempt is kept"
+    assert vertex.jobs[second.name][0].state == "JOB_STATE_CANCELLING"
+    assert "DuplicateJobCancelled" in [e.reason for e in result.events]
+    assert "create" not in vertex.calls

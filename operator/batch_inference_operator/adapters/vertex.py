@@ -26,6 +26,7 @@ from ..core.vertex_jobs import UNSPECIFIED, JobRequest, ObservedJob
 from ..settings import Settings
 from .errors import AdapterError
 
+UNREACHABLE = "UnreachableEndpoint"
 # 401 and 403 may heal (token refresh, an IAM grant); 408, 429 and 5xx are transient by definition.
 RETRYABLE_CODES = frozenset({401, 403, 408, 429, 500, 502, 503, 504})
 LIST_PAGE_SIZE = 100
@@ -39,6 +40,12 @@ def _wrap(error: BaseException, action: str) -> AdapterError:
         return AdapterError(text, code=code, status=error.status, retryable=code in RETRYABLE_CODES or code is None)
     if isinstance(error, TimeoutError | asyncio.TimeoutError):
         return AdapterError(f"{action}: Vertex AI did not answer in time", retryable=True)
+    if isinstance(error, aiohttp.ClientConnectorError):
+        # No connection, so nothing was sent: a name that does not resolve, a refused port. Retried a
+        # bounded number of times (a mistyped location never resolves).
+        return AdapterError(
+            f"{action}: could not connect to Vertex AI's endpoint: {error}", retryable=True, reason=UNREACHABLE
+        )
     return AdapterError(f"{action}: could not reach Vertex AI: {error!r}", retryable=True)
 
 

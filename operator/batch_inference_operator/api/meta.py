@@ -21,6 +21,7 @@ PROJECT_ANNOTATION = f"{GROUP}/project"
 LOCATION_ANNOTATION = f"{GROUP}/location"
 GCS_POLICY_ANNOTATION = f"{GROUP}/allowed-gcs-prefixes"
 BQ_POLICY_ANNOTATION = f"{GROUP}/allowed-bigquery-datasets"
+PROJECT_POLICY_ANNOTATION = f"{GROUP}/allowed-projects"
 
 # The labels the operator puts on every Vertex job (see core/identity.py for their values).
 OPERATOR_LABEL_PREFIX = "bij-"

@@ -78,6 +78,11 @@ class Attempt(ApiModel):
     submitting: datetime | None = Field(
         default=None, description="Set before the create call, cleared once the job is known."
     )
+    uncertain_creates: int | None = Field(
+        default=None,
+        description="Creates whose outcome was unknown (timeout, 5xx): no second create until a settle window "
+        "has passed and a lookup by this attempt's labels found nothing.",
+    )
     input: list[str] = Field(default_factory=list)
     output_location: str | None = None
     completion_stats: CompletionStats | None = None

@@ -8,28 +8,36 @@ also adopt a job of an earlier resource with the same namespace, name and spec (
 from __future__ import annotations
 
 import asyncio
+import datetime
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from .. import metrics
 from ..adapters.errors import AdapterError
+from ..adapters.vertex import UNREACHABLE
 from ..api import BatchInferenceJobSpec, BatchInferenceJobStatus
 from ..core.actions import CancelJob, Decision, Event, RunPreflight, ScanOutput, SubmitJob
 from ..core.admission import Queue
 from ..core.decide import decide
+from ..core.exactly_once import ambiguous, create_gate
 from ..core.identity import Resource
 from ..core.policy import Tenancy
 from ..core.preflight_jsonl import rejection
 from ..core.pricing import estimate_cost
 from ..core.record import (
     adopted_event,
+    duplicates_event,
     failure_reason,
     preflight_passed_event,
+    record_create_wait,
     record_failure,
+    record_new_marker,
     record_no_output,
     record_preflight,
     record_scan,
     record_submission,
+    record_uncertain_create,
     retry_decision,
 )
 from ..core.vertex_jobs import (
@@ -41,10 +49,12 @@ from ..core.vertex_jobs import (
     ObservedJob,
 )
 from . import checks
-from .runtime import Runtime, now
+from .runtime import Runtime
 
 # How many action -> decision rounds one reconcile may run (preflight, marker, submit, follow).
 MAX_ROUNDS = 4
+# google.rpc.Code UNAVAILABLE: the code an unreachable endpoint is recorded with.
+UNAVAILABLE_CODE = 14
 # Vertex answers a cancel of a job that has finished meanwhile with this status: nothing to do.
 ALREADY_FINISHED = "FAILED_PRECONDITION"
 
@@ -60,21 +70,68 @@ class VertexJobs(Protocol):
     async def cancel(self, project: str, location: str, name: str) -> None: ...
 
 
-async def submit(vertex: VertexJobs, action: SubmitJob) -> tuple[ObservedJob, str]:
-    """Adopt this attempt's job if it exists, or a finished job of a re-created resource with the same
-    name and spec; create one otherwise. Returns the job and how it was found."""
+class CreateOutcomeUnknown(AdapterError):
+    """A create failed in a way that does not say whether Vertex made the job (a timeout, a reset, a 5xx)."""
+
+    def __init__(self, cause: AdapterError) -> None:
+        super().__init__(cause.message, retryable=True, code=cause.code, status=cause.status)
+
+
+@dataclass
+class Submitted:
+    """What a submit did: the job (None when it waited or wrote a new marker), how, and duplicates cancelled."""
+
+    job: ObservedJob | None
+    how: str  # created | adopted | adopted-recreated | wait | remark
+    duplicates: list[str] = field(default_factory=list)
+
+
+async def submit(
+    vertex: VertexJobs, action: SubmitJob, fresh: bool, now: datetime.datetime, settle: datetime.timedelta
+) -> Submitted:
+    """The adoption protocol. Adopt this attempt's job if one exists (cancelling any second one: a create
+    that landed late), or a job of a re-created resource with the same name and spec; otherwise create,
+    but only when `create_gate` allows it (core/exactly_once.py)."""
     project, location = action.request.project, action.request.location
     existing = await vertex.find_by_labels(project, location, action.identity_labels)
-    how = "adopted"
-    if not existing and action.adopt_labels:
-        existing = await vertex.find_by_labels(project, location, action.adopt_labels, ADOPTABLE_STATES)
-        how = "adopted-recreated"
     if existing:
-        chosen = existing[0]
-    else:
-        chosen = await vertex.create(action.request, action.attempt)
-        how = "created"
-    return await vertex.get(project, location, chosen.name), how
+        keep, *extra = sorted(existing, key=lambda job: (job.create_time is None, job.create_time, job.name))
+        duplicates = await cancel_each(vertex, project, location, extra)
+        return Submitted(await _latest(vertex, keep, project, location), "adopted", duplicates)
+    if action.adopt_labels:
+        earlier = await vertex.find_by_labels(project, location, action.adopt_labels, ADOPTABLE_STATES)
+        if earlier:
+            return Submitted(await _latest(vertex, earlier[0], project, location), "adopted-recreated")
+    gate = create_gate(action.marker, fresh, now, settle)
+    if gate != "create":
+        return Submitted(None, gate)
+    try:
+        created = await vertex.create(action.request, action.attempt)
+    except AdapterError as error:
+        if ambiguous(error.code, error.retryable, connected=error.reason != UNREACHABLE):
+            raise CreateOutcomeUnknown(error) from error
+        raise
+    return Submitted(await _latest(vertex, created, project, location), "created")
+
+
+async def _latest(vertex: VertexJobs, job: ObservedJob, project: str, location: str) -> ObservedJob:
+    """The job as Vertex has it now; what we have if that read fails (the job is known either way)."""
+    try:
+        return await vertex.get(project, location, job.name)
+    except AdapterError:
+        return job
+
+
+async def cancel_each(vertex: VertexJobs, project: str, location: str, jobs: list[ObservedJob]) -> list[str]:
+    """Cancel these jobs where they still run; returns the names of those cancelled."""
+    cancelled = []
+    for job in jobs:
+        if job.state not in TERMINAL_STATES and job.state != CANCELLING:
+            await cancel(vertex, project, location, job.name)
+            cancelled.append(job.name)
+    if cancelled:
+        metrics.DUPLICATES_CANCELLED.inc(len(cancelled))
+    return cancelled
 
 
 async def cancel(vertex: VertexJobs, project: str, location: str, name: str) -> None:
@@ -121,7 +178,7 @@ async def act(
         if not isinstance(action, CancelJob) and not runtime.may_try(resource.uid):
             return Decision(decision.status, events=events)
         try:
-            status, observed, extra = await perform(runtime, action, decision.status, spec)
+            status, observed, extra = await perform(runtime, action, decision.status, spec, resource)
         except AdapterError as error:
             failed = after_error(runtime, error, decision.status, resource, action)
             metrics.RECONCILE_ERRORS.labels(failed.events[0].reason).inc()
@@ -130,7 +187,9 @@ async def act(
         events += extra
         if isinstance(action, CancelJob):
             return Decision(decision.status, events=events)
-        decision = decide(spec, status, observed, resource, tenancy, now(), queue, created)
+        if isinstance(action, SubmitJob) and observed is None:  # waiting, or a new marker to write first
+            return Decision(status, events=events)
+        decision = decide(spec, status, observed, resource, tenancy, runtime.clock(), queue, created)
         events += decision.events
     return Decision(decision.status, decision.actions, events)
 
@@ -139,23 +198,53 @@ def after_error(
     runtime: Runtime, error: AdapterError, status: BatchInferenceJobStatus, resource: Resource, action: object
 ) -> Decision:
     """A recoverable error: back off and say so; any other: the resource fails with the cause."""
+    if isinstance(error, CreateOutcomeUnknown) and isinstance(action, SubmitJob):
+        runtime.delay_for(resource.uid)
+        until = (action.marker or runtime.clock()) + runtime.settle
+        return record_uncertain_create(
+            status, action.attempt, error.message, until, runtime.clock(), resource.generation
+        )
     if error.retryable:
         delay = runtime.delay_for(resource.uid)
-        return retry_decision(status, error.message, delay, isinstance(action, SubmitJob), now(), resource.generation)
+        tries = runtime.backoff[resource.uid].failures
+        if error.reason == UNREACHABLE and tries >= runtime.settings.unreachable_tries:
+            message = f"{error.message} ({tries} tries): check spec.location and the operator's network"
+            return record_failure(status, UNREACHABLE, UNAVAILABLE_CODE, message, runtime.clock(), resource.generation)
+        return retry_decision(
+            status, error.message, delay, isinstance(action, SubmitJob), runtime.clock(), resource.generation
+        )
     reason, code = failure_reason(error.reason, error.code)
-    return record_failure(status, reason, code, error.message, now(), resource.generation)
+    return record_failure(status, reason, code, error.message, runtime.clock(), resource.generation)
 
 
 async def perform(
-    runtime: Runtime, action: object, status: BatchInferenceJobStatus, spec: BatchInferenceJobSpec
+    runtime: Runtime,
+    action: object,
+    status: BatchInferenceJobStatus,
+    spec: BatchInferenceJobSpec,
+    resource: Resource,
 ) -> tuple[BatchInferenceJobStatus, ObservedJob | None, list[Event]]:
     """One action against the outside world; returns the status to decide from next."""
     if isinstance(action, SubmitJob):
-        job, how = await submit(runtime.vertex, action)
+        fresh = action.marker is not None and runtime.fresh.pop(resource.uid, None) == action.marker
+        try:
+            done = await submit(runtime.vertex, action, fresh, runtime.clock(), runtime.settle)
+        except AdapterError as error:
+            if fresh and not isinstance(error, CreateOutcomeUnknown) and action.marker is not None:
+                runtime.fresh[resource.uid] = action.marker  # nothing was created: the marker still holds
+            raise
+        if done.job is None:
+            if done.how == "remark":
+                return record_new_marker(status, action.attempt, runtime.clock()), None, []
+            until = (action.marker or runtime.clock()) + runtime.settle
+            return record_create_wait(status, action.attempt, until), None, []
+        job = done.job
         runtime.observations[job.name] = job
-        metrics.SUBMISSIONS.labels(how).inc()
-        events = [] if how == "created" else [adopted_event(job.name)]
-        return record_submission(status, action.attempt, job, adopted=how != "created"), job, events
+        metrics.SUBMISSIONS.labels(done.how).inc()
+        events = [] if done.how == "created" else [adopted_event(job.name)]
+        if done.duplicates:
+            events.append(duplicates_event(done.duplicates, job.name))
+        return record_submission(status, action.attempt, job, adopted=done.how != "created"), job, events
     if isinstance(action, RunPreflight):
         report, problems = await asyncio.to_thread(checks.preflight, runtime.gcs, runtime.bigquery, action)
         if problems:

@@ -46,7 +46,7 @@ def tenancy_of(
         return None
     entries = list(index[namespace]) if index is not None and namespace in index else []
     annotations = entries[-1] if entries else NamespaceAnnotations()
-    return annotations.tenancy(settings.default_project, settings.default_location)
+    return annotations.tenancy(settings.default_project, settings.default_location, settings.locations)
 
 
 def queue_of(index: kopf.Index[str, Peer] | None, settings: Settings) -> Queue:

@@ -15,12 +15,12 @@ from ..api import TERMINAL_PHASES, BatchInferenceJobSpec, BatchInferenceJobStatu
 from ..core.actions import Decision, Event
 from ..core.admission import Queue
 from ..core.decide import decide
-from ..core.identity import Resource, owner_labels
+from ..core.identity import Resource, attempt_labels, owner_labels
 from ..core.policy import Tenancy
 from ..core.pricing import model_id
 from ..core.record import record_failure
 from . import executor
-from .runtime import Runtime, Tracked, now
+from .runtime import Runtime, Tracked
 from .status_patch import internal_error_patch, status_diff
 
 log = logging.getLogger("batch_inference_operator")
@@ -61,7 +61,7 @@ async def reconcile_resource(
             f"the operator met an unexpected error ({type(error).__name__}: {error}); retrying in {delay:.0f}s. "
             "This is a bug: please report it with the operator's log"
         )
-        for key, value in internal_error_patch(old, message, now()).items():
+        for key, value in internal_error_patch(old, message, runtime.clock()).items():
             patch.status[key] = value
         return [Event("Warning", "InternalError", message)]
 
@@ -80,21 +80,34 @@ async def _reconcile(
     try:
         spec = parse_spec(dict(body.get("spec") or {}))
     except ValueError as error:
-        decision = record_failure(current, "InvalidSpec", 0, str(error), now(), resource.generation)
+        decision = record_failure(current, "InvalidSpec", 0, str(error), runtime.clock(), resource.generation)
         if current.phase == "Failed":
             return []
         write_status(patch, old, decision.status)
         return decision.events
     job_name = current.attempts[-1].job_name if current.attempts else None
     observed = runtime.observations.get(job_name or "")
-    decision = decide(spec, current, observed, resource, tenancy, now(), queue, created)
+    decision = decide(spec, current, observed, resource, tenancy, runtime.clock(), queue, created)
     decision = await executor.act(runtime, decision, spec, resource, tenancy, queue, created)
     runtime.recovered(resource.uid)
     if write_status(patch, old, decision.status):
         runtime.expect(resource.uid, decision.status)
+        note_new_marker(runtime, resource.uid, current, decision.status)
     track(runtime, resource.uid, decision.status)
     count(runtime, resource, spec, current, decision)
-    return decision.events
+    return decision.events + runtime.notices.pop(resource.uid, [])
+
+
+def note_new_marker(
+    runtime: Runtime, uid: str, before: BatchInferenceJobStatus, after: BatchInferenceJobStatus
+) -> None:
+    """A `submitting` marker this turn wrote: the next turn may create right away (core/exactly_once.py)."""
+    latest = after.attempts[-1] if after.attempts else None
+    if latest is None or latest.job_name is not None or latest.submitting is None:
+        return
+    earlier = next((a for a in before.attempts if a.attempt == latest.attempt), None)
+    if earlier is None or earlier.submitting != latest.submitting:
+        runtime.fresh[uid] = latest.submitting
 
 
 def count(
@@ -120,7 +133,9 @@ def track(runtime: Runtime, uid: str, status: BatchInferenceJobStatus) -> None:
         runtime.tracked.pop(uid, None)
         return
     create_time = status.job.create_time if status.job else None
-    runtime.tracked[uid] = Tracked(status.project, status.location, job, create_time)
+    latest = status.attempts[-1]
+    watch = attempt_labels(uid, latest.attempt) if latest.uncertain_creates else None
+    runtime.tracked[uid] = Tracked(status.project, status.location, job, create_time, watch)
 
 
 async def release_resource(runtime: Runtime, body: kopf.Body, uid: str) -> None:
@@ -140,8 +155,8 @@ async def release_resource(runtime: Runtime, body: kopf.Body, uid: str) -> None:
         cancelled = await executor.cancel_all(runtime.vertex, project, location, owner_labels(uid))
     except AdapterError as error:
         deleted_at = meta.get("deletionTimestamp")
-        started = datetime.datetime.fromisoformat(deleted_at.replace("Z", "+00:00")) if deleted_at else now()
-        if not error.retryable or (now() - started).total_seconds() >= runtime.settings.finalizer_timeout:
+        started = datetime.datetime.fromisoformat(deleted_at.replace("Z", "+00:00")) if deleted_at else runtime.clock()
+        if not error.retryable or (runtime.clock() - started).total_seconds() >= runtime.settings.finalizer_timeout:
             message = (
                 f"could not cancel the Vertex job ({error.message}); releasing the resource anyway, "
                 "the job may still run"

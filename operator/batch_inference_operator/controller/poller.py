@@ -8,6 +8,8 @@ import logging
 
 from .. import metrics
 from ..adapters.errors import AdapterError
+from ..core.record import duplicates_event
+from . import executor
 from .runtime import Runtime, Tracked
 
 log = logging.getLogger("batch_inference_operator")
@@ -39,7 +41,26 @@ async def poll_round(runtime: Runtime) -> None:
             continue
         for job in jobs:
             runtime.observations[job.name] = job
+    await reap_duplicates(runtime)
     followed = {tracked.job_name for tracked in runtime.tracked.values()}
     for name in list(runtime.observations):
         if name not in followed:
             del runtime.observations[name]
+
+
+async def reap_duplicates(runtime: Runtime) -> None:
+    """For attempts whose create had an unknown outcome, look for a second job of the attempt (a create
+    that landed late) for two settle windows, and cancel it at once: only completed rows are billed."""
+    limit = runtime.clock() - 2 * runtime.settle
+    for uid, tracked in list(runtime.tracked.items()):
+        if tracked.duplicate_watch is None or (tracked.create_time is not None and tracked.create_time < limit):
+            continue
+        try:
+            jobs = await runtime.vertex.find_by_labels(tracked.project, tracked.location, tracked.duplicate_watch)
+            extra = [job for job in jobs if job.name != tracked.job_name]
+            cancelled = await executor.cancel_each(runtime.vertex, tracked.project, tracked.location, extra)
+        except AdapterError as error:
+            log.warning("looking for duplicate jobs of %s failed: %s", uid, error.message)
+            continue
+        if cancelled:
+            runtime.notices.setdefault(uid, []).append(duplicates_event(cancelled, tracked.job_name))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ from ..adapters.bigquery import BigQuery
 from ..adapters.gcs import CloudStorage
 from ..adapters.vertex import Vertex
 from ..api import BatchInferenceJobStatus
+from ..core.actions import Event
 from ..core.pricing import DEFAULT_PRICES, Price, parse_prices
 from ..core.vertex_jobs import ObservedJob
 from ..settings import Settings
@@ -31,6 +33,9 @@ class Tracked:
     location: str
     job_name: str
     create_time: datetime.datetime | None
+    # After a create whose outcome was unknown: the attempt's labels, so the poller can find and cancel a
+    # second job that lands late (within two settle windows of the first job's creation).
+    duplicate_watch: dict[str, str] | None = None
 
 
 @dataclass
@@ -56,7 +61,12 @@ class Runtime:
     backoff: dict[str, Backoff] = field(default_factory=dict)  # by resource uid
     phases: dict[str, str | None] = field(default_factory=dict)  # by resource uid, for the jobs gauge
     faulted: set[str] = field(default_factory=set)  # resources whose last turn raised an unexpected error
+    # Markers this process wrote and has sent no create for yet (core/exactly_once.py), by resource uid.
+    fresh: dict[str, datetime.datetime] = field(default_factory=dict)
+    # Events found outside a resource's turn (the poller's duplicate check), posted on its next turn.
+    notices: dict[str, list[Event]] = field(default_factory=dict)
     poller: asyncio.Task[None] | None = None
+    clock: Callable[[], datetime.datetime] = now  # the time decisions are made at (tests pass their own)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -87,6 +97,8 @@ class Runtime:
 
     def forget(self, uid: str) -> None:
         self.faulted.discard(uid)
+        self.fresh.pop(uid, None)
+        self.notices.pop(uid, None)
         self.tracked.pop(uid, None)
         self.backoff.pop(uid, None)
         self.awaiting.pop(uid, None)
@@ -107,6 +119,10 @@ class Runtime:
             return True
         del self.awaiting[uid]
         return False
+
+    @property
+    def settle(self) -> datetime.timedelta:
+        return datetime.timedelta(seconds=self.settings.create_settle_window)
 
     @property
     def write_grace(self) -> float:

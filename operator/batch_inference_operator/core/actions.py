@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -19,6 +20,7 @@ class SubmitJob:
     # For the first attempt: labels of a finished job of an earlier resource with the same namespace,
     # name and spec (re-created by GitOps), which is adopted instead of paying again.
     adopt_labels: dict[str, str] | None = None
+    marker: datetime.datetime | None = None  # the attempt's `submitting` marker this submit acts on
 
 
 @dataclass(frozen=True)

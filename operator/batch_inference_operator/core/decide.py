@@ -21,7 +21,7 @@ from .actions import CancelJob, Decision, Event, RunPreflight, SubmitJob
 from .admission import Queue, admission
 from .conditions import is_true, set_condition
 from .identity import Resource, attempt_labels, operator_labels, recreated_labels, spec_hash
-from .policy import Tenancy, policy_violations
+from .policy import Tenancy, location_problem, policy_violations
 from .record import fail, phase_event
 from .resume import after_attempt, hold, output_for
 from .vertex_jobs import PAUSED, TERMINAL_STATES, JobRequest, ObservedJob, console_url, phase_of, summary
@@ -62,7 +62,10 @@ def decide(
     status.project, status.location = project, location
 
     if not status.attempts:
-        violations = policy_violations(spec, tenancy)
+        problem = location_problem(location, tenancy)
+        if problem:
+            return fail(status, "InvalidSpec", problem, now, generation)
+        violations = policy_violations(spec, tenancy, project)
         if violations:
             message = "refused by the namespace's data policy: " + "; ".join(violations)
             return fail(status, "PolicyViolation", message, now, generation)
@@ -169,6 +172,7 @@ def _submit_action(
         request=request,
         identity_labels=attempt_labels(resource.uid, attempt.attempt),
         adopt_labels=recreated_labels(resource, digest) if attempt.attempt == 1 else None,
+        marker=attempt.submitting,
     )
 
 

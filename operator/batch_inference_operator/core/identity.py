@@ -33,9 +33,20 @@ class Resource:
     generation: int = 1
 
 
-def label_value(text: str) -> str:
-    """Vertex label values: at most 63 lowercase letters, digits, '_' or '-'."""
-    return re.sub(r"[^a-z0-9_-]", "_", text.lower())[:63]
+LABEL_VALUE_MAX = 63
+_HASH_CHARS = 16
+
+
+def label_value(name: str) -> str:
+    """A Kubernetes name as a Vertex label value (at most 63 lowercase letters, digits, '_' or '-') that
+    identifies the whole name: '.' becomes '_' (one-to-one, as names hold no '_'), and a longer value
+    keeps its first 46 characters and ends in a hash of the whole name, so two names that share their
+    first 63 characters never share a label, and so never a job."""
+    value = re.sub(r"[^a-z0-9_-]", "_", name.lower())
+    if len(value) <= LABEL_VALUE_MAX:
+        return value
+    digest = hashlib.sha256(name.encode()).hexdigest()[:_HASH_CHARS]
+    return f"{value[: LABEL_VALUE_MAX - _HASH_CHARS - 1]}-{digest}"
 
 
 def spec_hash(spec: BatchInferenceJobSpec, project: str, location: str) -> str:

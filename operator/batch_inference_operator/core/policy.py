@@ -11,7 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..api import BatchInferenceJobSpec
-from ..api.meta import BQ_POLICY_ANNOTATION, GCS_POLICY_ANNOTATION, LOCATION_ANNOTATION, PROJECT_ANNOTATION
+from ..api.meta import (
+    BQ_POLICY_ANNOTATION,
+    GCS_POLICY_ANNOTATION,
+    LOCATION_ANNOTATION,
+    PROJECT_ANNOTATION,
+    PROJECT_POLICY_ANNOTATION,
+)
 from .uris import BigQueryUri, under_prefix
 
 
@@ -24,6 +30,8 @@ class Tenancy:
     location: str | None
     allowed_gcs_prefixes: tuple[str, ...] | None = None
     allowed_bigquery_datasets: tuple[str, ...] | None = None
+    allowed_projects: tuple[str, ...] | None = None
+    supported_locations: frozenset[str] | None = None  # the operator's list of regions serving Gemini batch
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,7 @@ class NamespaceAnnotations:
     location: str | None = None
     allowed_gcs_prefixes: tuple[str, ...] | None = None
     allowed_bigquery_datasets: tuple[str, ...] | None = None
+    allowed_projects: tuple[str, ...] | None = None
 
     @classmethod
     def read(cls, annotations: Mapping[str, str]) -> NamespaceAnnotations:
@@ -42,14 +51,22 @@ class NamespaceAnnotations:
             annotations.get(LOCATION_ANNOTATION),
             listed(annotations.get(GCS_POLICY_ANNOTATION)),
             listed(annotations.get(BQ_POLICY_ANNOTATION)),
+            listed(annotations.get(PROJECT_POLICY_ANNOTATION)),
         )
 
-    def tenancy(self, default_project: str | None, default_location: str | None) -> Tenancy:
+    def tenancy(
+        self,
+        default_project: str | None,
+        default_location: str | None,
+        supported_locations: frozenset[str] | None = None,
+    ) -> Tenancy:
         return Tenancy(
             self.project or default_project,
             self.location or default_location,
             self.allowed_gcs_prefixes,
             self.allowed_bigquery_datasets,
+            self.allowed_projects,
+            supported_locations,
         )
 
 
@@ -58,9 +75,25 @@ def listed(value: str | None) -> tuple[str, ...] | None:
     return None if value is None else tuple(item.strip() for item in value.split(",") if item.strip())
 
 
-def policy_violations(spec: BatchInferenceJobSpec, tenancy: Tenancy) -> list[str]:
+def location_problem(location: str, tenancy: Tenancy) -> str | None:
+    """A location that serves no Gemini batch prediction would never resolve or answer: say so at once."""
+    supported = tenancy.supported_locations
+    if supported is None or location in supported:
+        return None
+    return (
+        f"location {location!r} does not serve Gemini batch prediction; use one of {', '.join(sorted(supported))} "
+        "(the operator's BIJ_LOCATIONS)"
+    )
+
+
+def policy_violations(spec: BatchInferenceJobSpec, tenancy: Tenancy, project: str) -> list[str]:
     """Every input and output outside the namespace's limits, one message each."""
     problems = []
+    if tenancy.allowed_projects is not None and project not in tenancy.allowed_projects:
+        problems.append(
+            f"project {project} is not among the namespace's allowed projects "
+            f"({', '.join(tenancy.allowed_projects) or 'none'})"
+        )
     gcs = [*(spec.input.gcs.uris if spec.input.gcs else []), *([spec.output.gcs.uri_prefix] if spec.output.gcs else [])]
     if tenancy.allowed_gcs_prefixes is not None:
         for uri in gcs:

@@ -87,6 +87,56 @@ def record_submission(
     return status
 
 
+def record_uncertain_create(
+    status: BatchInferenceJobStatus,
+    attempt: int,
+    error_message: str,
+    until: datetime.datetime,
+    now: datetime.datetime,
+    generation: int,
+) -> Decision:
+    """A create whose outcome is unknown: the job may exist. Say so, and that no second create is sent
+    before `until`, and only if a lookup by this attempt's labels then finds nothing."""
+    status, entry = _with_attempt(status, attempt)
+    entry.uncertain_creates = (entry.uncertain_creates or 0) + 1
+    message = (
+        f"{error_message}; the job may have been created anyway: no second create for attempt {attempt} "
+        f"before {until.strftime('%H:%M:%SZ')}, and only if no job of this attempt shows up by then"
+    )
+    status.message = message
+    set_condition(status, "Ready", False, "CreateUncertain", message, now, generation)
+    return Decision(status, events=[Event("Warning", "CreateUncertain", message)])
+
+
+def record_create_wait(
+    status: BatchInferenceJobStatus, attempt: int, until: datetime.datetime
+) -> BatchInferenceJobStatus:
+    """Waiting out the settle window of an earlier create (or of a marker written before a restart)."""
+    status = status.model_copy(deep=True)
+    status.message = (
+        f"waiting until {until.strftime('%H:%M:%SZ')} for an earlier create of attempt {attempt} to show up "
+        "before creating it (never two paid jobs for one attempt)"
+    )
+    return status
+
+
+def record_new_marker(status: BatchInferenceJobStatus, attempt: int, now: datetime.datetime) -> BatchInferenceJobStatus:
+    """No job of this attempt appeared within the settle window: write a new marker; the create follows it."""
+    status, entry = _with_attempt(status, attempt)
+    entry.submitting = now
+    status.message = f"no job of attempt {attempt} appeared after the settle window; creating it"
+    return status
+
+
+def duplicates_event(names: Sequence[str], kept: str) -> Event:
+    return Event(
+        "Warning",
+        "DuplicateJobCancelled",
+        f"cancelled {', '.join(names)}: a second Vertex job for one attempt (a create that landed late); "
+        f"kept {kept}. Only completed rows are billed, so a duplicate cancelled early costs little or nothing",
+    )
+
+
 def adopted_event(job_name: str) -> Event:
     return Event("Normal", "Adopted", f"adopted the existing Vertex job {job_name} instead of creating another")
 

@@ -22,8 +22,10 @@ PAUSED = "JOB_STATE_PAUSED"
 UNSPECIFIED = "JOB_STATE_UNSPECIFIED"
 
 TERMINAL_STATES = frozenset({SUCCEEDED, FAILED, CANCELLED, EXPIRED, PARTIALLY_SUCCEEDED})
-# States of a job worth adopting for a re-created resource: it ran or is running, so paying again is waste.
-ADOPTABLE_STATES = frozenset({SUCCEEDED, PARTIALLY_SUCCEEDED, QUEUED, PENDING, RUNNING, UPDATING})
+# States of a job worth adopting for a resource re-created with the same namespace, name and spec (whose
+# previous owner is gone: names are unique, and labels identify the whole name): it ran or still runs, so
+# paying again is waste. A paused or cancelling job is followed to its end and resumed from its output.
+ADOPTABLE_STATES = frozenset({SUCCEEDED, PARTIALLY_SUCCEEDED, QUEUED, PENDING, RUNNING, UPDATING, PAUSED, CANCELLING})
 # Job error codes that no resume can fix: the input was rejected (3), a bucket does not exist (9).
 TERMINAL_JOB_CODES = frozenset({3, 9})
 # Error code of a job whose input Vertex refused.
