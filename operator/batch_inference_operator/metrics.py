@@ -20,6 +20,7 @@ SUBMISSIONS = Counter("bij_submissions", "Vertex jobs submitted, by how they wer
 DUPLICATES_CANCELLED = Counter(
     "bij_duplicate_jobs_cancelled", "Second Vertex jobs for one attempt (a create that landed late), cancelled."
 )
+STALLED = Counter("bij_stalled", "Vertex jobs found stalled (queued or without progress too long).", ["reason"])
 RESUMES = Counter("bij_resumes", "Attempts started to resume unfinished requests.")
 RECONCILE_ERRORS = Counter("bij_reconcile_errors", "Errors met while reconciling, by reason.", ["reason"])
 POLL_ROUND = Histogram("bij_poll_round_seconds", "Duration of one Vertex polling round (all projects/locations).")

@@ -28,6 +28,7 @@ from .spec import (
     InputSpec,
     OutputSpec,
     ResumeSpec,
+    StallSpec,
     format_validation_error,
     parse_spec,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "ResumeSpec",
     "RowCounts",
     "RowError",
+    "StallSpec",
     "Usage",
     "format_validation_error",
     "parse_spec",

@@ -109,6 +109,30 @@ class ResumeSpec(ApiModel):
     )
 
 
+class StallSpec(ApiModel):
+    """When a job counts as stalled: waiting in Vertex's queue, or running without progress, too long."""
+
+    queued_after_seconds: int | None = Field(
+        default=None,
+        ge=60,
+        le=259200,
+        description="Stalled when the Vertex job waits this long before it runs (default: the operator's, 12 h; "
+        "Vertex expires queued jobs at 72 h).",
+    )
+    running_after_seconds: int | None = Field(
+        default=None,
+        ge=60,
+        le=259200,
+        description="Stalled when a running job's completion counts do not move for this long (default: the "
+        "operator's, 6 h).",
+    )
+    action: Literal["Report", "Resubmit"] = Field(
+        default="Report",
+        description="Report: condition Stalled and a Warning Event. Resubmit: also cancel a job that never "
+        "started and submit it again (a new attempt).",
+    )
+
+
 class BatchInferenceJobSpec(ApiModel):
     model_config = ConfigDict(
         json_schema_extra=cel.validations(*(cel.immutable(f, f in OPTIONAL_JOB_FIELDS) for f in JOB_DEFINING_FIELDS))
@@ -139,6 +163,7 @@ class BatchInferenceJobSpec(ApiModel):
         ),
     )
     resume: ResumeSpec = Field(default_factory=ResumeSpec, json_schema_extra={"default": {}})
+    stall: StallSpec = Field(default_factory=StallSpec, json_schema_extra={"default": {}})
     preflight: Literal["Enabled", "Disabled"] = Field(
         default="Enabled", description="Validate the JSONL input before submitting."
     )

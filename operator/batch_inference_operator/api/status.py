@@ -90,6 +90,12 @@ class Attempt(ApiModel):
     row_errors: list[RowError] = Field(default_factory=list, max_length=MAX_ROW_ERRORS)
     error: JobError | None = None
     cancel_requested: bool | None = Field(default=None, description="The operator cancelled it (suspend).")
+    resubmit: bool | None = Field(
+        default=None, description="Cancelled because it never started (spec.stall.action Resubmit)."
+    )
+    progress_time: datetime | None = Field(
+        default=None, description="When the job last made progress (entered RUNNING, or its counts moved)."
+    )
     start_time: datetime | None = None
     end_time: datetime | None = None
 

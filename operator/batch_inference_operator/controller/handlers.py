@@ -18,6 +18,7 @@ from .. import api, metrics
 from ..core.admission import Peer, Queue
 from ..core.identity import Resource
 from ..core.policy import NamespaceAnnotations, Tenancy
+from ..core.watchdog import StallLimits
 from ..settings import Settings
 from .lifecycle import post, reconcile_resource, release_resource
 from .poller import poll_forever
@@ -46,7 +47,8 @@ def tenancy_of(
         return None
     entries = list(index[namespace]) if index is not None and namespace in index else []
     annotations = entries[-1] if entries else NamespaceAnnotations()
-    return annotations.tenancy(settings.default_project, settings.default_location, settings.locations)
+    limits = StallLimits(settings.stall_queued_after, settings.stall_running_after)
+    return annotations.tenancy(settings.default_project, settings.default_location, settings.locations, limits)
 
 
 def queue_of(index: kopf.Index[str, Peer] | None, settings: Settings) -> Queue:

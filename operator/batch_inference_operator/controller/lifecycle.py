@@ -121,6 +121,13 @@ def count(
     metrics.move(runtime.phases.get(resource.uid), after.phase)
     runtime.phases[resource.uid] = after.phase
     metrics.RESUMES.inc(sum(1 for event in decision.events if event.reason == "Resuming"))
+    for condition in after.conditions:
+        if (
+            condition.type == "Stalled"
+            and condition.status == "True"
+            and any(event.reason == "Stalled" for event in decision.events)
+        ):
+            metrics.STALLED.labels(condition.reason).inc()
     finished = after.phase in TERMINAL_PHASES and before.phase not in TERMINAL_PHASES
     if finished and after.usage is not None:
         metrics.record_usage(after.usage, model_id(spec.model), resource.namespace)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime
 
 from ..api import TERMINAL_PHASES, Attempt, BatchInferenceJobSpec, BatchInferenceJobStatus, JobRef
-from .actions import CancelJob, Decision, Event, RunPreflight, SubmitJob
+from .actions import Action, CancelJob, Decision, Event, RunPreflight, SubmitJob
 from .admission import Queue, admission
 from .conditions import is_true, set_condition
 from .identity import Resource, attempt_labels, operator_labels, recreated_labels, spec_hash
@@ -25,6 +25,7 @@ from .policy import Tenancy, location_problem, policy_violations
 from .record import fail, phase_event
 from .resume import after_attempt, hold, output_for
 from .vertex_jobs import PAUSED, TERMINAL_STATES, JobRequest, ObservedJob, console_url, phase_of, summary
+from .watchdog import progressed, stall_of
 
 
 def decide(
@@ -95,7 +96,7 @@ def decide(
 
     if observed is None or observed.name != current.job_name:
         return Decision(status)
-    return _follow(spec, status, current, observed, now, generation)
+    return _follow(spec, status, current, observed, tenancy, now, generation)
 
 
 def _before_first_attempt(
@@ -176,11 +177,44 @@ def _submit_action(
     )
 
 
+def _watch(
+    spec: BatchInferenceJobSpec,
+    status: BatchInferenceJobStatus,
+    current: Attempt,
+    job: ObservedJob,
+    tenancy: Tenancy,
+    now: datetime.datetime,
+    generation: int,
+    events: list[Event],
+) -> list[Action]:
+    """The stall watchdog: condition Stalled (with an Event when it starts) while the job waits or runs
+    without progress too long; cleared when it moves. With action Resubmit, a job that never started is
+    cancelled and its attempt submitted again."""
+    stall = stall_of(job, current, spec.stall, tenancy.stall, now)
+    was = is_true(status, "Stalled")
+    if stall is None:
+        if was:
+            set_condition(status, "Stalled", False, "Progressing", "the Vertex job is moving again", now, generation)
+            events.append(Event("Normal", "Unstalled", f"Vertex job {job.name} is moving again"))
+        return []
+    set_condition(status, "Stalled", True, stall.reason, stall.message, now, generation)
+    if not was:
+        events.append(Event("Warning", "Stalled", stall.message))
+    if spec.stall.action != "Resubmit" or not stall.never_started or current.cancel_requested:
+        return []
+    current.cancel_requested = True
+    current.resubmit = True
+    status.message = f"{stall.message}; resubmitting: cancelling Vertex job {job.name} first"
+    events.append(Event("Normal", "Resubmitting", status.message))
+    return [CancelJob(current.attempt, status.project or "", status.location or "", job.name)]
+
+
 def _follow(
     spec: BatchInferenceJobSpec,
     status: BatchInferenceJobStatus,
     current: Attempt,
     job: ObservedJob,
+    tenancy: Tenancy,
     now: datetime.datetime,
     generation: int,
 ) -> Decision:
@@ -197,6 +231,8 @@ def _follow(
         end_time=job.end_time,
         console_url=console_url(job.name, status.project or ""),
     )
+    if progressed(current, job):
+        current.progress_time = now
     current.state = job.state
     if job.stats is not None:
         status.completion_stats = job.stats
@@ -209,16 +245,18 @@ def _follow(
     current.error = job.error
     set_condition(status, "Submitted", True, "Submitted", f"Vertex job {job.name}", now, generation)
     if not job.terminal:
-        status.phase = "Suspended" if current.cancel_requested else phase_of(job.state)  # type: ignore[assignment]
+        suspending = current.cancel_requested and not current.resubmit
+        status.phase = "Suspended" if suspending else phase_of(job.state)  # type: ignore[assignment]
         status.message = summary(job)
         set_condition(status, "Ready", False, status.phase or "", status.message, now, generation)
+        actions = _watch(spec, status, current, job, tenancy, now, generation, events)
         if job.state == PAUSED or any(c.type == "Paused" for c in status.conditions):
             paused = job.state == PAUSED
             set_condition(
                 status, "Paused", paused, "Paused" if paused else "NotPaused", status.message, now, generation
             )
         phase_event(previous, status, events)
-        return Decision(status, events=events)
+        return Decision(status, actions=actions, events=events)
     status.message = summary(job)
     after = after_attempt(spec, status, current, now, generation)
     return Decision(after.status, after.actions, events + after.events)

@@ -8,7 +8,7 @@ the only guard between teams: they are checked before anything is submitted.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..api import BatchInferenceJobSpec
 from ..api.meta import (
@@ -19,6 +19,7 @@ from ..api.meta import (
     PROJECT_POLICY_ANNOTATION,
 )
 from .uris import BigQueryUri, under_prefix
+from .watchdog import StallLimits
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Tenancy:
     allowed_bigquery_datasets: tuple[str, ...] | None = None
     allowed_projects: tuple[str, ...] | None = None
     supported_locations: frozenset[str] | None = None  # the operator's list of regions serving Gemini batch
+    stall: StallLimits = field(default_factory=StallLimits)  # the operator's limits, for specs that set none
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class NamespaceAnnotations:
         default_project: str | None,
         default_location: str | None,
         supported_locations: frozenset[str] | None = None,
+        stall: StallLimits | None = None,
     ) -> Tenancy:
         return Tenancy(
             self.project or default_project,
@@ -67,6 +70,7 @@ class NamespaceAnnotations:
             self.allowed_bigquery_datasets,
             self.allowed_projects,
             supported_locations,
+            stall or StallLimits(),
         )
 
 

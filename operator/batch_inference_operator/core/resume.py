@@ -102,11 +102,15 @@ def settle(
     """A finished attempt: resume it, hold it (suspended), or finish the resource."""
     previous = status.phase
     events: list[Event] = []
+    # Attempts cancelled to suspend do not count; a resubmitted one (it never started) does, so a job that
+    # never gets capacity is not resubmitted forever.
+    used = sum(1 for attempt in status.attempts if not attempt.cancel_requested or attempt.resubmit)
     if current.cancel_requested and current.state == CANCELLED:
-        if spec.suspend:
+        if spec.suspend and not current.resubmit:
             return hold(status, now, generation)
-        return next_attempt(spec, status, current, now, generation)
-    used = sum(1 for attempt in status.attempts if not attempt.cancel_requested)
+        if not current.resubmit or used < spec.resume.max_attempts:
+            return next_attempt(spec, status, current, now, generation)
+        return finish(status, current, now, generation, previous)
     if resumable(current, spec.resume.retry_failed_requests) and used < spec.resume.max_attempts:
         if spec.suspend:
             return hold(status, now, generation)
