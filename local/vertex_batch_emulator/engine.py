@@ -87,6 +87,7 @@ class Engine:
         self._ids = itertools.count(int(time.time()) * 10**9 % 10**18 + 10**18)
         self._tasks: set[asyncio.Task[None]] = set()
         self._processor = JobProcessor(self)
+        self._holds_released = asyncio.Event()
 
     @property
     def storage(self) -> Storage:
@@ -104,7 +105,22 @@ class Engine:
 
     # ------------------------------------------------------------ lifecycle
 
+    async def hold(self, seconds: float) -> bool:
+        """Hold a received request for `seconds`; False when a reset or shutdown released it first."""
+        released = self._holds_released
+        try:
+            await asyncio.wait_for(released.wait(), seconds)
+        except TimeoutError:
+            return True
+        return False
+
+    def release_holds(self) -> None:
+        """Abandon every request held so far; later ones are held anew."""
+        self._holds_released.set()
+        self._holds_released = asyncio.Event()
+
     async def reset(self) -> None:
+        self.release_holds()
         for job in self.jobs.values():
             job.cancel_requested.set()
         for task in list(self._tasks):

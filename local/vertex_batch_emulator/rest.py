@@ -7,7 +7,6 @@ with 401, as Vertex refuses it. Requests are counted by method and status code f
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -60,7 +59,7 @@ async def api_middleware(
             fault = engine.faults.take_api_fault(method)
             if fault is not None:
                 if fault.hang_seconds:
-                    await asyncio.sleep(fault.hang_seconds)  # an injected slow call, for client timeouts
+                    await _hold(request, engine, fault.hang_seconds)
                 if fault.code is not None:
                     raise ApiError(fault.code, fault.message or f"Injected fault for {method}.")
         response = await handler(request)
@@ -73,11 +72,24 @@ async def api_middleware(
     return response
 
 
+async def _hold(request: web.Request, engine: Engine, seconds: float) -> None:
+    """An injected slow call. The request is read whole first and then held, so it is carried out
+    whether or not its client is still there, as a real server carries out what it has received
+    (the server never cancels handlers: see `serve`). A reset or shutdown abandons it unanswered."""
+    if request.body_exists:
+        await request.read()  # aiohttp keeps it for the handler's own read (`_body`)
+    if not await engine.hold(seconds):
+        raise ApiError(503, "The request was abandoned: the emulator was reset or is shutting down.")
+
+
 async def _body(request: web.Request) -> Any:
-    if not request.can_read_body:
+    """The JSON body, `{}` when there is none. Read from aiohttp's copy when `_hold` read it already:
+    by then a client that went away has left the stream at its end."""
+    raw = await request.read() if request.body_exists else b""
+    if not raw.strip():
         return {}
     try:
-        return await request.json()
+        return json.loads(raw)
     except ValueError:
         raise ApiError(400, "Invalid JSON payload received.") from None
 
@@ -169,6 +181,10 @@ async def control_config(request: web.Request) -> web.Response:
     return _json(engine.config.describe())
 
 
+async def _release_holds(app: web.Application) -> None:
+    app[ENGINE].release_holds()
+
+
 def create_app(engine: Engine) -> web.Application:
     app = web.Application(middlewares=[api_middleware], client_max_size=16 << 20)
     app[ENGINE] = engine
@@ -180,6 +196,7 @@ def create_app(engine: Engine) -> web.Application:
     app.router.add_route("*", "/emulator/v1/faults", control_faults)
     app.router.add_route("POST", "/emulator/v1/reset", control_reset)
     app.router.add_route("*", "/emulator/v1/config", control_config)
+    app.on_shutdown.append(_release_holds)
     app.on_cleanup.append(lambda _: engine.close())
     return app
 
@@ -190,8 +207,10 @@ async def serve(
 ) -> AsyncIterator[tuple[str, Engine]]:
     """Run the emulator in this event loop (tests, the local stack); yields its base URL and engine."""
     engine = engine or Engine(config=config)
-    # Injected hangs may outlive their client (a killed operator); shutting down must not wait for them.
-    runner = web.AppRunner(create_app(engine), access_log=None, shutdown_timeout=1.0)
+    # A held request outlives its client (a killed operator, a client timeout) and is still carried
+    # out: handlers are never cancelled when a client goes. Shutting down first releases the held
+    # requests (`on_shutdown`), so it does not wait for them.
+    runner = web.AppRunner(create_app(engine), access_log=None, shutdown_timeout=1.0, handler_cancellation=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
