@@ -14,11 +14,11 @@ import asyncio
 import itertools
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 from . import bigquery as bq
 from . import inference
+from .config import Config
 from .errors import ApiError
 from .faults import FaultPlan
 from .filtering import compile_filter
@@ -26,51 +26,6 @@ from .jobs import TERMINAL, Job, project_number, rfc3339, utcnow
 from .processing import JobProcessor, Outcome
 from .storage import Storage
 from .validation import parse_create_body
-
-DEFAULT_MODELS = frozenset(
-    {
-        "gemini-2.0-flash-001",
-        "gemini-2.0-flash-lite-001",
-        "gemini-2.5-flash",
-        "gemini-2.5-flash-lite",
-        "gemini-2.5-pro",
-        "gemini-3-flash-preview",
-        "gemini-3-pro-preview",
-    }
-)
-
-
-@dataclass
-class Config:
-    queue_seconds: float = 1.0
-    min_run_seconds: float = 1.0
-    rows_per_second: float = 0.0  # 0: as fast as the machine goes
-    cache_threshold_tokens: int = 2048
-    models: set[str] = field(default_factory=lambda: set(DEFAULT_MODELS))
-
-    def update(self, values: dict[str, Any]) -> None:
-        mapping = {
-            "queueSeconds": "queue_seconds",
-            "minRunSeconds": "min_run_seconds",
-            "rowsPerSecond": "rows_per_second",
-            "cacheThresholdTokens": "cache_threshold_tokens",
-        }
-        for key, value in values.items():
-            if key == "models":
-                self.models = set(value)
-            elif key in mapping:
-                setattr(self, mapping[key], type(getattr(self, mapping[key]))(value))
-            else:
-                raise ValueError(f"unknown config key {key!r}")
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "queueSeconds": self.queue_seconds,
-            "minRunSeconds": self.min_run_seconds,
-            "rowsPerSecond": self.rows_per_second,
-            "cacheThresholdTokens": self.cache_threshold_tokens,
-            "models": sorted(self.models),
-        }
 
 
 class Engine:
