@@ -6,7 +6,9 @@ buffer so rows come out in a different order than they went in, as on Vertex. In
 Cloud Storage or a BigQuery table; output is `predictions.jsonl` in a new Cloud Storage directory,
 or a BigQuery table. Rows that already hold a successful response (a previous job's output, fed
 back to resume it) pass through untouched and unbilled; rows that failed or never ran are run.
-Nothing here moves a job between states: it returns an `Outcome`, and the engine applies it.
+Between rows the worker waits at the job's `Gate` while the job is paused or stalled, so its counts
+stay where they are. Nothing here moves a job between states: it returns an `Outcome`, and the
+lifecycle applies it.
 """
 
 from __future__ import annotations
@@ -237,7 +239,9 @@ class JobProcessor:
 
             for index, row in enumerate(source.rows()):
                 if stopped_by is None:
-                    if job.cancel_requested.is_set():
+                    if job.gate.wait_open():  # paused or stalled: no row moves until it is let go
+                        next_row_at = time.monotonic()
+                    if job.gate.cancelled:
                         stopped_by = "cancel"
                     elif stop_at is not None and index >= stop_at:
                         stopped_by = "fault"
