@@ -55,6 +55,12 @@ class Gate:
         self._condition = threading.Condition()
         self._holds: set[str] = set()
         self._cancelled = False
+        self._waiting = False
+
+    @property
+    def waiting(self) -> bool:
+        """The worker is waiting here now: no row of the job is running."""
+        return self._waiting
 
     @property
     def cancelled(self) -> bool:
@@ -83,7 +89,11 @@ class Gate:
         with self._condition:
             if self._cancelled or not self._holds:
                 return False
-            self._condition.wait_for(lambda: self._cancelled or not self._holds)
+            self._waiting = True
+            try:
+                self._condition.wait_for(lambda: self._cancelled or not self._holds)
+            finally:
+                self._waiting = False
             return True
 
 
@@ -221,6 +231,7 @@ class Job:
             "rows": {"processed": counts.processed, "carried": counts.carried},
             "error": self.error,
             "stalled": self.gate.holds("stalled"),
+            "heldBetweenRows": self.gate.waiting,
             "fault": self.fault.outcome if self.fault else None,
             "timeline": self.timeline,
         }

@@ -77,6 +77,7 @@ class Lifecycle:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._updates.clear()
+        self._wakeups.clear()
         self._slots.clear()
         self._queues.clear()
 

@@ -239,6 +239,11 @@ class JobProcessor:
 
             for index, row in enumerate(source.rows()):
                 if stopped_by is None:
+                    if interval and not _carried(row) and (stop_at is None or index < stop_at):
+                        next_row_at += interval
+                        delay = next_row_at - time.monotonic()
+                        if delay > 0:
+                            time.sleep(delay)  # the configured pace of the emulated service
                     if job.gate.wait_open():  # paused or stalled: no row moves until it is let go
                         next_row_at = time.monotonic()
                     if job.gate.cancelled:
@@ -253,11 +258,6 @@ class JobProcessor:
                     counts.incomplete += 1
                     emit({key: value for key, value in row.items() if key not in ("response", "status")})
                 else:
-                    if interval:
-                        next_row_at += interval
-                        delay = next_row_at - time.monotonic()
-                        if delay > 0:
-                            time.sleep(delay)  # the configured pace of the emulated service
                     emit(self._infer(job, row, counts))
             rng.shuffle(buffer)
             for item in buffer:

@@ -3,6 +3,29 @@
 Every success is HTTP 200 with a JSON body (the SDK accepts nothing else); every error is a
 google.rpc.Status `{"error": {code, message, status}}`. A request without a bearer token is refused
 with 401, as Vertex refuses it. Requests are counted by method and status code for `stats`.
+
+The control API (no token needed):
+
+| call | does |
+|---|---|
+| `GET /emulator/v1/jobs` | `{"jobs": [...]}`: every job as the emulator sees it (`Job.describe`), oldest first |
+| `GET /emulator/v1/jobs/{id}` | one job, the same way |
+| `POST /emulator/v1/jobs/{id}:pause` | RUNNING -> PAUSED: no further row runs, the counts stay as they are |
+| `POST /emulator/v1/jobs/{id}:unpause` | PAUSED -> RUNNING: the rows go on from where they stopped |
+| `POST /emulator/v1/jobs/{id}:update` | RUNNING -> UPDATING for `{"seconds": S}` (default 1), then RUNNING |
+| `POST /emulator/v1/jobs/{id}:stall` | the job keeps its state but makes no progress: no row runs and it does not end |
+| `POST /emulator/v1/jobs/{id}:unstall` | the stalled job goes on |
+| `GET /emulator/v1/stats` | requests by method and HTTP code, rows by outcome |
+| `GET, POST, DELETE /emulator/v1/faults` | the fault plan: read, add to, clear (`faults`) |
+| `POST /emulator/v1/reset` | forget every job, fault and count; abandon held requests |
+| `GET, PUT /emulator/v1/config` | the settings (`config`) |
+
+The job calls answer the job as `GET /emulator/v1/jobs/{id}` does; an unknown id is 404, a job in
+the wrong state 400 FAILED_PRECONDITION (pause and update need RUNNING, unpause PAUSED; stall needs
+a job that has not ended, unstall a stalled one). A job not yet running when stalled goes on to
+RUNNING and stops before its first row. Rows go on while a job is UPDATING. A paused, updating or
+stalled job does not end until it is let go, unless it is cancelled: a cancel stops it (an
+UPDATING job goes back to RUNNING first, then CANCELLING).
 """
 
 from __future__ import annotations
@@ -22,6 +45,7 @@ from .filtering import FilterError
 PREFIX = "/{version}/projects/{project}/locations/{location}/batchPredictionJobs"
 VERSIONS = ("v1", "v1beta1")
 ENGINE = web.AppKey("engine", Engine)
+JOB_ACTIONS = ("pause", "unpause", "update", "stall", "unstall")  # the control API's calls on a job
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -147,6 +171,29 @@ async def control_jobs(request: web.Request) -> web.Response:
     return _json({"jobs": [job.describe() for job in jobs]})
 
 
+async def control_job(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    job_id, _, action = request.match_info["job"].partition(":")
+    job = engine.job(job_id)
+    lifecycle = engine.lifecycle
+    if request.method == "GET" and not action:
+        return _json(job.describe())
+    if request.method != "POST" or action not in JOB_ACTIONS:
+        raise ApiError(404, f"The requested URL {request.path} was not found on this server.")
+    if action == "update":
+        lifecycle.update(job, _seconds(await _body(request)))
+    else:
+        getattr(lifecycle, action)(job)
+    return _json(job.describe())
+
+
+def _seconds(body: Any) -> float:
+    seconds = body.get("seconds", 1.0) if isinstance(body, dict) else None
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+        raise ApiError(400, 'The body of :update must be {"seconds": <a number, 0 or more>}.')
+    return float(seconds)
+
+
 async def control_stats(request: web.Request) -> web.Response:
     by_method: dict[str, dict[str, int]] = {}
     for (method, code), count in sorted(request.app[ENGINE].stats.items()):
@@ -192,6 +239,7 @@ def create_app(engine: Engine) -> web.Application:
     app.router.add_route("GET", PREFIX, list_jobs)
     app.router.add_route("*", PREFIX + "/{job}", job_item)
     app.router.add_route("GET", "/emulator/v1/jobs", control_jobs)
+    app.router.add_route("*", "/emulator/v1/jobs/{job}", control_job)
     app.router.add_route("GET", "/emulator/v1/stats", control_stats)
     app.router.add_route("*", "/emulator/v1/faults", control_faults)
     app.router.add_route("POST", "/emulator/v1/reset", control_reset)

@@ -10,6 +10,7 @@ import itertools
 import uuid
 from typing import Any
 
+import aiohttp
 import pytest
 from google.genai import errors, types
 from test_vertex_emulator import control, finished, submit
@@ -194,3 +195,185 @@ async def test_a_job_queued_past_the_queue_limit_expires_while_the_first_runs(ve
     assert (await client.aio.batches.get(name=running.name)).state == types.JobState.JOB_STATE_RUNNING
     done = await finished(client, running.name)
     assert done.state == types.JobState.JOB_STATE_SUCCEEDED and done.completion_stats.successful_count == 30
+
+
+# ---------------------------------------------------------------- PAUSED, UPDATING and a stalled job
+
+QUIET_WINDOW = 0.5  # seconds in which a job let go would run 25 rows at 50 rows a second
+
+
+async def running_job(url: str, engine: Any, bucket: Any, rows: int = 100) -> tuple[Any, str, Any]:
+    """A job running 50 rows a second, caught with some rows done: (client, job name, emulated job)."""
+    await control(url, "PUT", "/emulator/v1/config", {"rowsPerSecond": 50})
+    client = genai_client(url)
+    job = await submit(client, write_jsonl(bucket, "in.jsonl", requests_rows(rows)), bucket)
+    emulated = engine.jobs[job.name.rsplit("/", 1)[-1]]
+    await eventually(lambda: emulated.counts and emulated.counts.processed >= 3, message="rows being processed")
+    return client, job.name, emulated
+
+
+async def job_call(url: str, name: str, action: str, body: Any = None) -> dict[str, Any]:
+    return await control(url, "POST", f"/emulator/v1/jobs/{name.rsplit('/', 1)[-1]}:{action}", body)
+
+
+async def held_between_rows(url: str, name: str) -> dict[str, Any]:
+    """Wait until the worker has stopped at the gate: no row of the job is running any more."""
+    path = f"/emulator/v1/jobs/{name.rsplit('/', 1)[-1]}"
+    return await eventually(
+        lambda: _if_held(control(url, "GET", path)), timeout=5, message="the worker waits between rows"
+    )
+
+
+async def _if_held(described_job: Any) -> dict[str, Any] | None:
+    job = await described_job
+    return job if job["heldBetweenRows"] else None
+
+
+async def test_a_paused_job_keeps_its_counts_and_goes_on_when_unpaused(vertex: Any, bucket: Any, gcs: Any) -> None:
+    url, engine = vertex
+    client, name, _ = await running_job(url, engine, bucket)
+    paused = await job_call(url, name, "pause")
+    assert paused["state"] == "JOB_STATE_PAUSED"
+    frozen = (await held_between_rows(url, name))["completionStats"]
+    seen = await client.aio.batches.get(name=name)
+    assert seen.state == types.JobState.JOB_STATE_PAUSED and seen.completion_stats.successful_count >= 3
+    await asyncio.sleep(QUIET_WINDOW)  # observing that nothing happens takes a while
+    still = await client.aio.batches.get(name=name)
+    assert still.state == types.JobState.JOB_STATE_PAUSED
+    assert still.completion_stats.successful_count == frozen["successful"] == seen.completion_stats.successful_count
+    assert (await described(url, name))["completionStats"] == frozen
+
+    assert (await job_call(url, name, "unpause"))["state"] == "JOB_STATE_RUNNING"
+    done = await finished(client, name)
+    assert done.state == types.JobState.JOB_STATE_SUCCEEDED and done.completion_stats.successful_count == 100
+    assert done.completion_stats.incomplete_count is None, "every row ran once the job went on"
+    assert states(await described(url, name)) == ["PENDING", "RUNNING", "PAUSED", "RUNNING", "SUCCEEDED"]
+
+
+async def test_a_paused_job_can_be_cancelled(vertex: Any, bucket: Any) -> None:
+    url, engine = vertex
+    client, name, _ = await running_job(url, engine, bucket)
+    await job_call(url, name, "pause")
+    await client.aio.batches.cancel(name=name)
+    done = await finished(client, name)
+    assert done.state == types.JobState.JOB_STATE_CANCELLED and done.completion_stats.incomplete_count > 0
+    assert states(await described(url, name)) == ["PENDING", "RUNNING", "PAUSED", "CANCELLING", "CANCELLED"]
+
+
+async def test_an_updating_job_goes_back_to_running_and_does_not_end_meanwhile(vertex: Any, bucket: Any) -> None:
+    url, engine = vertex
+    client, name, emulated = await running_job(url, engine, bucket, rows=10)
+    assert (await job_call(url, name, "update", {"seconds": 0.8}))["state"] == "JOB_STATE_UPDATING"
+    assert (await client.aio.batches.get(name=name)).state == types.JobState.JOB_STATE_UPDATING
+    await eventually(lambda: emulated.counts.processed == 10, message="rows go on while UPDATING")
+    done = await finished(client, name)
+    assert done.state == types.JobState.JOB_STATE_SUCCEEDED and done.completion_stats.successful_count == 10
+    history = await described(url, name)
+    assert states(history) == ["PENDING", "RUNNING", "UPDATING", "RUNNING", "SUCCEEDED"]
+    assert seconds_in(history, "UPDATING") >= 0.8
+
+
+async def test_a_cancel_while_updating_waits_for_running_then_cancels(vertex: Any, bucket: Any) -> None:
+    url, engine = vertex
+    client, name, _ = await running_job(url, engine, bucket)
+    await job_call(url, name, "update", {"seconds": 0.3})
+    await client.aio.batches.cancel(name=name)
+    assert (await client.aio.batches.get(name=name)).state == types.JobState.JOB_STATE_UPDATING
+    done = await finished(client, name)
+    assert done.state == types.JobState.JOB_STATE_CANCELLED
+    assert states(await described(url, name)) == [
+        "PENDING",
+        "RUNNING",
+        "UPDATING",
+        "RUNNING",
+        "CANCELLING",
+        "CANCELLED",
+    ], "UPDATING goes back to RUNNING only; CANCELLING follows"
+
+
+async def test_a_stalled_job_stays_running_with_frozen_counts(vertex: Any, bucket: Any) -> None:
+    url, engine = vertex
+    client, name, _ = await running_job(url, engine, bucket)
+    stalled = await job_call(url, name, "stall")
+    assert stalled["state"] == "JOB_STATE_RUNNING" and stalled["stalled"] is True
+    frozen = (await held_between_rows(url, name))["completionStats"]
+    await asyncio.sleep(QUIET_WINDOW)  # observing that nothing happens takes a while
+    still = await client.aio.batches.get(name=name)
+    assert still.state == types.JobState.JOB_STATE_RUNNING
+    assert still.completion_stats.successful_count == frozen["successful"]
+    assert (await described(url, name))["completionStats"] == frozen
+
+    unstalled = await job_call(url, name, "unstall")
+    assert unstalled["stalled"] is False
+    done = await finished(client, name)
+    assert done.state == types.JobState.JOB_STATE_SUCCEEDED and done.completion_stats.successful_count == 100
+    assert states(await described(url, name)) == ["PENDING", "RUNNING", "SUCCEEDED"]
+
+
+async def test_a_job_stalled_before_it_runs_never_starts_rows_and_can_be_cancelled(vertex: Any, bucket: Any) -> None:
+    url, _ = vertex
+    client = genai_client(url)
+    job = await submit(client, write_jsonl(bucket, "in.jsonl", requests_rows(5)), bucket)
+    await job_call(url, job.name, "stall")
+    held = await held_between_rows(url, job.name)
+    assert held["state"] == "JOB_STATE_RUNNING" and held["rows"]["processed"] == 0
+    assert held["startTime"] is not None, "it went on to RUNNING"
+    await client.aio.batches.cancel(name=job.name)
+    done = await finished(client, job.name)
+    assert done.state == types.JobState.JOB_STATE_CANCELLED and done.completion_stats.incomplete_count == 5
+
+
+async def test_reset_releases_a_held_worker(vertex: Any, bucket: Any) -> None:
+    url, engine = vertex
+    _, name, emulated = await running_job(url, engine, bucket)
+    await job_call(url, name, "pause")
+    await held_between_rows(url, name)
+    await asyncio.wait_for(control(url, "POST", "/emulator/v1/reset"), 5)
+    assert engine.jobs == {}
+    await eventually(lambda: not emulated.gate.waiting, timeout=5, message="the worker left the gate")
+
+
+async def test_job_calls_in_the_wrong_state_are_refused(vertex: Any, bucket: Any) -> None:
+    url, _ = vertex
+    await control(url, "PUT", "/emulator/v1/config", {"queueSeconds": 60})
+    client = genai_client(url)
+    job = await submit(client, write_jsonl(bucket, "in.jsonl", requests_rows(1)), bucket)
+    path = f"/emulator/v1/jobs/{job.name.rsplit('/', 1)[-1]}"
+    refusals = [
+        (f"{path}:pause", None, 400, "FAILED_PRECONDITION", "in state JOB_STATE_PENDING"),
+        (f"{path}:unpause", None, 400, "FAILED_PRECONDITION", "only a JOB_STATE_PAUSED job"),
+        (f"{path}:update", {"seconds": 1}, 400, "FAILED_PRECONDITION", "only a JOB_STATE_RUNNING job"),
+        (f"{path}:unstall", None, 400, "FAILED_PRECONDITION", "is not stalled"),
+        (f"{path}:explode", None, 404, "NOT_FOUND", "not found"),
+        ("/emulator/v1/jobs/123:pause", None, 404, "NOT_FOUND", "123"),
+    ]
+    async with aiohttp.ClientSession() as session:
+        for call, body, code, status, text in refusals:
+            async with session.post(url + call, json=body) as response:
+                error = (await response.json())["error"]
+                assert (response.status, error["status"]) == (code, status), call
+                assert text in error["message"], (call, error["message"])
+    await job_call(url, job.name, "stall")
+    async with aiohttp.ClientSession() as session, session.post(f"{url}{path}:stall") as again:
+        assert again.status == 400 and "stalled already" in (await again.json())["error"]["message"]
+    await control(url, "PUT", "/emulator/v1/config", {"queueSeconds": 0.05})
+    await held_between_rows(url, job.name)
+    async with aiohttp.ClientSession() as session, session.post(f"{url}{path}:update", json={"seconds": -1}) as bad:
+        assert bad.status == 400 and "seconds" in (await bad.json())["error"]["message"]
+
+
+async def test_config_describes_and_checks_the_new_keys(vertex: Any) -> None:
+    url, engine = vertex
+    config = await control(url, "GET", "/emulator/v1/config")
+    assert {key: config[key] for key in ("cancellingSeconds", "maxRunningJobsPerProject", "queueLimitSeconds")} == {
+        "cancellingSeconds": 0.5,
+        "maxRunningJobsPerProject": 0,
+        "queueLimitSeconds": 259200.0,
+    }
+    for bad in ({"cancellingSeconds": -1}, {"maxRunningJobsPerProject": "many"}, {"queueLimit": 5}):
+        async with aiohttp.ClientSession() as session, session.put(url + "/emulator/v1/config", json=bad) as response:
+            assert response.status == 400, bad
+    mixed = {"queueSeconds": 3, "cancellingSeconds": -1}
+    async with aiohttp.ClientSession() as session, session.put(url + "/emulator/v1/config", json=mixed) as response:
+        assert response.status == 400
+    assert engine.config.queue_seconds == 0.05, "a refused update changes nothing"
