@@ -16,7 +16,8 @@ import signal
 import sys
 
 from . import bigquery as bq
-from .engine import Config, Engine
+from .config import QUEUE_LIMIT_SECONDS, Config
+from .engine import Engine
 from .rest import serve
 from .storage import Storage, make_client
 
@@ -27,6 +28,9 @@ async def run(args: argparse.Namespace) -> None:
         min_run_seconds=args.min_run_seconds,
         rows_per_second=args.rows_per_second,
         cache_threshold_tokens=args.cache_threshold_tokens,
+        cancelling_seconds=args.cancelling_seconds,
+        max_running_jobs_per_project=args.max_running_jobs_per_project,
+        queue_limit_seconds=args.queue_limit_seconds,
     )
     bigquery = bq.BigQuery(bq.make_client(args.bigquery_endpoint)) if args.bigquery_endpoint else None
     engine = Engine(Storage(make_client(args.gcs_endpoint)), config, bigquery)
@@ -61,6 +65,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows-per-second", type=float, default=0.0, help="processing pace; 0 is unlimited")
     parser.add_argument(
         "--cache-threshold-tokens", type=int, default=2048, help="shared prompt prefix needed for an implicit-cache hit"
+    )
+    parser.add_argument("--cancelling-seconds", type=float, default=0.5, help="time a cancelled job spends CANCELLING")
+    parser.add_argument(
+        "--max-running-jobs-per-project",
+        type=int,
+        default=0,
+        help="jobs of a project PENDING or later at once, the rest QUEUED; 0 is no limit",
+    )
+    parser.add_argument(
+        "--queue-limit-seconds",
+        type=float,
+        default=QUEUE_LIMIT_SECONDS,
+        help="time a job may wait QUEUED or PENDING before it ends EXPIRED (default 72 h)",
     )
     args = parser.parse_args(argv)
     if not args.gcs_endpoint:

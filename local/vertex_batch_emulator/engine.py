@@ -1,11 +1,9 @@
-"""Batch prediction jobs: the registry and the lifecycle.
+"""Batch prediction jobs: the registry and the REST methods on them.
 
-The engine holds the jobs and answers the REST methods on them (create, get, list, cancel, delete).
-Each job goes PENDING -> RUNNING -> a terminal state at the configured pace: it queues for
-`queue_seconds`, is processed in a worker thread (`processing`, as the Google clients are
-synchronous), and stays RUNNING at least `min_run_seconds`. When it starts running it is given its
-output location: a new Cloud Storage directory, or a BigQuery table (the named one, or a new
-`predictions_<timestamp>` in the named dataset). Create bodies arrive checked, from `validation`.
+The engine holds the jobs, the fault plan, the statistics and the implicit cache, and answers the
+REST methods (create, get, list, cancel, delete) and the control API's calls on jobs. Each job's
+way through its states (queue, pending, running, cancelling, pause, update, stall) is the
+`lifecycle`'s; its rows are run by `processing`. Create bodies arrive checked, from `validation`.
 """
 
 from __future__ import annotations
@@ -14,63 +12,19 @@ import asyncio
 import itertools
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 from . import bigquery as bq
 from . import inference
+from .config import Config
 from .errors import ApiError
 from .faults import FaultPlan
 from .filtering import compile_filter
 from .jobs import TERMINAL, Job, project_number, rfc3339, utcnow
-from .processing import JobProcessor, Outcome
+from .lifecycle import Lifecycle
+from .processing import JobProcessor
 from .storage import Storage
 from .validation import parse_create_body
-
-DEFAULT_MODELS = frozenset(
-    {
-        "gemini-2.0-flash-001",
-        "gemini-2.0-flash-lite-001",
-        "gemini-2.5-flash",
-        "gemini-2.5-flash-lite",
-        "gemini-2.5-pro",
-        "gemini-3-flash-preview",
-        "gemini-3-pro-preview",
-    }
-)
-
-
-@dataclass
-class Config:
-    queue_seconds: float = 1.0
-    min_run_seconds: float = 1.0
-    rows_per_second: float = 0.0  # 0: as fast as the machine goes
-    cache_threshold_tokens: int = 2048
-    models: set[str] = field(default_factory=lambda: set(DEFAULT_MODELS))
-
-    def update(self, values: dict[str, Any]) -> None:
-        mapping = {
-            "queueSeconds": "queue_seconds",
-            "minRunSeconds": "min_run_seconds",
-            "rowsPerSecond": "rows_per_second",
-            "cacheThresholdTokens": "cache_threshold_tokens",
-        }
-        for key, value in values.items():
-            if key == "models":
-                self.models = set(value)
-            elif key in mapping:
-                setattr(self, mapping[key], type(getattr(self, mapping[key]))(value))
-            else:
-                raise ValueError(f"unknown config key {key!r}")
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "queueSeconds": self.queue_seconds,
-            "minRunSeconds": self.min_run_seconds,
-            "rowsPerSecond": self.rows_per_second,
-            "cacheThresholdTokens": self.cache_threshold_tokens,
-            "models": sorted(self.models),
-        }
 
 
 class Engine:
@@ -85,8 +39,8 @@ class Engine:
         self.stats: Counter[tuple[str, int]] = Counter()
         self.cache = inference.ImplicitCache(self.config.cache_threshold_tokens)
         self._ids = itertools.count(int(time.time()) * 10**9 % 10**18 + 10**18)
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._processor = JobProcessor(self)
+        self.lifecycle = Lifecycle(lambda: self.config, JobProcessor(self))
+        self._holds_released = asyncio.Event()
 
     @property
     def storage(self) -> Storage:
@@ -102,14 +56,25 @@ class Engine:
             self._bigquery = bq.BigQuery(bq.make_client())
         return self._bigquery
 
-    # ------------------------------------------------------------ lifecycle
+    # ------------------------------------------------------------ held requests, reset, config
+
+    async def hold(self, seconds: float) -> bool:
+        """Hold a received request for `seconds`; False when a reset or shutdown released it first."""
+        released = self._holds_released
+        try:
+            await asyncio.wait_for(released.wait(), seconds)
+        except TimeoutError:
+            return True
+        return False
+
+    def release_holds(self) -> None:
+        """Abandon every request held so far; later ones are held anew."""
+        self._holds_released.set()
+        self._holds_released = asyncio.Event()
 
     async def reset(self) -> None:
-        for job in self.jobs.values():
-            job.cancel_requested.set()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.release_holds()
+        await self.lifecycle.stop(self.jobs.values())
         self.jobs.clear()
         self.faults.clear()
         self.stats.clear()
@@ -117,7 +82,7 @@ class Engine:
 
     async def drain(self) -> None:
         """Wait until every job created so far has reached a terminal state."""
-        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.lifecycle.drain()
 
     async def close(self) -> None:
         await self.reset()
@@ -125,6 +90,7 @@ class Engine:
     def apply_config(self, values: dict[str, Any]) -> None:
         self.config.update(values)
         self.cache.threshold_tokens = self.config.cache_threshold_tokens
+        self.lifecycle.reconfigured()
 
     # ------------------------------------------------------------ the REST methods
 
@@ -145,12 +111,15 @@ class Engine:
             update_time=now,
         )
         job.fault = self.faults.take_job_fault(request.display_name, job.labels)
-        job.timeline.append({"state": job.state, "time": rfc3339(now)})
         self.jobs[job.id] = job
-        task = asyncio.get_running_loop().create_task(self._run(job))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.lifecycle.start(job)
         return job
+
+    def job(self, job_id: str) -> Job:
+        """A job by id alone, for the control API."""
+        if job_id not in self.jobs:
+            raise ApiError(404, f"No BatchPredictionJob {job_id}.")
+        return self.jobs[job_id]
 
     def get(self, project: str, location: str, job_id: str) -> Job:
         job = self.jobs.get(job_id)
@@ -189,14 +158,7 @@ class Engine:
         return matched, None
 
     def cancel(self, project: str, location: str, job_id: str) -> None:
-        job = self.get(project, location, job_id)
-        if job.state in TERMINAL:
-            raise ApiError(
-                400, f"Cannot cancel BatchPredictionJob {job.name} in state {job.state}.", "FAILED_PRECONDITION"
-            )
-        job.cancel_requested.set()
-        if job.state == "JOB_STATE_RUNNING":
-            job.move("JOB_STATE_CANCELLING")
+        self.lifecycle.cancel(self.get(project, location, job_id))
 
     def delete(self, project: str, location: str, job_id: str) -> dict[str, Any]:
         job = self.get(project, location, job_id)
@@ -218,43 +180,3 @@ class Engine:
             "done": True,
             "response": {"@type": "type.googleapis.com/google.protobuf.Empty"},
         }
-
-    # ------------------------------------------------------------ the state machine
-
-    async def _wait_or_cancel(self, job: Job, seconds: float) -> bool:
-        """Wait up to `seconds`; True when a cancel came in meanwhile."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if job.cancel_requested.is_set():
-                return True
-            await asyncio.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
-        return job.cancel_requested.is_set()
-
-    async def _run(self, job: Job) -> None:
-        cancelled = await self._wait_or_cancel(job, self.config.queue_seconds)
-        if cancelled:
-            job.error = {"code": 1, "message": "CANCELED"}
-            job.move("JOB_STATE_CANCELLED")
-            return
-        if job.fault and job.fault.outcome == "EXPIRED":
-            job.move("JOB_STATE_EXPIRED")
-            return
-        started = time.monotonic()
-        job.move("JOB_STATE_RUNNING")
-        start = job.start_time or utcnow()
-        if job.writes_bigquery:
-            target = bq.BqPath.parse(job.output_prefix)
-            table = target.table or f"predictions_{start.strftime('%Y_%m_%dT%H_%M_%S_%fZ')}"
-            job.output_info = {"bigqueryOutputDataset": target.dataset_uri, "bigqueryOutputTable": table}
-        else:
-            stamp = start.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            job.output_info = {"gcsOutputDirectory": f"{job.output_prefix.rstrip('/')}/prediction-model-{stamp}"}
-        try:
-            outcome = await asyncio.to_thread(self._processor.process, job)
-        except Exception as error:  # an emulator bug must not leave a job RUNNING forever
-            outcome = Outcome("JOB_STATE_FAILED", {"code": 13, "message": f"System error: {error!r}"})
-        remaining = self.config.min_run_seconds - (time.monotonic() - started)
-        if remaining > 0 and outcome.state == "JOB_STATE_SUCCEEDED" and await self._wait_or_cancel(job, remaining):
-            outcome = Outcome("JOB_STATE_CANCELLED", {"code": 1, "message": "CANCELED"})
-        job.error = outcome.error
-        job.move(outcome.state)

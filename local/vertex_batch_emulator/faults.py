@@ -15,7 +15,9 @@
 }
 ```
 Job faults apply to the next `count` (default 1) created jobs that match; API faults to the next
-`count` calls of the method (`create`, `get`, `list`, `cancel`, `delete`).
+`count` calls of the method (`create`, `get`, `list`, `cancel`, `delete`). A hang holds the call
+after its request has been read and then carries it out (and answers `code`, if given), whether
+or not the client is still waiting: a create whose client timed out still makes its job.
 """
 
 from __future__ import annotations

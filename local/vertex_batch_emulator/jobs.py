@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,60 @@ def project_number(project: str) -> str:
     if project.isdigit():
         return project
     return str(100_000_000_000 + int(hashlib.sha256(project.encode()).hexdigest(), 16) % 900_000_000_000)
+
+
+class Gate:
+    """Where a job's worker thread waits between rows while the job is held (paused, stalled).
+
+    The worker waits on a condition, not in a sleep loop; every release wakes it. A cancel opens
+    the gate for good, whatever holds it, so a held worker stops at once: reset and shutdown cancel
+    every job, and so never wait for a held one.
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._holds: set[str] = set()
+        self._cancelled = False
+        self._waiting = False
+
+    @property
+    def waiting(self) -> bool:
+        """The worker is waiting here now: no row of the job is running."""
+        return self._waiting
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def cancel(self) -> None:
+        with self._condition:
+            self._cancelled = True
+            self._condition.notify_all()
+
+    def hold(self, reason: str) -> None:
+        with self._condition:
+            self._holds.add(reason)
+
+    def release(self, reason: str) -> None:
+        with self._condition:
+            self._holds.discard(reason)
+            self._condition.notify_all()
+
+    def holds(self, reason: str) -> bool:
+        with self._condition:
+            return reason in self._holds
+
+    def wait_open(self) -> bool:
+        """Block while the gate is held and not cancelled; True when it blocked."""
+        with self._condition:
+            if self._cancelled or not self._holds:
+                return False
+            self._waiting = True
+            try:
+                self._condition.wait_for(lambda: self._cancelled or not self._holds)
+            finally:
+                self._waiting = False
+            return True
 
 
 @dataclass
@@ -72,7 +127,9 @@ class Job:
     output_info: dict[str, str] | None = None
     counts: Counts | None = None
     timeline: list[dict[str, str]] = field(default_factory=list)
-    cancel_requested: threading.Event = field(default_factory=threading.Event)
+    gate: Gate = field(default_factory=Gate, repr=False, compare=False)
+    queued_at: float = field(default_factory=time.monotonic)  # when it began to wait, for the queue limit
+    cancelling_since: float | None = None  # when it entered CANCELLING
 
     @property
     def name(self) -> str:
@@ -173,6 +230,8 @@ class Job:
             },
             "rows": {"processed": counts.processed, "carried": counts.carried},
             "error": self.error,
+            "stalled": self.gate.holds("stalled"),
+            "heldBetweenRows": self.gate.waiting,
             "fault": self.fault.outcome if self.fault else None,
             "timeline": self.timeline,
         }

@@ -6,7 +6,9 @@ buffer so rows come out in a different order than they went in, as on Vertex. In
 Cloud Storage or a BigQuery table; output is `predictions.jsonl` in a new Cloud Storage directory,
 or a BigQuery table. Rows that already hold a successful response (a previous job's output, fed
 back to resume it) pass through untouched and unbilled; rows that failed or never ran are run.
-Nothing here moves a job between states: it returns an `Outcome`, and the engine applies it.
+Between rows the worker waits at the job's `Gate` while the job is paused or stalled, so its counts
+stay where they are. Nothing here moves a job between states: it returns an `Outcome`, and the
+lifecycle applies it.
 """
 
 from __future__ import annotations
@@ -237,7 +239,14 @@ class JobProcessor:
 
             for index, row in enumerate(source.rows()):
                 if stopped_by is None:
-                    if job.cancel_requested.is_set():
+                    if interval and not _carried(row) and (stop_at is None or index < stop_at):
+                        next_row_at += interval
+                        delay = next_row_at - time.monotonic()
+                        if delay > 0:
+                            time.sleep(delay)  # the configured pace of the emulated service
+                    if job.gate.wait_open():  # paused or stalled: no row moves until it is let go
+                        next_row_at = time.monotonic()
+                    if job.gate.cancelled:
                         stopped_by = "cancel"
                     elif stop_at is not None and index >= stop_at:
                         stopped_by = "fault"
@@ -249,11 +258,6 @@ class JobProcessor:
                     counts.incomplete += 1
                     emit({key: value for key, value in row.items() if key not in ("response", "status")})
                 else:
-                    if interval:
-                        next_row_at += interval
-                        delay = next_row_at - time.monotonic()
-                        if delay > 0:
-                            time.sleep(delay)  # the configured pace of the emulated service
                     emit(self._infer(job, row, counts))
             rng.shuffle(buffer)
             for item in buffer:

@@ -3,11 +3,33 @@
 Every success is HTTP 200 with a JSON body (the SDK accepts nothing else); every error is a
 google.rpc.Status `{"error": {code, message, status}}`. A request without a bearer token is refused
 with 401, as Vertex refuses it. Requests are counted by method and status code for `stats`.
+
+The control API (no token needed):
+
+| call | does |
+|---|---|
+| `GET /emulator/v1/jobs` | `{"jobs": [...]}`: every job as the emulator sees it (`Job.describe`), oldest first |
+| `GET /emulator/v1/jobs/{id}` | one job, the same way |
+| `POST /emulator/v1/jobs/{id}:pause` | RUNNING -> PAUSED: no further row runs, the counts stay as they are |
+| `POST /emulator/v1/jobs/{id}:unpause` | PAUSED -> RUNNING: the rows go on from where they stopped |
+| `POST /emulator/v1/jobs/{id}:update` | RUNNING -> UPDATING for `{"seconds": S}` (default 1), then RUNNING |
+| `POST /emulator/v1/jobs/{id}:stall` | the job keeps its state but makes no progress: no row runs and it does not end |
+| `POST /emulator/v1/jobs/{id}:unstall` | the stalled job goes on |
+| `GET /emulator/v1/stats` | requests by method and HTTP code, rows by outcome |
+| `GET, POST, DELETE /emulator/v1/faults` | the fault plan: read, add to, clear (`faults`) |
+| `POST /emulator/v1/reset` | forget every job, fault and count; abandon held requests |
+| `GET, PUT /emulator/v1/config` | the settings (`config`) |
+
+The job calls answer the job as `GET /emulator/v1/jobs/{id}` does; an unknown id is 404, a job in
+the wrong state 400 FAILED_PRECONDITION (pause and update need RUNNING, unpause PAUSED; stall needs
+a job that has not ended, unstall a stalled one). A job not yet running when stalled goes on to
+RUNNING and stops before its first row. Rows go on while a job is UPDATING. A paused, updating or
+stalled job does not end until it is let go, unless it is cancelled: a cancel stops it (an
+UPDATING job goes back to RUNNING first, then CANCELLING).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,6 +45,7 @@ from .filtering import FilterError
 PREFIX = "/{version}/projects/{project}/locations/{location}/batchPredictionJobs"
 VERSIONS = ("v1", "v1beta1")
 ENGINE = web.AppKey("engine", Engine)
+JOB_ACTIONS = ("pause", "unpause", "update", "stall", "unstall")  # the control API's calls on a job
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -60,7 +83,7 @@ async def api_middleware(
             fault = engine.faults.take_api_fault(method)
             if fault is not None:
                 if fault.hang_seconds:
-                    await asyncio.sleep(fault.hang_seconds)  # an injected slow call, for client timeouts
+                    await _hold(request, engine, fault.hang_seconds)
                 if fault.code is not None:
                     raise ApiError(fault.code, fault.message or f"Injected fault for {method}.")
         response = await handler(request)
@@ -73,11 +96,24 @@ async def api_middleware(
     return response
 
 
+async def _hold(request: web.Request, engine: Engine, seconds: float) -> None:
+    """An injected slow call. The request is read whole first and then held, so it is carried out
+    whether or not its client is still there, as a real server carries out what it has received
+    (the server never cancels handlers: see `serve`). A reset or shutdown abandons it unanswered."""
+    if request.body_exists:
+        await request.read()  # aiohttp keeps it for the handler's own read (`_body`)
+    if not await engine.hold(seconds):
+        raise ApiError(503, "The request was abandoned: the emulator was reset or is shutting down.")
+
+
 async def _body(request: web.Request) -> Any:
-    if not request.can_read_body:
+    """The JSON body, `{}` when there is none. Read from aiohttp's copy when `_hold` read it already:
+    by then a client that went away has left the stream at its end."""
+    raw = await request.read() if request.body_exists else b""
+    if not raw.strip():
         return {}
     try:
-        return await request.json()
+        return json.loads(raw)
     except ValueError:
         raise ApiError(400, "Invalid JSON payload received.") from None
 
@@ -135,6 +171,29 @@ async def control_jobs(request: web.Request) -> web.Response:
     return _json({"jobs": [job.describe() for job in jobs]})
 
 
+async def control_job(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    job_id, _, action = request.match_info["job"].partition(":")
+    job = engine.job(job_id)
+    lifecycle = engine.lifecycle
+    if request.method == "GET" and not action:
+        return _json(job.describe())
+    if request.method != "POST" or action not in JOB_ACTIONS:
+        raise ApiError(404, f"The requested URL {request.path} was not found on this server.")
+    if action == "update":
+        lifecycle.update(job, _seconds(await _body(request)))
+    else:
+        getattr(lifecycle, action)(job)
+    return _json(job.describe())
+
+
+def _seconds(body: Any) -> float:
+    seconds = body.get("seconds", 1.0) if isinstance(body, dict) else None
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+        raise ApiError(400, 'The body of :update must be {"seconds": <a number, 0 or more>}.')
+    return float(seconds)
+
+
 async def control_stats(request: web.Request) -> web.Response:
     by_method: dict[str, dict[str, int]] = {}
     for (method, code), count in sorted(request.app[ENGINE].stats.items()):
@@ -169,6 +228,10 @@ async def control_config(request: web.Request) -> web.Response:
     return _json(engine.config.describe())
 
 
+async def _release_holds(app: web.Application) -> None:
+    app[ENGINE].release_holds()
+
+
 def create_app(engine: Engine) -> web.Application:
     app = web.Application(middlewares=[api_middleware], client_max_size=16 << 20)
     app[ENGINE] = engine
@@ -176,10 +239,12 @@ def create_app(engine: Engine) -> web.Application:
     app.router.add_route("GET", PREFIX, list_jobs)
     app.router.add_route("*", PREFIX + "/{job}", job_item)
     app.router.add_route("GET", "/emulator/v1/jobs", control_jobs)
+    app.router.add_route("*", "/emulator/v1/jobs/{job}", control_job)
     app.router.add_route("GET", "/emulator/v1/stats", control_stats)
     app.router.add_route("*", "/emulator/v1/faults", control_faults)
     app.router.add_route("POST", "/emulator/v1/reset", control_reset)
     app.router.add_route("*", "/emulator/v1/config", control_config)
+    app.on_shutdown.append(_release_holds)
     app.on_cleanup.append(lambda _: engine.close())
     return app
 
@@ -190,8 +255,10 @@ async def serve(
 ) -> AsyncIterator[tuple[str, Engine]]:
     """Run the emulator in this event loop (tests, the local stack); yields its base URL and engine."""
     engine = engine or Engine(config=config)
-    # Injected hangs may outlive their client (a killed operator); shutting down must not wait for them.
-    runner = web.AppRunner(create_app(engine), access_log=None, shutdown_timeout=1.0)
+    # A held request outlives its client (a killed operator, a client timeout) and is still carried
+    # out: handlers are never cancelled when a client goes. Shutting down first releases the held
+    # requests (`on_shutdown`), so it does not wait for them.
+    runner = web.AppRunner(create_app(engine), access_log=None, shutdown_timeout=1.0, handler_cancellation=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
