@@ -61,6 +61,7 @@ SAMPLES = [
     "demo-project",
     "123456789012",
     "us-central1",
+    "us-central1-a",
     "US Central",
     "team",
     "Team",

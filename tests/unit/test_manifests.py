@@ -4,6 +4,7 @@ generated CRD (jsonschema for the OpenAPI schema, cel-python for the CEL rules),
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -211,3 +212,17 @@ def test_a_crd_the_apiserver_would_refuse_is_refused(node: dict[str, Any], expec
     is created); the stand-in refuses such a CRD too instead of judging values with Python's `re`."""
     with pytest.raises(ValueError, match=expected):
         CrdSchema({"type": "object", "properties": {"field": node}})
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [("spec.display_name", "x"), ("spec.output.gcs.uri_prefix", "gs://bkt/out/"), ("spec.resume.max_attempts", 2)],
+)
+def test_python_field_names_are_unknown_fields_as_on_the_cluster(
+    gcs_manifest: dict[str, Any], path: str, value: Any
+) -> None:
+    """The models accept their Python names when built in code; a manifest must use the wire names."""
+    _set(path, value)(gcs_manifest)
+    with pytest.raises(ValueError, match=rf"{re.escape(path)}: unknown field"):
+        api.parse_spec(gcs_manifest["spec"])
+    assert SCHEMA.admit(gcs_manifest)[1] == [path]

@@ -176,7 +176,11 @@ LOCATION_CHECKS = [
     Check(
         matches(LOCATION_PATTERN),
         "must be a Google Cloud location in lowercase, such as us-central1, europe-west4 or global",
-    )
+    ),
+    Check(
+        ~matches(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$"),
+        "is a zone, not a location: write its region, such as us-central1 for us-central1-a",
+    ),
 ]
 LABEL_VALUE_CHECKS = [
     Check(

@@ -143,9 +143,10 @@ class BatchInferenceJobSpec(ApiModel):
 def parse_spec(spec: dict[str, Any]) -> BatchInferenceJobSpec:
     """Validate a manifest's spec; raise `ValueError` with field-named messages.
 
-    Strict: a string is not a boolean and a float is not an integer, as in the CRD's schema.
+    Strict: a string is not a boolean and a float is not an integer, as in the CRD's schema. Only the
+    wire names count: `display_name` is an unknown field to the cluster, so it is one here too.
     """
     try:
-        return BatchInferenceJobSpec.model_validate(spec, strict=True)
+        return BatchInferenceJobSpec.model_validate(spec, strict=True, by_alias=True, by_name=False)
     except ValidationError as error:
         raise ValueError(format_validation_error(error)) from None
