@@ -146,10 +146,11 @@ def _string(checks: Sequence[Check], max_length: int, description: str) -> Any:
             raise ValueError(f"Invalid value: {json.dumps(value)}: {'; '.join(problems)}")
         return value
 
+    # The length first, then the checks: the apiserver runs CEL rules only on a schema-valid value.
     return Annotated[
         str,
-        AfterValidator(check),
         Field(max_length=max_length, description=description, json_schema_extra=cel.string_rules(checks)),
+        AfterValidator(check),
     ]
 
 
