@@ -2,7 +2,7 @@
 
 `crd.py` copies them into the CRD unchanged; the pydantic validators enforce the same rules in the
 operator, so a manifest is judged alike on the cluster and in the operator. A string rule is written
-once as a `Test` that renders itself as CEL and checks a value in Python, with the message users see.
+once as a `Predicate` that renders itself as CEL and checks a value in Python, with the message users see.
 """
 
 from __future__ import annotations
@@ -51,17 +51,17 @@ def immutable(field: str, optional: bool = False) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class Test:
+class Predicate:
     """A condition on a string: `cel(variable)` is its CEL text, `check(value)` its Python verdict."""
 
     cel: Callable[[str], str]
     check: Callable[[str], bool]
 
-    def __or__(self, other: Test) -> Test:
-        return Test(lambda v: f"({self.cel(v)} || {other.cel(v)})", lambda s: self.check(s) or other.check(s))
+    def __or__(self, other: Predicate) -> Predicate:
+        return Predicate(lambda v: f"({self.cel(v)} || {other.cel(v)})", lambda s: self.check(s) or other.check(s))
 
-    def __invert__(self) -> Test:
-        return Test(lambda v: f"!{self.cel(v)}", lambda s: not self.check(s))
+    def __invert__(self) -> Predicate:
+        return Predicate(lambda v: f"!{self.cel(v)}", lambda s: not self.check(s))
 
 
 def _python_regex(regex: str) -> re.Pattern[str]:
@@ -69,31 +69,31 @@ def _python_regex(regex: str) -> re.Pattern[str]:
     return re.compile(re.sub(r"(?<!\\)\$", r"\\Z", regex))
 
 
-def matches(regex: str) -> Test:
+def matches(regex: str) -> Predicate:
     """CEL's `matches`: an unanchored RE2 search. Written in the common subset of RE2 and Python `re`."""
     if "'" in regex:
         raise ValueError(f"regex {regex!r} would end its CEL raw string")
     compiled = _python_regex(regex)
-    return Test(lambda v: f"{v}.matches(r'{regex}')", lambda s: compiled.search(s) is not None)
+    return Predicate(lambda v: f"{v}.matches(r'{regex}')", lambda s: compiled.search(s) is not None)
 
 
 def _literal(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def starts_with(prefix: str) -> Test:
-    return Test(lambda v: f"{v}.startsWith({_literal(prefix)})", lambda s: s.startswith(prefix))
+def starts_with(prefix: str) -> Predicate:
+    return Predicate(lambda v: f"{v}.startsWith({_literal(prefix)})", lambda s: s.startswith(prefix))
 
 
-def contains(text: str) -> Test:
-    return Test(lambda v: f"{v}.contains({_literal(text)})", lambda s: text in s)
+def contains(text: str) -> Predicate:
+    return Predicate(lambda v: f"{v}.contains({_literal(text)})", lambda s: text in s)
 
 
 @dataclass(frozen=True)
 class Check:
     """A value passes when `ok` holds; otherwise users read `message`: what is wrong, what to write."""
 
-    ok: Test
+    ok: Predicate
     message: str
 
 

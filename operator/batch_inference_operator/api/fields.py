@@ -5,7 +5,8 @@ regular expression reaches the user) and pydantic runs the very same tests, so t
 operator refuse the same values with the same words. URIs are checked as paths: no `.` or `..`
 segments, no empty segments, no percent-escapes, backslashes or control characters, since a namespace's
 allowed prefixes are compared as text and `gs://b/team-a/../team-b/` must not pass for `gs://b/team-a`.
-Every string a rule reads has a `maxLength`: the apiserver prices CEL rules by it.
+Every string a rule reads has a `maxLength`, and the label map a `maxProperties`: the apiserver
+prices CEL rules by them (map keys count as free).
 """
 
 from __future__ import annotations
