@@ -20,7 +20,8 @@ import orjson
 MAX_REQUESTS = 200_000
 MAX_FILE_BYTES = 1 << 30
 MAX_DEPTH = 15
-COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$")
+# Matched whole (`fullmatch`): `$` would also accept a key ending in a newline.
+COLUMN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,299}")
 # Keys a previous job's output row carries; their content is Vertex's own, not checked again.
 OUTPUT_KEYS = frozenset({"response", "status", "processed_time"})
 
@@ -86,7 +87,7 @@ class ImportValidator:
 
     def _walk(self, value: Any, path: str, depth: int, uri: str, line: int) -> None:
         name = path.rsplit(".", 1)[-1].rstrip("[]")
-        if not COLUMN_NAME.match(name):
+        if not COLUMN_NAME.fullmatch(name):
             raise ImportViolation(uri, line, "column-name", f"key {name!r} at {path} is not a valid column name")
         kind = _kind(value)
         if kind == "object" and depth > MAX_DEPTH:

@@ -173,3 +173,11 @@ def test_implicit_cache_is_bounded() -> None:
     for index in range(50):
         cache.lookup_and_remember("p", "m", f"{index:04d}" * 2000)
     assert len(cache._entries) <= 10
+
+
+def test_a_key_ending_in_a_newline_is_not_a_column_name() -> None:
+    """`$` in a Python regex also matches before a final newline: the key must be matched whole."""
+    line = json.dumps({"request": {"contents": [{"role": "user", "parts": [{"text": "hi"}]}], "labels": {"a\n": "x"}}})
+    with pytest.raises(ImportViolation) as refused:
+        ImportValidator().check("gs://b/in.jsonl", 1, line.encode())
+    assert refused.value.rule == "column-name" and refused.value.line == 1

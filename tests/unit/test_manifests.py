@@ -4,6 +4,7 @@ generated CRD (jsonschema for the OpenAPI schema, cel-python for the CEL rules),
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -171,3 +172,57 @@ def test_model_forms() -> None:
     ]:
         assert api.parse_spec({**base, "model": model}).model == model
         assert SCHEMA.validate({"spec": {**base, "model": model}}) == []
+
+
+def test_a_null_optional_field_is_dropped_as_the_apiserver_does(gcs_manifest: dict[str, Any]) -> None:
+    """`project:` left empty in YAML is a null; the apiserver prunes nulls of non-nullable fields before
+    defaulting, so the manifest is accepted as if the field were absent (and a null with a default gets it)."""
+    gcs_manifest["spec"]["project"] = None
+    gcs_manifest["spec"]["resume"] = {"backoffSeconds": None}
+    stored, unknown, causes = SCHEMA.admit(gcs_manifest)
+    assert unknown == [] and causes == []
+    assert "project" not in stored["spec"] and stored["spec"]["resume"]["backoffSeconds"] == 60
+    assert api.parse_spec(stored["spec"]).project is None
+
+
+def test_a_whole_float_for_an_integer_is_stored_as_an_integer(gcs_manifest: dict[str, Any]) -> None:
+    """JSON 3.0 passes the apiserver's integer check and is read back as 3; 2.5 is refused."""
+    gcs_manifest["spec"]["resume"] = {"maxAttempts": 3.0}
+    stored, _, causes = SCHEMA.admit(gcs_manifest)
+    assert causes == [] and stored["spec"]["resume"]["maxAttempts"] == 3
+    assert type(stored["spec"]["resume"]["maxAttempts"]) is int
+    assert api.parse_spec(stored["spec"]).resume.max_attempts == 3
+    gcs_manifest["spec"]["resume"] = {"maxAttempts": 2.5}
+    assert [c.field for c in SCHEMA.admit(gcs_manifest)[2]] == ["spec.resume.maxAttempts"]
+
+
+@pytest.mark.parametrize(
+    ("node", "expected"),
+    [
+        ({"type": "string", "pattern": "^[a-z]{1,1024}$"}, "must be a valid regular expression"),
+        (
+            {"type": "string", "maxLength": 9, "x-kubernetes-validations": [{"rule": "self.matches(r'a{2000}')"}]},
+            "must be a valid regular expression",
+        ),
+        ({"type": "string", "x-kubernetes-validations": [{"rule": "self.("}]}, "compilation failed"),
+    ],
+)
+def test_a_crd_the_apiserver_would_refuse_is_refused(node: dict[str, Any], expected: str) -> None:
+    """Go's RE2 refuses a repeat over 1000 (the apiserver compiles patterns and CEL regexes when the CRD
+    is created); the stand-in refuses such a CRD too instead of judging values with Python's `re`."""
+    with pytest.raises(ValueError, match=expected):
+        CrdSchema({"type": "object", "properties": {"field": node}})
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [("spec.display_name", "x"), ("spec.output.gcs.uri_prefix", "gs://bkt/out/"), ("spec.resume.max_attempts", 2)],
+)
+def test_python_field_names_are_unknown_fields_as_on_the_cluster(
+    gcs_manifest: dict[str, Any], path: str, value: Any
+) -> None:
+    """The models accept their Python names when built in code; a manifest must use the wire names."""
+    _set(path, value)(gcs_manifest)
+    with pytest.raises(ValueError, match=rf"{re.escape(path)}: unknown field"):
+        api.parse_spec(gcs_manifest["spec"])
+    assert SCHEMA.admit(gcs_manifest)[1] == [path]

@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import celpy
 import jsonschema
+import re2
 
 _MISSING = object()
+# A constant regex of a CEL `matches` call: an optional raw-string prefix, then a single-quoted literal.
+_CEL_MATCHES = re.compile(r"\.matches\((r?)'((?:[^'\\]|\\.)*)'\)")
+
+
+def _cel_string(raw: str, text: str) -> str:
+    """The value of a single-quoted CEL string literal (escapes resolved unless it is a raw string)."""
+    return text if raw else re.sub(r"\\(.)", r"\1", text)
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,13 @@ def _quote(value: Any) -> str:
 
 
 _JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number"}
+
+
+def _whole(value: Any, schema: dict[str, Any]) -> Any:
+    """Go decodes 3.0 as a float, the `integer` type accepts it and it is stored (and read back) as 3."""
+    if schema.get("type") == "integer" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _cause_from_schema_error(error: jsonschema.ValidationError) -> Cause:
@@ -118,6 +134,33 @@ class CrdSchema:
         self._validator = jsonschema.Draft7Validator(self._for_jsonschema(openapi_schema))
         self._cel = celpy.Environment()
         self._programs: dict[str, Any] = {}
+        problems = self._definition_problems(openapi_schema, "openAPIV3Schema")
+        if problems:
+            raise ValueError("the CRD is invalid: " + "; ".join(problems))
+
+    def _definition_problems(self, node: dict[str, Any], path: str) -> list[str]:
+        """What the apiserver refuses when the CRD is created: a `pattern` or a constant regex of a CEL
+        rule that Go's RE2 does not compile (say a repeat over 1000), a rule that does not compile."""
+        problems = []
+        regexes = [("pattern", node["pattern"])] if "pattern" in node else []
+        for index, entry in enumerate(node.get("x-kubernetes-validations", [])):
+            where = f"x-kubernetes-validations[{index}].rule"
+            try:
+                self._program(entry["rule"])
+            except Exception as error:  # celpy's compile errors share no base class
+                problems.append(f"{path}.{where}: compilation failed: {error}")
+            regexes += [(where, _cel_string(raw, text)) for raw, text in _CEL_MATCHES.findall(entry["rule"])]
+        for where, regex in regexes:
+            try:
+                re2.compile(regex)
+            except re2.error as error:
+                problems.append(f"{path}.{where}: must be a valid regular expression, but isn't: {regex!r}: {error}")
+        for name, child in (node.get("properties") or {}).items():
+            problems += self._definition_problems(child, f"{path}.properties[{name}]")
+        for key in ("items", "additionalProperties"):
+            if isinstance(node.get(key), dict):
+                problems += self._definition_problems(node[key], f"{path}.{key}")
+        return problems
 
     @classmethod
     def from_crd(cls, crd: dict[str, Any], version: str | None = None) -> CrdSchema:
@@ -179,11 +222,16 @@ class CrdSchema:
         return obj
 
     def _default(self, value: Any, schema: dict[str, Any]) -> None:
+        """Defaults, as the apiserver applies them: a null of a non-nullable field is dropped first (then
+        defaulted, if it has a default), and a whole number sent as 1.0 for an integer is stored as 1."""
         if isinstance(value, dict):
             for key, child in (schema.get("properties") or {}).items():
-                if value.get(key) is None and "default" in child:
+                if key in value and value[key] is None and not child.get("nullable"):
+                    del value[key]
+                if key not in value and "default" in child:
                     value[key] = copy.deepcopy(child["default"])
                 if key in value:
+                    value[key] = _whole(value[key], child)
                     self._default(value[key], child)
         elif isinstance(value, list) and "items" in schema:
             for item in value:

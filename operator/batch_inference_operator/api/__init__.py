@@ -2,8 +2,10 @@
 
 The pydantic models validate manifests in the operator, and `crd.py` turns the very same models into
 the CRD's OpenAPI schema, so a rule written once holds on the cluster and in the operator alike.
-Constraints the OpenAPI schema can express (patterns, bounds, enums) are schema constraints
-(`fields.py`); cross-field rules are CEL `x-kubernetes-validations` (`cel.py`). No I/O here.
+Bounds and enums are schema constraints; the checks of strings (URIs, model, project, location,
+labels: `fields.py`) and cross-field rules are CEL `x-kubernetes-validations` with a readable message
+(`cel.py`), never a bare `pattern` whose regex the apiserver would show the user. `messages.py` words
+pydantic's errors as the apiserver does. No I/O here.
 """
 
 from .base import ApiModel

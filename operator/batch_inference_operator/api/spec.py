@@ -9,7 +9,7 @@ from pydantic import AfterValidator, ConfigDict, Field, ValidationError, model_v
 from . import cel
 from .base import ApiModel
 from .fields import (
-    LABEL_KEY_PATTERN,
+    LABEL_KEY_CHECKS,
     MAX_INPUT_URIS,
     BigQueryDatasetUri,
     BigQueryTableUri,
@@ -21,7 +21,8 @@ from .fields import (
     ProjectId,
     check_label_keys,
 )
-from .meta import JOB_DEFINING_FIELDS, MAX_USER_LABELS, OPERATOR_LABEL_PREFIX, OPTIONAL_JOB_FIELDS
+from .messages import format_validation_error
+from .meta import JOB_DEFINING_FIELDS, MAX_USER_LABELS, OPTIONAL_JOB_FIELDS
 
 
 class OneOf(ApiModel):
@@ -38,9 +39,7 @@ class OneOf(ApiModel):
     def _exactly_one(self) -> OneOf:
         a, b, where = self.one_of
         if (getattr(self, a) is None) == (getattr(self, b) is None):
-            raise ValueError(
-                f"exactly one of {where.removeprefix('spec.')}.{a} or {where.removeprefix('spec.')}.{b} must be set"
-            )
+            raise ValueError(f"exactly one of {where}.{a} or {where}.{b} must be set")
         return self
 
 
@@ -150,17 +149,7 @@ class BatchInferenceJobSpec(ApiModel):
         default_factory=dict,
         max_length=MAX_USER_LABELS,
         description="Copied to the Vertex job next to the operator's own bij-* labels.",
-        json_schema_extra=cel.validations(
-            cel.rule(
-                f"self.all(k, k.matches('{LABEL_KEY_PATTERN}'))",
-                "label keys must start with a lowercase letter and hold at most 63 lowercase letters, "
-                "digits, '_' or '-'",
-            ),
-            cel.rule(
-                f"self.all(k, !k.startsWith('{OPERATOR_LABEL_PREFIX}'))",
-                f"label keys starting with '{OPERATOR_LABEL_PREFIX}' are reserved for the operator",
-            ),
-        ),
+        json_schema_extra=cel.key_rules(LABEL_KEY_CHECKS),
     )
     resume: ResumeSpec = Field(default_factory=ResumeSpec, json_schema_extra={"default": {}})
     stall: StallSpec = Field(default_factory=StallSpec, json_schema_extra={"default": {}})
@@ -176,24 +165,13 @@ class BatchInferenceJobSpec(ApiModel):
     )
 
 
-def format_validation_error(error: ValidationError, root: str = "spec") -> str:
-    """One line per problem, each naming the field the way kubectl does: `spec.input.gcs.uris[0]: ...`."""
-    lines = []
-    for item in error.errors():
-        path = root
-        for part in item["loc"]:
-            path += f"[{part}]" if isinstance(part, int) else f".{part}"
-        message = item["msg"].removeprefix("Value error, ")
-        lines.append(f"{path}: {message}")
-    return "; ".join(lines)
-
-
 def parse_spec(spec: dict[str, Any]) -> BatchInferenceJobSpec:
     """Validate a manifest's spec; raise `ValueError` with field-named messages.
 
-    Strict: a string is not a boolean and a float is not an integer, as in the CRD's schema.
+    Strict: a string is not a boolean and a float is not an integer, as in the CRD's schema. Only the
+    wire names count: `display_name` is an unknown field to the cluster, so it is one here too.
     """
     try:
-        return BatchInferenceJobSpec.model_validate(spec, strict=True)
+        return BatchInferenceJobSpec.model_validate(spec, strict=True, by_alias=True, by_name=False)
     except ValidationError as error:
         raise ValueError(format_validation_error(error)) from None
