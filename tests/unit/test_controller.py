@@ -398,3 +398,25 @@ async def test_a_late_create_is_adopted_and_a_second_job_is_cancelled() -> None:
     assert vertex.jobs[second.name][0].state == "JOB_STATE_CANCELLING"
     assert "DuplicateJobCancelled" in [e.reason for e in result.events]
     assert "create" not in vertex.calls
+
+
+async def test_a_spec_that_no_longer_validates_never_abandons_a_running_job() -> None:
+    """Validation tightened by an upgrade must not fail a resource whose paid job runs: it is reported and
+    the job stays followed (deleting the resource still cancels it)."""
+    s = spec()
+    job = "projects/1/locations/us-central1/batchPredictionJobs/9"
+    stored = api.BatchInferenceJobStatus(
+        phase="Running",
+        project="demo-project",
+        location="us-central1",
+        attempts=[api.Attempt(attempt=1, job_name=job, state="JOB_STATE_RUNNING")],
+    ).to_wire()
+    manifest_spec = {**s.to_wire(), "model": "Gemini 2.5 Flash"}
+    body = kopf.Body({"metadata": {"name": "reviews", "namespace": "team-a"}, "spec": manifest_spec, "status": stored})
+    patch = kopf.Patch()
+    runtime = runtime_with(FakeVertex())
+    events = await reconcile_resource(runtime, body, patch, RESOURCE, "", TENANCY, Queue())
+    assert [(e.type, e.reason) for e in events] == [("Warning", "InvalidSpec")]
+    written = dict(patch)["status"]
+    assert "phase" not in written and "attempts" not in written, "not failed, attempts untouched"
+    assert runtime.tracked[RESOURCE.uid].job_name == job, "the poller keeps following the job"

@@ -18,7 +18,7 @@ from ..core.decide import decide
 from ..core.identity import Resource, attempt_labels, owner_labels
 from ..core.policy import Tenancy
 from ..core.pricing import model_id
-from ..core.record import record_failure
+from ..core.record import record_failure, record_invalid_spec_of_live_job
 from . import executor
 from .runtime import Runtime, Tracked
 from .status_patch import internal_error_patch, status_diff
@@ -80,10 +80,17 @@ async def _reconcile(
     try:
         spec = parse_spec(dict(body.get("spec") or {}))
     except ValueError as error:
-        decision = record_failure(current, "InvalidSpec", 0, str(error), runtime.clock(), resource.generation)
-        if current.phase == "Failed":
+        live = bool(current.attempts and current.attempts[-1].job_name) and current.phase not in TERMINAL_PHASES
+        if live:
+            # A spec this version's validation refuses, on a resource whose Vertex job already runs (created
+            # by an earlier version with looser rules): failing it would stop following a paid job. Say so,
+            # keep the job tracked (deleting the resource still cancels it), decide nothing else.
+            decision = record_invalid_spec_of_live_job(current, str(error), runtime.clock(), resource.generation)
+            track(runtime, resource.uid, current)
+        else:
+            decision = record_failure(current, "InvalidSpec", 0, str(error), runtime.clock(), resource.generation)
+        if current.phase == "Failed" or not write_status(patch, old, decision.status):
             return []
-        write_status(patch, old, decision.status)
         return decision.events
     job_name = current.attempts[-1].job_name if current.attempts else None
     observed = runtime.observations.get(job_name or "")

@@ -217,6 +217,20 @@ def failure_reason(reason: str | None, code: int | None) -> tuple[str, int]:
     return ("UnknownModel" if code == 404 else "InvalidArgument" if code == 400 else "SubmitFailed"), code
 
 
+def record_invalid_spec_of_live_job(
+    status: BatchInferenceJobStatus, problem: str, now: datetime.datetime, generation: int
+) -> Decision:
+    """The spec no longer validates, but a Vertex job of this resource runs: report it, fail nothing."""
+    status = status.model_copy(deep=True)
+    message = (
+        f"the spec does not pass this operator version's validation ({problem}); its Vertex job keeps running "
+        "and is still followed, but nothing else is decided until the spec is fixed or the resource deleted"
+    )
+    status.message = message
+    set_condition(status, "Ready", False, "InvalidSpec", message, now, generation)
+    return Decision(status, events=[Event("Warning", "InvalidSpec", message)])
+
+
 def record_failure(
     status: BatchInferenceJobStatus, reason: str, code: int, message: str, now: datetime.datetime, generation: int
 ) -> Decision:
