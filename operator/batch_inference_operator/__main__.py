@@ -47,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     run.add_argument("--verbose", action="store_true")
     commands.add_parser("crd", help="print the generated CustomResourceDefinition")
+    for moved in ("local-stack", "demo"):  # the stand-ins left the operator's package: say where they went
+        old = commands.add_parser(
+            moved, help=f"moved: python -m local_stack {'up' if moved == 'local-stack' else 'demo'}"
+        )
+        old.add_argument("ignored", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
 
     if args.command == "crd":
@@ -54,6 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "run":
         return run_operator(args)
+    replacement = "up --dir DIR" if args.command == "local-stack" else "demo"
+    print(
+        f"'{args.command}' moved out of the operator (its image ships the operator only): "
+        f"run `python -m local_stack {replacement}` (installed by `make`, from local/)",
+        file=sys.stderr,
+    )
     return 2
 
 

@@ -108,17 +108,16 @@ class Runtime:
         self.awaiting[uid] = (written.to_wire(), asyncio.get_running_loop().time())
 
     def stale(self, uid: str, stored: dict[str, Any]) -> bool:
-        """True while the stored status does not show this process's last write to it yet."""
+        """True while the stored status does not show this process's last write to it yet (for at most
+        `write_grace` seconds: a write that never comes back is not waited for forever)."""
         pending = self.awaiting.get(uid)
         if pending is None:
             return False
         written, since = pending
-        if merge_patch({k: v for k, v in stored.items() if k != "kopf"}, written) and (
-            asyncio.get_running_loop().time() - since < self.write_grace
-        ):
-            return True
-        del self.awaiting[uid]
-        return False
+        waited = asyncio.get_running_loop().time() - since
+        return waited < self.write_grace and bool(
+            merge_patch({k: v for k, v in stored.items() if k != "kopf"}, written)
+        )
 
     @property
     def settle(self) -> datetime.timedelta:

@@ -1,0 +1,20 @@
+"""The operator's command line: the commands of its image, and a clear word where the stand-ins went."""
+
+from __future__ import annotations
+
+import pytest
+
+from batch_inference_operator.__main__ import main
+
+
+@pytest.mark.parametrize(("old", "new"), [(["local-stack", "up", "--dir", "x"], "up --dir DIR"), (["demo"], "demo")])
+def test_the_old_local_stack_spellings_say_where_they_moved(
+    old: list[str], new: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(old) == 2
+    assert f"python -m local_stack {new}" in capsys.readouterr().err
+
+
+def test_crd_prints_the_generated_crd(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["crd"]) == 0
+    assert "kind: CustomResourceDefinition" in capsys.readouterr().out
