@@ -18,9 +18,9 @@ from batch_inference_operator.adapters.bigquery import TableInfo
 from batch_inference_operator.adapters.errors import AdapterError
 from batch_inference_operator.adapters.vertex import observe
 from batch_inference_operator.controller import checks, executor
-from batch_inference_operator.controller.lifecycle import reconcile_resource
+from batch_inference_operator.controller.lifecycle import reconcile_resource, release_resource
 from batch_inference_operator.controller.runtime import Runtime
-from batch_inference_operator.core.actions import Decision, RunPreflight, SubmitJob
+from batch_inference_operator.core.actions import CancelJob, Decision, RunPreflight, SubmitJob
 from batch_inference_operator.core.admission import Queue
 from batch_inference_operator.core.decide import decide
 from batch_inference_operator.core.identity import Resource
@@ -33,6 +33,7 @@ T0 = datetime.datetime(2026, 11, 29, 10, 0, tzinfo=datetime.UTC)
 RESOURCE = Resource("team-a", "reviews", "uid-1")
 TENANCY = Tenancy("demo-project", "us-central1")
 SETTLE = datetime.timedelta(seconds=150)
+FRESH_FOR = datetime.timedelta(seconds=60)
 
 
 class FakeVertex:
@@ -105,11 +106,13 @@ async def test_submit_creates_once_then_adopts_its_own_job() -> None:
     action = decision.actions[0]
     assert isinstance(action, SubmitJob)
 
-    done = await executor.submit(vertex, action, True, T0, SETTLE)
+    done = await executor.submit(vertex, action, True, T0, SETTLE, FRESH_FOR)
     assert done.how == "created" and vertex.calls == ["list", "list", "create", "get"]
 
     vertex.calls.clear()
-    again = await executor.submit(vertex, action, False, T0, SETTLE)  # e.g. after a crash before the status write
+    again = await executor.submit(
+        vertex, action, False, T0, SETTLE, FRESH_FOR
+    )  # e.g. after a crash before the status write
     assert again.how == "adopted" and again.job == done.job and "create" not in vertex.calls
     assert len(vertex.jobs) == 1
 
@@ -125,7 +128,7 @@ async def test_a_recreated_resource_adopts_only_adoptable_jobs(state: str, adopt
     assert isinstance(action, SubmitJob) and action.adopt_labels
     earlier = vertex.add(state, {**action.adopt_labels, "bij-uid": "an-earlier-uid", "bij-attempt": "1"})
 
-    done = await executor.submit(vertex, action, True, T0, SETTLE)
+    done = await executor.submit(vertex, action, True, T0, SETTLE, FRESH_FOR)
     assert done.job is not None and (done.job.name == earlier.name) is adopted
     assert done.how == ("adopted-recreated" if adopted else "created")
 
@@ -420,3 +423,68 @@ async def test_a_spec_that_no_longer_validates_never_abandons_a_running_job() ->
     written = dict(patch)["status"]
     assert "phase" not in written and "attempts" not in written, "not failed, attempts untouched"
     assert runtime.tracked[RESOURCE.uid].job_name == job, "the poller keeps following the job"
+
+
+async def test_a_fresh_marker_goes_stale_so_a_late_create_keeps_its_settle_window() -> None:
+    """A create sent long after its marker (lookups failing with 429s meanwhile, or a day-long suspend)
+    would leave a crash right after it less than the settle window: the marker is renewed first."""
+    vertex = FakeVertex()
+    _, decision = submit_action()
+    action = decision.actions[0]
+    assert isinstance(action, SubmitJob) and action.marker is not None
+    late = action.marker + FRESH_FOR + datetime.timedelta(seconds=1)
+    done = await executor.submit(vertex, action, True, late, SETTLE, FRESH_FOR)
+    assert done.job is None and done.how == "wait" and "create" not in vertex.calls
+    much_later = action.marker + SETTLE
+    done = await executor.submit(vertex, action, True, much_later, SETTLE, FRESH_FOR)
+    assert done.how == "remark" and "create" not in vertex.calls
+
+
+async def test_a_refused_cancel_is_retried_never_read_as_a_failed_spec() -> None:
+    vertex = FakeVertex()
+    vertex.fail_next["cancel"] = AdapterError("cancel: 404 NOT_FOUND", retryable=False, code=404)
+    s = spec(suspend=True)
+    job = vertex.add("JOB_STATE_RUNNING", {})
+    status = api.BatchInferenceJobStatus(
+        phase="Running",
+        project="demo-project",
+        location="us-central1",
+        attempts=[api.Attempt(attempt=1, job_name=job.name, state="JOB_STATE_RUNNING")],
+    )
+    decision = decide(s, status, job, RESOURCE, TENANCY, T0)
+    result = await executor.act(runtime_with(vertex), decision, s, RESOURCE, TENANCY, Queue(), "")
+    assert result.status.phase != "Failed" and [e.reason for e in result.events][-1] == "Retrying"
+    again = decide(s, result.status, job, RESOURCE, TENANCY, T0)
+    assert any(isinstance(a, CancelJob) for a in again.actions), "the cancel is sent again while the job runs"
+
+
+def deleting(status: api.BatchInferenceJobStatus) -> kopf.Body:
+    meta = {"name": "reviews", "namespace": "team-a", "deletionTimestamp": "2026-11-29T10:00:00Z"}
+    return kopf.Body({"metadata": meta, "spec": spec().to_wire(), "status": status.to_wire()})
+
+
+async def test_deleting_while_a_create_may_land_waits_for_it() -> None:
+    marked = api.BatchInferenceJobStatus(
+        phase="Pending",
+        project="demo-project",
+        location="us-central1",
+        attempts=[api.Attempt(attempt=1, submitting=T0, uncertain_creates=1)],
+    )
+    runtime = runtime_with(FakeVertex())
+    with pytest.raises(kopf.TemporaryError, match="a create may still land"):
+        await release_resource(runtime, deleting(marked), RESOURCE.uid)
+    assert RESOURCE.uid not in runtime.tracked
+
+
+async def test_deleting_cancels_an_adopted_job_of_an_earlier_resource_too() -> None:
+    vertex = FakeVertex()
+    adopted = vertex.add("JOB_STATE_RUNNING", {"bij-uid": "an-earlier-uid", "bij-attempt": "1"})
+    status = api.BatchInferenceJobStatus(
+        phase="Running",
+        project="demo-project",
+        location="us-central1",
+        attempts=[api.Attempt(attempt=1, job_name=adopted.name, state="JOB_STATE_RUNNING")],
+    )
+    events = await release_resource(runtime_with(vertex), deleting(status), RESOURCE.uid)
+    assert vertex.jobs[adopted.name][0].state == "JOB_STATE_CANCELLING"
+    assert [e.reason for e in events] == ["CancelledOnDelete"] and adopted.name in events[0].message

@@ -64,17 +64,42 @@ def test_resubmit_cancels_a_job_that_never_started_and_submits_a_new_attempt() -
     assert isinstance(resubmit[0], SubmitJob) and resubmit[0].attempt == 2
 
 
-def test_resubmits_count_as_attempts_so_they_stop() -> None:
+def test_resubmits_count_as_attempts_and_never_cancel_the_last_one() -> None:
     s = spec(stall={"queuedAfterSeconds": 3600, "action": "Resubmit"}, resume={"maxAttempts": 2})
-    status, now = submitted(s), T0
-    for number in (1, 2):
-        job = ObservedJob(name=JOB if number == 1 else f"{JOB}2", state="JOB_STATE_PENDING", create_time=now)
-        if number == 2:
-            status = record_submission(status, 2, job, adopted=False)
-        now += 2 * HOUR
-        late = decide(s, status, job, RESOURCE, DEFAULTS, now)
-        assert isinstance(late.actions[0], CancelJob)
-        gone = ObservedJob(name=job.name, state="JOB_STATE_CANCELLED", create_time=job.create_time)
-        status = decide(s, late.status, gone, RESOURCE, DEFAULTS, now).status
-    assert len(status.attempts) == 2 and status.phase == "Cancelled", "no third job: resubmits count as attempts"
-    assert condition(status, "Finished") == ("True", "Cancelled")
+    first = ObservedJob(name=JOB, state="JOB_STATE_PENDING", create_time=T0)
+    late = decide(s, submitted(s), first, RESOURCE, DEFAULTS, T0 + 2 * HOUR)
+    assert isinstance(late.actions[0], CancelJob)
+    gone = ObservedJob(name=JOB, state="JOB_STATE_CANCELLED", create_time=T0)
+    resumed = decide(s, late.status, gone, RESOURCE, DEFAULTS, T0 + 2 * HOUR).status
+    second = ObservedJob(name=f"{JOB}2", state="JOB_STATE_PENDING", create_time=T0 + 2 * HOUR)
+    waiting = record_submission(resumed, 2, second, adopted=False)
+    stuck = decide(s, waiting, second, RESOURCE, DEFAULTS, T0 + 5 * HOUR)
+    assert condition(stuck.status, "Stalled") == ("True", "QueuedTooLong")
+    assert stuck.actions == [], "the last allowed attempt is reported, never cancelled: that would end the resource"
+    assert len(stuck.status.attempts) == 2
+
+
+def test_a_finished_job_is_neither_stalled_nor_paused() -> None:
+    s = spec(stall={"queuedAfterSeconds": 3600}, resume={"maxAttempts": 1})
+    late = decide(s, submitted(s), observed("JOB_STATE_PENDING"), RESOURCE, DEFAULTS, T0 + 2 * HOUR)
+    assert condition(late.status, "Stalled")[0] == "True"
+    done = decide(s, late.status, observed("JOB_STATE_EXPIRED"), RESOURCE, DEFAULTS, T0 + 3 * HOUR)
+    assert done.status.phase == "Failed" and condition(done.status, "Stalled")[0] == "False"
+
+
+def test_a_job_with_no_output_file_keeps_vertexs_counts() -> None:
+    """An output that cannot be read must not turn a success into NoRequestSucceeded."""
+    from batch_inference_operator.core.record import record_no_output
+
+    s = spec(resume={"maxAttempts": 1})
+    stats = api.CompletionStats(successful=300)
+    ended = decide(
+        s,
+        submitted(s),
+        observed("JOB_STATE_SUCCEEDED", start_time=T0, end_time=T0, stats=stats, output_location="gs://o/p"),
+        RESOURCE,
+        DEFAULTS,
+        T0,
+    )
+    done = decide(s, record_no_output(ended.status, 1), None, RESOURCE, DEFAULTS, T0)
+    assert done.status.phase == "Succeeded"

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import aiohttp
+import pydantic
 from google.genai import errors as genai_errors
 from google.genai import types
 
@@ -138,6 +139,12 @@ class Vertex:
             wrapped = _wrap(error, action)
             metrics.VERTEX_CALLS.labels(method, str(wrapped.code or 0)).inc()
             raise wrapped from error
+        except pydantic.ValidationError as error:  # an answer the SDK's types cannot hold: not our crash
+            metrics.VERTEX_CALLS.labels(method, "200").inc()
+            raise AdapterError(
+                f"{action}: Vertex AI answered with something google-genai cannot read: {error.errors()[:1]}",
+                retryable=True,
+            ) from error
         metrics.VERTEX_CALLS.labels(method, "200").inc()
         return result
 
@@ -148,7 +155,7 @@ class Vertex:
     async def find_by_labels(
         self, project: str, location: str, labels: dict[str, str], states: Iterable[str] = ()
     ) -> list[ObservedJob]:
-        """Jobs carrying all these labels (optionally only in these states), newest first."""
+        """Jobs carrying all these labels (optionally only in these states), in Vertex's order (undocumented)."""
         text = _label_filter(labels)
         wanted = sorted(states)
         if wanted:

@@ -8,6 +8,7 @@ also adopt a job of an earlier resource with the same namespace, name and spec (
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -87,7 +88,12 @@ class Submitted:
 
 
 async def submit(
-    vertex: VertexJobs, action: SubmitJob, fresh: bool, now: datetime.datetime, settle: datetime.timedelta
+    vertex: VertexJobs,
+    action: SubmitJob,
+    fresh: bool,
+    now: datetime.datetime,
+    settle: datetime.timedelta,
+    fresh_for: datetime.timedelta,
 ) -> Submitted:
     """The adoption protocol. Adopt this attempt's job if one exists (cancelling any second one: a create
     that landed late), or a job of a re-created resource with the same name and spec; otherwise create,
@@ -97,12 +103,15 @@ async def submit(
     if existing:
         keep, *extra = sorted(existing, key=lambda job: (job.create_time is None, job.create_time, job.name))
         duplicates = await cancel_each(vertex, project, location, extra)
+        metrics.DUPLICATES_CANCELLED.inc(len(duplicates))
         return Submitted(await _latest(vertex, keep, project, location), "adopted", duplicates)
     if action.adopt_labels:
         earlier = await vertex.find_by_labels(project, location, action.adopt_labels, ADOPTABLE_STATES)
         if earlier:
-            return Submitted(await _latest(vertex, earlier[0], project, location), "adopted-recreated")
-    gate = create_gate(action.marker, fresh, now, settle)
+            # Vertex documents no list order: prefer a job still running, then the newest.
+            best = max(earlier, key=lambda job: (job.state not in TERMINAL_STATES, job.create_time or now))
+            return Submitted(await _latest(vertex, best, project, location), "adopted-recreated")
+    gate = create_gate(action.marker, fresh, now, settle, fresh_for)
     if gate != "create":
         return Submitted(None, gate)
     try:
@@ -129,8 +138,6 @@ async def cancel_each(vertex: VertexJobs, project: str, location: str, jobs: lis
         if job.state not in TERMINAL_STATES and job.state != CANCELLING:
             await cancel(vertex, project, location, job.name)
             cancelled.append(job.name)
-    if cancelled:
-        metrics.DUPLICATES_CANCELLED.inc(len(cancelled))
     return cancelled
 
 
@@ -145,12 +152,7 @@ async def cancel(vertex: VertexJobs, project: str, location: str, name: str) -> 
 
 async def cancel_all(vertex: VertexJobs, project: str, location: str, labels: dict[str, str]) -> list[str]:
     """Cancel every unfinished job carrying these labels; returns their names."""
-    cancelled = []
-    for job in await vertex.find_by_labels(project, location, labels):
-        if job.state not in TERMINAL_STATES and job.state != CANCELLING:
-            await cancel(vertex, project, location, job.name)
-            cancelled.append(job.name)
-    return cancelled
+    return await cancel_each(vertex, project, location, await vertex.find_by_labels(project, location, labels))
 
 
 class InputRejected(AdapterError):
@@ -198,6 +200,11 @@ def after_error(
     runtime: Runtime, error: AdapterError, status: BatchInferenceJobStatus, resource: Resource, action: object
 ) -> Decision:
     """A recoverable error: back off and say so; any other: the resource fails with the cause."""
+    if isinstance(action, CancelJob) and not error.retryable:
+        # A cancel Vertex refuses (the job is gone, say) must not read as a failed spec: say so and try
+        # again later; the decision re-sends the cancel while the job still runs.
+        delay = runtime.delay_for(resource.uid)
+        return retry_decision(status, error.message, delay, False, runtime.clock(), resource.generation)
     if isinstance(error, CreateOutcomeUnknown) and isinstance(action, SubmitJob):
         runtime.delay_for(resource.uid)
         until = (action.marker or runtime.clock()) + runtime.settle
@@ -228,7 +235,7 @@ async def perform(
     if isinstance(action, SubmitJob):
         fresh = action.marker is not None and runtime.fresh.pop(resource.uid, None) == action.marker
         try:
-            done = await submit(runtime.vertex, action, fresh, runtime.clock(), runtime.settle)
+            done = await submit(runtime.vertex, action, fresh, runtime.clock(), runtime.settle, runtime.fresh_for)
         except AdapterError as error:
             if fresh and not isinstance(error, CreateOutcomeUnknown) and action.marker is not None:
                 runtime.fresh[resource.uid] = action.marker  # nothing was created: the marker still holds
@@ -264,5 +271,8 @@ async def perform(
         return record_scan(status, action.attempt, found.usage, found.rows, found.errors), None, []
     if isinstance(action, CancelJob):
         await cancel(runtime.vertex, action.project, action.location, action.job_name)
+        seen = runtime.observations.get(action.job_name)
+        if seen is not None and not seen.terminal:  # what we know until the poller sees it: no resend meanwhile
+            runtime.observations[action.job_name] = dataclasses.replace(seen, state=CANCELLING)
         return status, None, [Event("Normal", "Cancelling", f"cancelling Vertex job {action.job_name}")]
     raise TypeError(f"unknown action {action!r}")

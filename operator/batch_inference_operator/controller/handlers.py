@@ -107,6 +107,8 @@ async def reconcile(
     **_: Any,
 ) -> None:
     runtime: Runtime = memo.runtime
+    if meta.get("deletionTimestamp"):  # being deleted: the delete handler owns the jobs now, nothing new starts
+        return
     if runtime.held(uid) or runtime.stale(uid, body.get("status") or {}):
         return
     tenancy = tenancy_of(namespace, namespace_annotations, runtime.settings)
@@ -119,7 +121,7 @@ async def reconcile(
 
 
 async def release(body: kopf.Body, uid: str, memo: kopf.Memo, **_: Any) -> None:
-    await release_resource(memo.runtime, body, uid)
+    post(body, await release_resource(memo.runtime, body, uid))
 
 
 def register(settings: Settings) -> kopf.Memo:

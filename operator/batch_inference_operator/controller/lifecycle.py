@@ -19,6 +19,7 @@ from ..core.identity import Resource, attempt_labels, owner_labels
 from ..core.policy import Tenancy
 from ..core.pricing import model_id
 from ..core.record import record_failure, record_invalid_spec_of_live_job
+from ..core.vertex_jobs import TERMINAL_STATES
 from . import executor
 from .runtime import Runtime, Tracked
 from .status_patch import internal_error_patch, status_diff
@@ -141,7 +142,10 @@ def count(
 
 
 def track(runtime: Runtime, uid: str, status: BatchInferenceJobStatus) -> None:
-    """Tell the poller which jobs to follow: the latest attempt's, until the resource is finished."""
+    """Tell the poller which jobs to follow: the latest attempt's, until the resource is finished (or
+    released: a turn that was running when the resource was deleted must not bring it back)."""
+    if uid in runtime.released:
+        return
     job = status.attempts[-1].job_name if status.attempts else None
     if status.phase in TERMINAL_PHASES or job is None or not status.project or not status.location:
         runtime.tracked.pop(uid, None)
@@ -152,32 +156,52 @@ def track(runtime: Runtime, uid: str, status: BatchInferenceJobStatus) -> None:
     runtime.tracked[uid] = Tracked(status.project, status.location, job, create_time, watch)
 
 
-async def release_resource(runtime: Runtime, body: kopf.Body, uid: str) -> None:
+async def release_resource(runtime: Runtime, body: kopf.Body, uid: str) -> list[Event]:
     """The resource is being deleted: cancel its unfinished Vertex jobs (deletionPolicy Cancel) or leave
-    them (Abandon); give up after `finalizer_timeout` rather than block the namespace forever."""
+    them (Abandon); give up after `finalizer_timeout` rather than block the namespace forever.
+
+    Jobs are found by the resource's uid label and by the names in its attempts (an adopted job of an
+    earlier resource carries that resource's uid). While a create may still land (a marker younger than
+    the settle window), the finalizer waits, so a late job is found and cancelled, not left running."""
     runtime.forget(uid)
     metrics.move(runtime.phases.pop(uid, None), None)
-    status, spec, meta = body.get("status") or {}, body.get("spec") or {}, body.get("metadata") or {}
-    project, location = status.get("project"), status.get("location")
-    if status.get("phase") in TERMINAL_PHASES or not project or not location or not status.get("attempts"):
-        return
+    raw, spec, meta = body.get("status") or {}, body.get("spec") or {}, body.get("metadata") or {}
+    project, location = raw.get("project"), raw.get("location")
+    if raw.get("phase") in TERMINAL_PHASES or not project or not location or not raw.get("attempts"):
+        return []
     if spec.get("deletionPolicy", "Cancel") == "Abandon":
-        message = "deletionPolicy is Abandon: the Vertex job keeps running; its output stays"
-        post(body, [Event("Normal", "Abandoned", message)])
-        return
+        return [
+            Event("Normal", "Abandoned", "deletionPolicy is Abandon: the Vertex job keeps running; its output stays")
+        ]
+    deleted_at = meta.get("deletionTimestamp")
+    started = datetime.datetime.fromisoformat(deleted_at.replace("Z", "+00:00")) if deleted_at else runtime.clock()
+    out_of_time = (runtime.clock() - started).total_seconds() >= runtime.settings.finalizer_timeout
+    latest = (raw.get("attempts") or [{}])[-1]
+    marker = latest.get("submitting")
+    if marker and not latest.get("jobName") and not out_of_time:
+        landed_by = datetime.datetime.fromisoformat(marker.replace("Z", "+00:00")) + runtime.settle
+        if runtime.clock() < landed_by:
+            wait = (landed_by - runtime.clock()).total_seconds()
+            raise kopf.TemporaryError(f"a create may still land; looking for its job in {wait:.0f}s", delay=wait)
+    referenced = [
+        a["jobName"] for a in raw.get("attempts") or [] if a.get("jobName") and a.get("state") not in TERMINAL_STATES
+    ]
     try:
         cancelled = await executor.cancel_all(runtime.vertex, project, location, owner_labels(uid))
+        for name in referenced:
+            if name not in cancelled:
+                await executor.cancel(runtime.vertex, project, location, name)
+                cancelled.append(name)
     except AdapterError as error:
-        deleted_at = meta.get("deletionTimestamp")
-        started = datetime.datetime.fromisoformat(deleted_at.replace("Z", "+00:00")) if deleted_at else runtime.clock()
-        if not error.retryable or (runtime.clock() - started).total_seconds() >= runtime.settings.finalizer_timeout:
+        if not error.retryable or out_of_time:
             message = (
                 f"could not cancel the Vertex job ({error.message}); releasing the resource anyway, "
                 "the job may still run"
             )
-            post(body, [Event("Warning", "FinalizerGaveUp", message)])
-            return
+            return [Event("Warning", "FinalizerGaveUp", message)]
         raise kopf.TemporaryError(error.message, delay=min(runtime.settings.retry_max, 10)) from error
-    if cancelled:
-        message = f"cancelled Vertex job {', '.join(cancelled)} (deletionPolicy Cancel)"
-        post(body, [Event("Normal", "CancelledOnDelete", message)])
+    if not cancelled:
+        return []
+    return [
+        Event("Normal", "CancelledOnDelete", f"cancelled Vertex job {', '.join(cancelled)} (deletionPolicy Cancel)")
+    ]

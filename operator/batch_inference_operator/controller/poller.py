@@ -36,8 +36,9 @@ async def poll_round(runtime: Runtime) -> None:
         since = None if None in times else min(t for t in times if t is not None)
         try:
             jobs = await runtime.vertex.list_managed(project, location, since)
-        except AdapterError as error:
-            log.warning("polling %s/%s failed: %s", project, location, error.message)
+        except Exception as error:  # one group's failure (or an answer the SDK cannot parse) stops no other
+            metrics.RECONCILE_ERRORS.labels("PollFailed").inc()
+            log.warning("polling %s/%s failed: %s", project, location, getattr(error, "message", repr(error)))
             continue
         for job in jobs:
             runtime.observations[job.name] = job

@@ -65,6 +65,7 @@ class Runtime:
     fresh: dict[str, datetime.datetime] = field(default_factory=dict)
     # Events found outside a resource's turn (the poller's duplicate check), posted on its next turn.
     notices: dict[str, list[Event]] = field(default_factory=dict)
+    released: set[str] = field(default_factory=set)  # deleted resources: nothing more is tracked for them
     poller: asyncio.Task[None] | None = None
     clock: Callable[[], datetime.datetime] = now  # the time decisions are made at (tests pass their own)
 
@@ -96,6 +97,7 @@ class Runtime:
         return uid in self.faulted and not self.may_try(uid)
 
     def forget(self, uid: str) -> None:
+        self.released.add(uid)
         self.faulted.discard(uid)
         self.fresh.pop(uid, None)
         self.notices.pop(uid, None)
@@ -122,6 +124,11 @@ class Runtime:
     @property
     def settle(self) -> datetime.timedelta:
         return datetime.timedelta(seconds=self.settings.create_settle_window)
+
+    @property
+    def fresh_for(self) -> datetime.timedelta:
+        """How long a marker stays fresh: a create is sent within the client timeout of its marker."""
+        return datetime.timedelta(seconds=min(self.settings.vertex_timeout, self.settings.create_settle_window / 2))
 
     @property
     def write_grace(self) -> float:

@@ -24,7 +24,7 @@ from .identity import Resource, attempt_labels, operator_labels, recreated_label
 from .policy import Tenancy, location_problem, policy_violations
 from .record import fail, phase_event
 from .resume import after_attempt, hold, output_for
-from .vertex_jobs import PAUSED, TERMINAL_STATES, JobRequest, ObservedJob, console_url, phase_of, summary
+from .vertex_jobs import CANCELLING, PAUSED, TERMINAL_STATES, JobRequest, ObservedJob, console_url, phase_of, summary
 from .watchdog import progressed, stall_of
 
 
@@ -96,7 +96,12 @@ def decide(
 
     if observed is None or observed.name != current.job_name:
         return Decision(status)
-    return _follow(spec, status, current, observed, tenancy, now, generation)
+    decision = _follow(spec, status, current, observed, tenancy, now, generation)
+    resend = current.cancel_requested and not observed.terminal and observed.state != CANCELLING
+    if resend and not any(isinstance(action, CancelJob) for action in decision.actions):
+        # A cancel that did not take (refused, lost, or not yet seen by the poller) is sent again.
+        decision.actions.append(CancelJob(current.attempt, project, location, current.job_name))
+    return decision
 
 
 def _before_first_attempt(
@@ -190,7 +195,7 @@ def _watch(
     """The stall watchdog: condition Stalled (with an Event when it starts) while the job waits or runs
     without progress too long; cleared when it moves. With action Resubmit, a job that never started is
     cancelled and its attempt submitted again."""
-    stall = stall_of(job, current, spec.stall, tenancy.stall, now)
+    stall = stall_of(job, current, spec.stall, tenancy.stall, now, counts_move=spec.output.bigquery is None)
     was = is_true(status, "Stalled")
     if stall is None:
         if was:
@@ -200,7 +205,9 @@ def _watch(
     set_condition(status, "Stalled", True, stall.reason, stall.message, now, generation)
     if not was:
         events.append(Event("Warning", "Stalled", stall.message))
-    if spec.stall.action != "Resubmit" or not stall.never_started or current.cancel_requested:
+    used = sum(1 for attempt in status.attempts if not attempt.cancel_requested or attempt.resubmit)
+    last = used >= spec.resume.max_attempts  # cancelling the last allowed attempt would end the resource
+    if spec.stall.action != "Resubmit" or not stall.never_started or current.cancel_requested or last:
         return []
     current.cancel_requested = True
     current.resubmit = True

@@ -173,10 +173,11 @@ def record_scan(
 
 
 def record_no_output(status: BatchInferenceJobStatus, attempt: int) -> BatchInferenceJobStatus:
-    """A finished attempt left no output file: no rows to count, and a resume starts from the input."""
+    """A finished attempt's output cannot be read (none was written, or it is gone): its outcome stays
+    Vertex's completion counts, and a resume starts from the input."""
     status, entry = _with_attempt(status, attempt)
     missing = entry.output_location
-    entry.rows = RowCounts()
+    entry.rows = None  # not read: Vertex's completion counts stand (a success is not turned into a failure)
     entry.output_location = None
     if status.output_location == missing:  # point at the latest output that exists, if any
         existing = [a.output_location for a in status.attempts if a.output_location]

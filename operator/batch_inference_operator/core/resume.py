@@ -213,6 +213,9 @@ def finish(
         set_condition(status, "Complete", False, reason, status.message, now, generation)
         set_condition(status, "Ready", False, reason, status.message, now, generation)
     set_condition(status, "Finished", True, phase, status.message, now, generation)
+    for transient in ("Stalled", "Paused"):  # a finished job is neither
+        if any(c.type == transient and c.status == "True" for c in status.conditions):
+            set_condition(status, transient, False, phase, "", now, generation)
     phase_event(previous, status, events)
     if nothing_succeeded and events:
         events[-1] = Event("Warning", "NoRequestSucceeded", status.message)

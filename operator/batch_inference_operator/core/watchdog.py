@@ -37,9 +37,15 @@ def _span(seconds: float) -> str:
 
 
 def stall_of(
-    job: ObservedJob, attempt: Attempt, spec: StallSpec, limits: StallLimits, now: datetime.datetime
+    job: ObservedJob,
+    attempt: Attempt,
+    spec: StallSpec,
+    limits: StallLimits,
+    now: datetime.datetime,
+    counts_move: bool = True,
 ) -> Stall | None:
-    """The stall of this job, if it is stalled now."""
+    """The stall of this job, if it is stalled now. `counts_move`: Vertex reports progress while the job
+    runs (not for BigQuery outputs, whose counts arrive at the end), so standing counts mean no progress."""
     if job.state in (QUEUED, PENDING) and job.create_time is not None:
         limit = spec.queued_after_seconds or limits.queued_after
         waited = (now - job.create_time).total_seconds()
@@ -51,7 +57,7 @@ def stall_of(
                 "for the model in this location is short: wait, or try another location",
                 never_started=True,
             )
-    if job.state == RUNNING and attempt.progress_time is not None:
+    if job.state == RUNNING and attempt.progress_time is not None and counts_move:
         limit = spec.running_after_seconds or limits.running_after
         still = (now - attempt.progress_time).total_seconds()
         if still >= limit:
@@ -70,4 +76,8 @@ def progressed(attempt: Attempt, job: ObservedJob) -> bool:
     """Whether this observation shows progress since the last: the job entered RUNNING, or its counts moved."""
     if job.state != RUNNING:
         return False
-    return attempt.state != RUNNING or (job.stats is not None and job.stats != attempt.completion_stats)
+    return (
+        attempt.state != RUNNING
+        or attempt.progress_time is None  # followed since before this field existed: start counting now
+        or (job.stats is not None and job.stats != attempt.completion_stats)
+    )
