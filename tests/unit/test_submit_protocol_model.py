@@ -402,6 +402,11 @@ class SubmitProtocolModel(RuleBasedStateMachine):
                 assert job.attempt == (self.resource.uid, str(attempt.attempt)), f"{job} is not attempt {attempt}"
         assert status.job is None or status.job.name in self.vertex.jobs, f"status.job is {status.job}"
 
+    def assert_invariants(self) -> None:
+        """Both invariants, for callers outside hypothesis (liveness, the kept counterexamples)."""
+        self.one_billed_job_per_attempt()
+        self.status_names_existing_jobs()
+
     def progressed(self) -> bool:
         """The resource ended, or its latest attempt has a job that has not finished."""
         status = BatchInferenceJobStatus.model_validate(self.status)
@@ -411,21 +416,21 @@ class SubmitProtocolModel(RuleBasedStateMachine):
         return name is not None and self.vertex.jobs[name].state not in TERMINAL_STATES
 
     def settle_without_faults(self) -> None:
-        """Liveness: faults off, suspend off; Vertex completes cancels; the clock moves past the settle
-        window (and every backoff) between fault-free poller rounds and turns."""
+        """Liveness: faults off, suspend off, the clock past every settle window and backoff; then the
+        operator's ordinary life (poller rounds, and turns at the timer's interval) while Vertex
+        completes cancels."""
         self.suspend(False)
+        self.advance(SETTLE + datetime.timedelta(seconds=1))
         for _ in range(LIVENESS_ROUNDS):
             if self.progressed():
                 return
-            self.advance(SETTLE + datetime.timedelta(seconds=1))
             for job in self.vertex.jobs.values():
                 if job.state == CANCELLING:
                     job.state, job.end_time = CANCELLED, self.now
             self.poll()
-            self.turn()
-            self.one_billed_job_per_attempt()
-            self.status_names_existing_jobs()
-        assert self.progressed(), f"no progress after {LIVENESS_ROUNDS} fault-free rounds: {self.status}"
+            self.timer()
+            self.assert_invariants()
+        assert self.progressed(), f"no progress after {LIVENESS_ROUNDS} fault-free turns: {self.status}"
 
     def teardown(self) -> None:
         try:
