@@ -33,6 +33,7 @@ T0 = datetime.datetime(2026, 11, 29, 10, 0, tzinfo=datetime.UTC)
 RESOURCE = Resource("team-a", "reviews", "uid-1")
 TENANCY = Tenancy("demo-project", "us-central1")
 SETTLE = datetime.timedelta(seconds=150)
+TIMEOUT = datetime.timedelta(seconds=60)
 
 
 class FakeVertex:
@@ -105,11 +106,12 @@ async def test_submit_creates_once_then_adopts_its_own_job() -> None:
     action = decision.actions[0]
     assert isinstance(action, SubmitJob)
 
-    done = await executor.submit(vertex, action, True, T0, SETTLE)
+    done = await executor.submit(vertex, action, True, T0, SETTLE, TIMEOUT)
     assert done.how == "created" and vertex.calls == ["list", "list", "create", "get"]
 
     vertex.calls.clear()
-    again = await executor.submit(vertex, action, False, T0, SETTLE)  # e.g. after a crash before the status write
+    # e.g. after a crash before the status write
+    again = await executor.submit(vertex, action, False, T0, SETTLE, TIMEOUT)
     assert again.how == "adopted" and again.job == done.job and "create" not in vertex.calls
     assert len(vertex.jobs) == 1
 
@@ -125,7 +127,7 @@ async def test_a_recreated_resource_adopts_only_adoptable_jobs(state: str, adopt
     assert isinstance(action, SubmitJob) and action.adopt_labels
     earlier = vertex.add(state, {**action.adopt_labels, "bij-uid": "an-earlier-uid", "bij-attempt": "1"})
 
-    done = await executor.submit(vertex, action, True, T0, SETTLE)
+    done = await executor.submit(vertex, action, True, T0, SETTLE, TIMEOUT)
     assert done.job is not None and (done.job.name == earlier.name) is adopted
     assert done.how == ("adopted-recreated" if adopted else "created")
 

@@ -87,7 +87,12 @@ class Submitted:
 
 
 async def submit(
-    vertex: VertexJobs, action: SubmitJob, fresh: bool, now: datetime.datetime, settle: datetime.timedelta
+    vertex: VertexJobs,
+    action: SubmitJob,
+    fresh: bool,
+    now: datetime.datetime,
+    settle: datetime.timedelta,
+    lands_within: datetime.timedelta,
 ) -> Submitted:
     """The adoption protocol. Adopt this attempt's job if one exists (cancelling any second one: a create
     that landed late), or a job of a re-created resource with the same name and spec; otherwise create,
@@ -102,7 +107,7 @@ async def submit(
         earlier = await vertex.find_by_labels(project, location, action.adopt_labels, ADOPTABLE_STATES)
         if earlier:
             return Submitted(await _latest(vertex, earlier[0], project, location), "adopted-recreated")
-    gate = create_gate(action.marker, fresh, now, settle)
+    gate = create_gate(action.marker, fresh, now, settle, lands_within)
     if gate != "create":
         return Submitted(None, gate)
     try:
@@ -228,7 +233,8 @@ async def perform(
     if isinstance(action, SubmitJob):
         fresh = action.marker is not None and runtime.fresh.pop(resource.uid, None) == action.marker
         try:
-            done = await submit(runtime.vertex, action, fresh, runtime.clock(), runtime.settle)
+            lands_within = datetime.timedelta(seconds=runtime.settings.vertex_timeout)  # the client's timeout
+            done = await submit(runtime.vertex, action, fresh, runtime.clock(), runtime.settle, lands_within)
         except AdapterError as error:
             if fresh and not isinstance(error, CreateOutcomeUnknown) and action.marker is not None:
                 runtime.fresh[resource.uid] = action.marker  # nothing was created: the marker still holds

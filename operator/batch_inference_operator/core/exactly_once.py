@@ -2,11 +2,13 @@
 
 Vertex's create has no request id. A create whose outcome is unknown (a timeout, a reset, a 5xx) may
 have made a job that a LIST does not show yet; creating again would pay twice. So a create is sent only
-(a) right after this process wrote the attempt's `submitting` marker (nothing was sent for it yet), or
+(a) right after this process wrote the attempt's `submitting` marker (nothing was sent for it yet), and
+while a create sent now would land within the marker's settle window (by marker + settle - client
+timeout): every later decision waits out that window, counted from the marker, not from the create; or
 (b) once a settle window longer than the client timeout has passed since the marker, a LIST by uid and
 attempt has found nothing, and a new marker has been written first (so a crash right after that create
 is covered by the same rule). A crash between a marker and its create costs one settle window of delay,
-never a second job.
+never a second job; a fresh marker too old to create on (a slow turn, a long backoff) is replaced first.
 """
 
 from __future__ import annotations
@@ -18,13 +20,18 @@ Gate = Literal["create", "wait", "remark"]
 
 
 def create_gate(
-    submitting: datetime.datetime | None, fresh: bool, now: datetime.datetime, settle: datetime.timedelta
+    submitting: datetime.datetime | None,
+    fresh: bool,
+    now: datetime.datetime,
+    settle: datetime.timedelta,
+    lands_within: datetime.timedelta,
 ) -> Gate:
-    """`fresh`: this process wrote this very marker and has sent no create for it. Called only after a
-    LIST by uid and attempt found no job."""
-    if fresh:
+    """`fresh`: this process wrote this very marker and has sent no create for it. `lands_within`: the
+    longest a create may take to land (the client timeout). Called only after a LIST by uid and attempt
+    found no job."""
+    if fresh and submitting is not None and now + lands_within < submitting + settle:
         return "create"
-    if submitting is None or now >= submitting + settle:
+    if fresh or submitting is None or now >= submitting + settle:
         return "remark"
     return "wait"
 
