@@ -91,6 +91,7 @@ STEPS = int(os.environ.get("BIJ_MODEL_STEPS") or 80)
 SEED = int(os.environ.get("BIJ_MODEL_SEED") or random.SystemRandom().randrange(2**32))
 
 R = TypeVar("R")
+RUN: Counter[str] = Counter()  # what a run's examples did, summed; a deep run prints it
 
 
 class ModelLoop(asyncio.SelectorEventLoop):
@@ -251,6 +252,7 @@ class SubmitProtocolModel(RuleBasedStateMachine):
         self.spec = dict(SPEC)
         self.status: dict[str, Any] = {}  # as the API server stores it
         self.deleting = self.deleted = False
+        self.steps = -1
 
     def _new_runtime(self) -> Runtime:
         runtime = Runtime(SETTINGS, self.vertex)  # type: ignore[arg-type]
@@ -407,6 +409,10 @@ class SubmitProtocolModel(RuleBasedStateMachine):
                 assert job.attempt == (self.resource.uid, str(attempt.attempt)), f"{job} is not attempt {attempt}"
         assert status.job is None or status.job.name in self.vertex.jobs, f"status.job is {status.job}"
 
+    @invariant()
+    def count_steps(self) -> None:
+        self.steps += 1  # invariants run once before the first step, then after each
+
     def assert_invariants(self) -> None:
         """Both invariants, for callers outside hypothesis (liveness, the kept counterexamples)."""
         self.one_billed_job_per_attempt()
@@ -448,14 +454,13 @@ class SubmitProtocolModel(RuleBasedStateMachine):
             self.loop.close()
 
     def report(self) -> None:
-        """What the steps did, for `--hypothesis-show-statistics`; and a target that steers the search
+        """What this example did, into RUN (a deep run prints it); and a target that steers the search
         toward more jobs of one attempt."""
         jobs = Counter(job.attempt for job in self.vertex.jobs.values())
         hypothesis.target(max(jobs.values(), default=0), label="jobs of one attempt")
-        for note in sorted(set(self.vertex.notes)):
-            hypothesis.event(note)
+        RUN.update(examples=1, steps=self.steps, **{f"examples where {note}": 1 for note in set(self.vertex.notes)})
         if self.deleted and self.vertex.in_flight:
-            hypothesis.event("a create was in flight when the resource was deleted")
+            RUN["examples where a create was in flight when the resource was deleted"] += 1
 
 
 def model_settings() -> settings:
@@ -474,4 +479,7 @@ def model_settings() -> settings:
 def test_the_submit_protocol_model() -> None:
     if EXAMPLES:
         print(f"submit protocol model: {EXAMPLES} examples of {STEPS} steps, BIJ_MODEL_SEED={SEED}")
+    RUN.clear()
     run_state_machine_as_test(hypothesis.seed(SEED)(SubmitProtocolModel), settings=model_settings())
+    if EXAMPLES:
+        print("\n".join(f"{count:8d} {what}" for what, count in sorted(RUN.items())))
