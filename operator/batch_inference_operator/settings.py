@@ -85,7 +85,7 @@ class Settings:
         locations = locations or GEMINI_LOCATIONS
         if default_location not in locations:
             raise ValueError(f"BIJ_DEFAULT_LOCATION={default_location!r} is not in the supported locations")
-        return cls(
+        settings = cls(
             default_project=os.environ.get("BIJ_DEFAULT_PROJECT") or None,
             default_location=default_location,
             locations=locations,
@@ -109,3 +109,10 @@ class Settings:
             max_concurrent_jobs=int(_float("BIJ_MAX_CONCURRENT_JOBS", 0)),
             log_format=_choice("BIJ_LOG_FORMAT", ("text", "json"), "text"),
         )
+        if settings.create_settle_window <= settings.vertex_timeout + settings.reconcile_interval:
+            # A fresh marker must leave time for its create to land inside the window, or none is ever sent.
+            raise ValueError(
+                f"BIJ_CREATE_SETTLE={settings.create_settle_window:g} must exceed BIJ_VERTEX_TIMEOUT "
+                f"({settings.vertex_timeout:g}) plus BIJ_RECONCILE_INTERVAL ({settings.reconcile_interval:g})"
+            )
+        return settings

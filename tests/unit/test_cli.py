@@ -18,3 +18,16 @@ def test_the_old_local_stack_spellings_say_where_they_moved(
 def test_crd_prints_the_generated_crd(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["crd"]) == 0
     assert "kind: CustomResourceDefinition" in capsys.readouterr().out
+
+
+def test_a_settle_window_too_short_for_any_create_is_refused_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from batch_inference_operator.settings import Settings
+
+    monkeypatch.setenv("BIJ_VERTEX_TIMEOUT", "60")
+    monkeypatch.setenv("BIJ_CREATE_SETTLE", "30")
+    with pytest.raises(ValueError, match="BIJ_CREATE_SETTLE=30 must exceed BIJ_VERTEX_TIMEOUT"):
+        Settings.from_env()
+    monkeypatch.setenv("BIJ_LOCATIONS", "europe-west4")
+    monkeypatch.setenv("BIJ_CREATE_SETTLE", "200")
+    with pytest.raises(ValueError, match="BIJ_DEFAULT_LOCATION='us-central1' is not in the supported locations"):
+        Settings.from_env()

@@ -33,7 +33,7 @@ T0 = datetime.datetime(2026, 11, 29, 10, 0, tzinfo=datetime.UTC)
 RESOURCE = Resource("team-a", "reviews", "uid-1")
 TENANCY = Tenancy("demo-project", "us-central1")
 SETTLE = datetime.timedelta(seconds=150)
-FRESH_FOR = datetime.timedelta(seconds=60)
+TIMEOUT = datetime.timedelta(seconds=60)
 
 
 class FakeVertex:
@@ -106,13 +106,12 @@ async def test_submit_creates_once_then_adopts_its_own_job() -> None:
     action = decision.actions[0]
     assert isinstance(action, SubmitJob)
 
-    done = await executor.submit(vertex, action, True, T0, SETTLE, FRESH_FOR)
+    done = await executor.submit(vertex, action, True, T0, SETTLE, TIMEOUT)
     assert done.how == "created" and vertex.calls == ["list", "list", "create", "get"]
 
     vertex.calls.clear()
-    again = await executor.submit(
-        vertex, action, False, T0, SETTLE, FRESH_FOR
-    )  # e.g. after a crash before the status write
+    # e.g. after a crash before the status write
+    again = await executor.submit(vertex, action, False, T0, SETTLE, TIMEOUT)
     assert again.how == "adopted" and again.job == done.job and "create" not in vertex.calls
     assert len(vertex.jobs) == 1
 
@@ -128,7 +127,7 @@ async def test_a_recreated_resource_adopts_only_adoptable_jobs(state: str, adopt
     assert isinstance(action, SubmitJob) and action.adopt_labels
     earlier = vertex.add(state, {**action.adopt_labels, "bij-uid": "an-earlier-uid", "bij-attempt": "1"})
 
-    done = await executor.submit(vertex, action, True, T0, SETTLE, FRESH_FOR)
+    done = await executor.submit(vertex, action, True, T0, SETTLE, TIMEOUT)
     assert done.job is not None and (done.job.name == earlier.name) is adopted
     assert done.how == ("adopted-recreated" if adopted else "created")
 
@@ -427,17 +426,15 @@ async def test_a_spec_that_no_longer_validates_never_abandons_a_running_job() ->
 
 async def test_a_fresh_marker_goes_stale_so_a_late_create_keeps_its_settle_window() -> None:
     """A create sent long after its marker (lookups failing with 429s meanwhile, or a day-long suspend)
-    would leave a crash right after it less than the settle window: the marker is renewed first."""
+    would leave a crash right after it less than the settle window: the marker is renewed first, and
+    at once, since nothing was sent for it."""
     vertex = FakeVertex()
     _, decision = submit_action()
     action = decision.actions[0]
     assert isinstance(action, SubmitJob) and action.marker is not None
-    late = action.marker + FRESH_FOR + datetime.timedelta(seconds=1)
-    done = await executor.submit(vertex, action, True, late, SETTLE, FRESH_FOR)
-    assert done.job is None and done.how == "wait" and "create" not in vertex.calls
-    much_later = action.marker + SETTLE
-    done = await executor.submit(vertex, action, True, much_later, SETTLE, FRESH_FOR)
-    assert done.how == "remark" and "create" not in vertex.calls
+    late = action.marker + SETTLE - TIMEOUT
+    done = await executor.submit(vertex, action, True, late, SETTLE, TIMEOUT)
+    assert done.job is None and done.how == "remark" and "create" not in vertex.calls
 
 
 async def test_a_refused_cancel_is_retried_never_read_as_a_failed_spec() -> None:

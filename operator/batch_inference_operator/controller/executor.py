@@ -93,7 +93,7 @@ async def submit(
     fresh: bool,
     now: datetime.datetime,
     settle: datetime.timedelta,
-    fresh_for: datetime.timedelta,
+    lands_within: datetime.timedelta,
 ) -> Submitted:
     """The adoption protocol. Adopt this attempt's job if one exists (cancelling any second one: a create
     that landed late), or a job of a re-created resource with the same name and spec; otherwise create,
@@ -111,7 +111,7 @@ async def submit(
             # Vertex documents no list order: prefer a job still running, then the newest.
             best = max(earlier, key=lambda job: (job.state not in TERMINAL_STATES, job.create_time or now))
             return Submitted(await _latest(vertex, best, project, location), "adopted-recreated")
-    gate = create_gate(action.marker, fresh, now, settle, fresh_for)
+    gate = create_gate(action.marker, fresh, now, settle, lands_within)
     if gate != "create":
         return Submitted(None, gate)
     try:
@@ -235,7 +235,7 @@ async def perform(
     if isinstance(action, SubmitJob):
         fresh = action.marker is not None and runtime.fresh.pop(resource.uid, None) == action.marker
         try:
-            done = await submit(runtime.vertex, action, fresh, runtime.clock(), runtime.settle, runtime.fresh_for)
+            done = await submit(runtime.vertex, action, fresh, runtime.clock(), runtime.settle, runtime.lands_within)
         except AdapterError as error:
             if fresh and not isinstance(error, CreateOutcomeUnknown) and action.marker is not None:
                 runtime.fresh[resource.uid] = action.marker  # nothing was created: the marker still holds

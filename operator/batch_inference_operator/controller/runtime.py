@@ -126,9 +126,9 @@ class Runtime:
         return datetime.timedelta(seconds=self.settings.create_settle_window)
 
     @property
-    def fresh_for(self) -> datetime.timedelta:
-        """How long a marker stays fresh: a create is sent within the client timeout of its marker."""
-        return datetime.timedelta(seconds=min(self.settings.vertex_timeout, self.settings.create_settle_window / 2))
+    def lands_within(self) -> datetime.timedelta:
+        """The longest a create may take to land: the client's timeout (core/exactly_once.py)."""
+        return datetime.timedelta(seconds=self.settings.vertex_timeout)
 
     @property
     def write_grace(self) -> float:

@@ -2,13 +2,13 @@
 
 Vertex's create has no request id. A create whose outcome is unknown (a timeout, a reset, a 5xx) may
 have made a job that a LIST does not show yet; creating again would pay twice. So a create is sent only
-(a) right after this process wrote the attempt's `submitting` marker (nothing was sent for it yet, and the
-marker is younger than the client timeout, so the settle window counted from the marker also covers
-the create itself), or
+(a) right after this process wrote the attempt's `submitting` marker (nothing was sent for it yet), and
+while a create sent now would land within the marker's settle window (by marker + settle - client
+timeout): every later decision waits out that window, counted from the marker, not from the create; or
 (b) once a settle window longer than the client timeout has passed since the marker, a LIST by uid and
 attempt has found nothing, and a new marker has been written first (so a crash right after that create
 is covered by the same rule). A crash between a marker and its create costs one settle window of delay,
-never a second job.
+never a second job; a fresh marker too old to create on (a slow turn, a long backoff) is replaced first.
 """
 
 from __future__ import annotations
@@ -24,15 +24,14 @@ def create_gate(
     fresh: bool,
     now: datetime.datetime,
     settle: datetime.timedelta,
-    fresh_for: datetime.timedelta,
+    lands_within: datetime.timedelta,
 ) -> Gate:
-    """`fresh`: this process wrote this very marker and has sent no create for it. Called only after a
-    LIST by uid and attempt found no job. A marker older than `fresh_for` (the client timeout) is not
-    fresh any more: a create sent late after it (after failed lookups, a day-long suspend) would leave
-    too little of the settle window after it, so a new marker is written first."""
-    if fresh and submitting is not None and now < submitting + fresh_for:
+    """`fresh`: this process wrote this very marker and has sent no create for it. `lands_within`: the
+    longest a create may take to land (the client timeout). Called only after a LIST by uid and attempt
+    found no job."""
+    if fresh and submitting is not None and now + lands_within < submitting + settle:
         return "create"
-    if submitting is None or now >= submitting + settle:
+    if fresh or submitting is None or now >= submitting + settle:
         return "remark"
     return "wait"
 

@@ -121,10 +121,11 @@ def record_create_wait(
 
 
 def record_new_marker(status: BatchInferenceJobStatus, attempt: int, now: datetime.datetime) -> BatchInferenceJobStatus:
-    """No job of this attempt appeared within the settle window: write a new marker; the create follows it."""
+    """No job of this attempt exists (after the settle window, or nothing was sent for a marker that grew
+    too old): write a new marker; the create follows it."""
     status, entry = _with_attempt(status, attempt)
     entry.submitting = now
-    status.message = f"no job of attempt {attempt} appeared after the settle window; creating it"
+    status.message = f"attempt {attempt} has no Vertex job: a new submit marker is written, then the job is created"
     return status
 
 
