@@ -3,8 +3,8 @@ the spec changes (suspend, unsuspend, delete), each at a time or a trigger. Pure
 same plan, so a failing trial is reproduced by its seed (the timing of a real run may still differ).
 
 Times are seconds after the trial's resources were created. Every event lies within `WINDOW` seconds
-(kills may wait longer for their trigger, and are skipped when it never comes); then the plan ends:
-faults off, the operator running.
+(kills may wait up to `TRIGGER_WAIT` for their trigger, and are skipped when it never comes). The plan
+ends when its events are done, and not before `WINDOW`: then faults off, the operator running.
 """
 
 from __future__ import annotations
@@ -122,37 +122,18 @@ def draw(seed: int) -> Plan:
     for i in range(count):
         name = f"{stem}-{'ab'[i]}" if shared and i < 2 else f"job-{i}"
         resources.append(ResourcePlan(name, rng.randint(3, 25), rng.choice([0, 0, 1])))
-    kinds = sorted(rng.sample(API_KINDS, rng.choice([0, 1, 1, 2, 2, 3])))
-    plan = Plan(seed, namespace, resources, shared, kinds=list(kinds))
-    plan.api_faults = [(kind, _api_fault(kind, rng, seed * 100 + i)) for i, kind in enumerate(kinds)]
-    if shared:
-        plan.kinds.append("shared-prefix")
+    plan = Plan(seed, namespace, resources, shared, kinds=["shared-prefix"] if shared else [])
     for resource in resources:
-        roll = rng.random()
-        display = f"{namespace}-{resource.name}"
-        if roll < 0.45:
-            outcome, kind = rng.choice(
-                [("FAILED", "resume-failed"), ("CANCELLED", "vertex-cancelled"), ("PARTIALLY_SUCCEEDED", "partial")]
-            )
-            resource.job_fault = {
-                "outcome": outcome,
-                "afterFraction": round(rng.uniform(0.2, 0.8), 2),
-                "match": {"displayName": display},
-            }
-            if outcome == "FAILED":
-                resource.job_fault["code"] = 13
-            plan.kinds.append(kind)
-        if rng.random() < 0.3:
-            resource.suspend_at = round(rng.uniform(0.1, 2.5), 2)
-            if rng.random() < 0.7:
-                resource.unsuspend_at = round(resource.suspend_at + rng.uniform(0.3, 1.5), 2)
-            plan.kinds.append("suspend")
-        if rng.random() < 0.2:
-            resource.delete_at = round(rng.uniform(0.2, WINDOW - 0.5), 2)
-            plan.kinds.append("delete")
+        _resource_events(resource, f"{namespace}-{resource.name}", rng, plan.kinds)
     if rng.random() < 0.15:
         plan.row_faults = [{"code": rng.choice([429, 500]), "rate": 0.2, "seed": seed}]
         plan.kinds.append("row-errors")
+    # Cancels happen only to suspend, delete or reap a duplicate: flaky cancels only where they may bite.
+    cancels = any(r.suspend_at is not None or r.delete_at is not None for r in resources)
+    pool = [kind for kind in API_KINDS if kind != "flaky-cancel" or cancels]
+    kinds = sorted(rng.sample(pool, rng.choice([0, 1, 2, 2, 3, 3])))
+    plan.api_faults = [(kind, _api_fault(kind, rng, seed * 100 + i)) for i, kind in enumerate(kinds)]
+    plan.kinds += kinds
     for _ in range(rng.choice([0, 1, 1, 1, 2, 2])):
         trigger: Trigger = rng.choice(KILL_TRIGGERS)
         kill = Kill(trigger, restart_after=round(rng.uniform(0.0, 1.0), 2))
@@ -169,3 +150,27 @@ def draw(seed: int) -> Plan:
     }
     plan.kinds = sorted(set(plan.kinds))
     return plan
+
+
+def _resource_events(resource: ResourcePlan, display_name: str, rng: random.Random, kinds: list[str]) -> None:
+    """A job fault for the resource's first Vertex job (so attempt 2 runs), suspend, unsuspend, delete."""
+    if rng.random() < 0.45:
+        outcome, kind = rng.choice(
+            [("FAILED", "resume-failed"), ("CANCELLED", "vertex-cancelled"), ("PARTIALLY_SUCCEEDED", "partial")]
+        )
+        resource.job_fault = {
+            "outcome": outcome,
+            "afterFraction": round(rng.uniform(0.2, 0.8), 2),
+            "match": {"displayName": display_name},
+        }
+        if outcome == "FAILED":
+            resource.job_fault["code"] = 13
+        kinds.append(kind)
+    if rng.random() < 0.3:
+        resource.suspend_at = round(rng.uniform(0.1, 2.5), 2)
+        if rng.random() < 0.7:
+            resource.unsuspend_at = round(resource.suspend_at + rng.uniform(0.3, 1.5), 2)
+        kinds.append("suspend")
+    if rng.random() < 0.2:
+        resource.delete_at = round(rng.uniform(0.2, WINDOW - 0.5), 2)
+        kinds.append("delete")

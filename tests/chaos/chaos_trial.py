@@ -67,6 +67,7 @@ class Trial:
         self.run = Run(plan)
         self.loop = asyncio.get_running_loop()
         self.t0 = 0.0
+        self.gone_watch: list[asyncio.Task[None]] = []
 
     def note(self, text: str) -> None:
         self.run.notes.append(f"{self.loop.time() - self.t0:6.2f}s {text}")
@@ -84,7 +85,7 @@ class Trial:
         self.t0 = self.loop.time()
         for resource in self.plan.resources:
             await self.create(resource)
-        actors = [self.killer()] + [self.actor(r) for r in self.plan.resources]
+        actors = [self.killer(), self.at(WINDOW)] + [self.actor(r) for r in self.plan.resources]
         await asyncio.wait_for(asyncio.gather(*actors), WINDOW + len(self.plan.kills) * (TRIGGER_WAIT + 35) + 10)
         plan_end = self.loop.time()
         await self.faults_off()
@@ -97,6 +98,8 @@ class Trial:
         await asyncio.sleep(max(0.0, plan_end + self.plan.max_hang + 0.2 - self.loop.time()))
         await self.wait_for(self.jobs_ended, JOBS_WAIT)
         self.note("every Vertex job of the trial ended")
+        for task in self.gone_watch:
+            task.cancel()
         self.run.jobs = await self.trial_jobs()
         self.count_fired_faults((await control(self.stack, "GET", "/emulator/v1/stats"))["rows"])
         self.run.objects = {r.name: self.stored(r.name) for r in self.plan.resources}
@@ -161,12 +164,20 @@ class Trial:
             await self.at(when)
             if what == "delete":
                 code, body = await call(self.stack.kube, "DELETE", path)
+                self.gone_watch.append(asyncio.create_task(self.watch_gone(resource.name)))
             else:
                 code, body = await call(self.stack.kube, "PATCH", path, {"spec": {"suspend": what == "suspend"}}, MERGE)
             assert code in (200, 202), (what, code, body)
             self.note(f"{what} {resource.name}")
             kind = "delete" if what == "delete" else "suspend"
             self.run.fired[kind] = self.run.fired.get(kind, 0) + (what != "unsuspend")
+
+    async def watch_gone(self, name: str) -> None:
+        """Note when a deleted resource is gone (its finalizer done), to the poll's precision."""
+        await self.wait_for(lambda: self.stored(name) is None, FINAL_WAIT + 60, 0.01)
+        if self.stored(name) is None:
+            self.run.gone[name] = datetime.datetime.now(datetime.UTC)
+            self.note(f"{name} is gone")
 
     async def killer(self) -> None:
         """The plan's kills in order: wait for the trigger, SIGKILL, wait, start again."""
@@ -229,10 +240,7 @@ class Trial:
         for resource in self.plan.resources:
             obj = self.stored(resource.name)
             if resource.delete_at is not None:
-                if obj is None:
-                    self.run.gone.setdefault(resource.name, datetime.datetime.now(datetime.UTC))
-                else:
-                    done = False
+                done = done and obj is None
                 continue
             phase = ((obj or {}).get("status") or {}).get("phase")
             if not (phase in TERMINAL or (resource.suspended_at_end and phase == "Suspended")):
