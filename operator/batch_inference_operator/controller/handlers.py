@@ -118,8 +118,8 @@ async def reconcile(
     post(body, await reconcile_resource(runtime, body, patch, resource, created, tenancy, queue))
 
 
-async def release(body: kopf.Body, uid: str, memo: kopf.Memo, **_: Any) -> None:
-    await release_resource(memo.runtime, body, uid)
+async def release(body: kopf.Body, uid: str, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    await release_resource(memo.runtime, body, uid, retry)
 
 
 def register(settings: Settings) -> kopf.Memo:

@@ -15,6 +15,7 @@ from ..api import TERMINAL_PHASES, BatchInferenceJobSpec, BatchInferenceJobStatu
 from ..core.actions import Decision, Event
 from ..core.admission import Queue
 from ..core.decide import decide
+from ..core.exactly_once import release_wait
 from ..core.identity import Resource, attempt_labels, owner_labels
 from ..core.policy import Tenancy
 from ..core.pricing import model_id
@@ -145,9 +146,12 @@ def track(runtime: Runtime, uid: str, status: BatchInferenceJobStatus) -> None:
     runtime.tracked[uid] = Tracked(status.project, status.location, job, create_time, watch)
 
 
-async def release_resource(runtime: Runtime, body: kopf.Body, uid: str) -> None:
+async def release_resource(runtime: Runtime, body: kopf.Body, uid: str, retry: int = 0) -> None:
     """The resource is being deleted: cancel its unfinished Vertex jobs (deletionPolicy Cancel) or leave
-    them (Abandon); give up after `finalizer_timeout` rather than block the namespace forever."""
+    them (Abandon); give up after `finalizer_timeout` rather than block the namespace forever. While a
+    create of the latest attempt may still land (core/exactly_once.py), keep the finalizer and look again,
+    so a job that lands late is cancelled rather than left running with no resource."""
+    fresh = runtime.fresh.get(uid)
     runtime.forget(uid)
     metrics.move(runtime.phases.pop(uid, None), None)
     status, spec, meta = body.get("status") or {}, body.get("spec") or {}, body.get("metadata") or {}
@@ -158,12 +162,13 @@ async def release_resource(runtime: Runtime, body: kopf.Body, uid: str) -> None:
         message = "deletionPolicy is Abandon: the Vertex job keeps running; its output stays"
         post(body, [Event("Normal", "Abandoned", message)])
         return
+    deleted_at = meta.get("deletionTimestamp")
+    started = _timestamp(deleted_at) if deleted_at else runtime.clock()
+    out_of_time = (runtime.clock() - started).total_seconds() >= runtime.settings.finalizer_timeout
     try:
         cancelled = await executor.cancel_all(runtime.vertex, project, location, owner_labels(uid))
     except AdapterError as error:
-        deleted_at = meta.get("deletionTimestamp")
-        started = datetime.datetime.fromisoformat(deleted_at.replace("Z", "+00:00")) if deleted_at else runtime.clock()
-        if not error.retryable or (runtime.clock() - started).total_seconds() >= runtime.settings.finalizer_timeout:
+        if not error.retryable or out_of_time:
             message = (
                 f"could not cancel the Vertex job ({error.message}); releasing the resource anyway, "
                 "the job may still run"
@@ -174,3 +179,24 @@ async def release_resource(runtime: Runtime, body: kopf.Body, uid: str) -> None:
     if cancelled:
         message = f"cancelled Vertex job {', '.join(cancelled)} (deletionPolicy Cancel)"
         post(body, [Event("Normal", "CancelledOnDelete", message)])
+    latest = status["attempts"][-1]
+    marker = _timestamp(latest["submitting"]) if latest.get("submitting") and not latest.get("jobName") else None
+    until = release_wait(marker, marker is not None and fresh == marker, runtime.clock(), runtime.settle)
+    if until is None:
+        return
+    if out_of_time:
+        message = "a create of the Vertex job may still land; releasing the resource anyway, the job may run"
+        post(body, [Event("Warning", "FinalizerGaveUp", message)])
+        return
+    message = (
+        f"a create of attempt {latest.get('attempt')} may still land until {until.strftime('%H:%M:%SZ')}: "
+        "keeping the resource until then, to cancel its job if it does (deletionPolicy Cancel)"
+    )
+    if retry == 0:
+        post(body, [Event("Normal", "AwaitingCreate", message)])
+    remaining = (until - runtime.clock()).total_seconds()
+    raise kopf.TemporaryError(message, delay=max(0.1, min(remaining, runtime.settings.poll_interval)))
+
+
+def _timestamp(text: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
