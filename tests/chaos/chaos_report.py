@@ -80,6 +80,7 @@ def failure_report(run: Run, verdict: Verdict, operator_log: str) -> str:
     lines.append("resources at the end:")
     for name, obj in run.objects.items():
         lines.append(f"  {name}: {json.dumps(_status_summary(obj))}")
+    lines += ["Events of the trial's resources:", *(f"  {event}" for event in run.events)]
     tail = operator_log[run.log_offset :].splitlines()[-LOG_LINES:]
     lines += [f"operator log (last {len(tail)} lines of the trial):", *tail]
     return "\n".join(lines)

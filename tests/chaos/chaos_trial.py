@@ -33,6 +33,14 @@ JOBS_WAIT = 20.0  # then, the bound within which every Vertex job of the trial m
 TICK = 0.005  # how often triggers are polled
 
 
+def held(status: dict[str, Any]) -> bool:
+    """Suspended for good: phase Suspended, and every attempt's job recorded as ended (a suspend cancels
+    the running job; until its end is recorded the resource is still suspending)."""
+    attempts = status.get("attempts") or []
+    ended = all(a.get("state") in VERTEX_TERMINAL for a in attempts if a.get("jobName"))
+    return status.get("phase") == "Suspended" and ended
+
+
 @dataclass
 class Run:
     """What happened while the plan ran: the facts the verdict and the report need."""
@@ -48,6 +56,7 @@ class Run:
     jobs: list[dict[str, Any]] = field(default_factory=list)  # the emulator's jobs of this trial, at the end
     objects: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # name -> stored resource at the end
     notes: list[str] = field(default_factory=list)  # the harness's own timeline, for the report
+    events: list[str] = field(default_factory=list)  # the Kubernetes Events of the trial's resources
 
 
 async def control(stack: Any, method: str, path: str, body: Any = None) -> Any:
@@ -103,6 +112,10 @@ class Trial:
         self.run.jobs = await self.trial_jobs()
         self.count_fired_faults((await control(self.stack, "GET", "/emulator/v1/stats"))["rows"])
         self.run.objects = {r.name: self.stored(r.name) for r in self.plan.resources}
+        events = self.stack.kube.list_objects("events", self.plan.namespace)
+        for event in sorted(events, key=lambda e: int(e["metadata"]["resourceVersion"])):
+            name = event["involvedObject"]["name"]
+            self.run.events.append(f"{name[-8:]} {event['type']} {event['reason']}: {event['message'][:240]}")
         self.run.seconds = self.loop.time() - started
         return self.run
 
@@ -242,8 +255,8 @@ class Trial:
             if resource.delete_at is not None:
                 done = done and obj is None
                 continue
-            phase = ((obj or {}).get("status") or {}).get("phase")
-            if not (phase in TERMINAL or (resource.suspended_at_end and phase == "Suspended")):
+            status = (obj or {}).get("status") or {}
+            if not (status.get("phase") in TERMINAL or (resource.suspended_at_end and held(status))):
                 done = False
         return done
 

@@ -11,7 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from chaos_trial import FINAL_WAIT, TERMINAL, VERTEX_TERMINAL, Run
+from chaos_trial import FINAL_WAIT, TERMINAL, VERTEX_TERMINAL, Run, held
 
 DEFINITIONS = f"""\
 paid job    a Vertex job whose timeline reached JOB_STATE_RUNNING (so it was not cancelled before it ran), or
@@ -27,7 +27,8 @@ lost        resources (not deleted, settled) whose status
                 usage.succeeded other than completionStats.successful.
 stuck       resources neither terminal nor (when the plan left them so) Suspended within {FINAL_WAIT:.0f} s after the
             plan ended; deleted resources still present then; or an end state without a condition saying why
-            (terminal: Finished=True, and Complete=True or Failed=True with a reason; suspended: Suspended=True).
+            (terminal: Finished=True, and Complete=True or Failed=True with a reason; suspended: Suspended=True,
+            and every attempt's job recorded as ended).
 leaked      deleted resources (deletionPolicy Cancel) with a job still unfinished at the end, or a job that entered
             RUNNING, or ended uncancelled, after the resource was gone."""
 
@@ -115,6 +116,8 @@ def stuck(name: str, status: dict[str, Any], suspended_at_end: bool, verdict: Ve
         problem = None if ok else "terminal without Finished and Complete/Failed conditions"
     elif phase == "Suspended" and suspended_at_end:
         problem = None if true("Suspended") else "suspended without condition Suspended=True"
+        if not held(status):
+            problem = f"still suspending: its job's end is not recorded: {status.get('message')}"
     else:
         ready = conditions.get("Ready") or {}
         problem = f"not settled: phase {phase}, Ready {ready.get('reason')}: {status.get('message')}"
