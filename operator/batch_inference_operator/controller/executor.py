@@ -87,7 +87,12 @@ class Submitted:
 
 
 async def submit(
-    vertex: VertexJobs, action: SubmitJob, fresh: bool, now: datetime.datetime, settle: datetime.timedelta
+    vertex: VertexJobs,
+    action: SubmitJob,
+    fresh: bool,
+    now: datetime.datetime,
+    settle: datetime.timedelta,
+    clean: bool = False,
 ) -> Submitted:
     """The adoption protocol. Adopt this attempt's job if one exists (cancelling any second one: a create
     that landed late), or a job of a re-created resource with the same name and spec; otherwise create,
@@ -102,7 +107,7 @@ async def submit(
         earlier = await vertex.find_by_labels(project, location, action.adopt_labels, ADOPTABLE_STATES)
         if earlier:
             return Submitted(await _latest(vertex, earlier[0], project, location), "adopted-recreated")
-    gate = create_gate(action.marker, fresh, now, settle)
+    gate = create_gate(action.marker, fresh, now, settle, clean)
     if gate != "create":
         return Submitted(None, gate)
     try:
@@ -227,11 +232,14 @@ async def perform(
     """One action against the outside world; returns the status to decide from next."""
     if isinstance(action, SubmitJob):
         fresh = action.marker is not None and runtime.fresh.pop(resource.uid, None) == action.marker
+        clean = action.marker is not None and runtime.clean.pop(resource.uid, None) == action.marker
         try:
-            done = await submit(runtime.vertex, action, fresh, runtime.clock(), runtime.settle)
+            done = await submit(runtime.vertex, action, fresh, runtime.clock(), runtime.settle, clean)
         except AdapterError as error:
-            if fresh and not isinstance(error, CreateOutcomeUnknown) and action.marker is not None:
-                runtime.fresh[resource.uid] = action.marker  # nothing was created: the marker still holds
+            if (fresh or clean) and not isinstance(error, CreateOutcomeUnknown) and action.marker is not None:
+                # Nothing that may land was sent, but the create would now follow its marker late: the
+                # next try writes a new marker first (core/exactly_once.py).
+                runtime.clean[resource.uid] = action.marker
             raise
         if done.job is None:
             if done.how == "remark":

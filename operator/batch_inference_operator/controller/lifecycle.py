@@ -151,7 +151,7 @@ async def release_resource(runtime: Runtime, body: kopf.Body, uid: str, retry: i
     them (Abandon); give up after `finalizer_timeout` rather than block the namespace forever. While a
     create of the latest attempt may still land (core/exactly_once.py), keep the finalizer and look again,
     so a job that lands late is cancelled rather than left running with no resource."""
-    fresh = runtime.fresh.get(uid)
+    unsent = (runtime.fresh.get(uid), runtime.clean.get(uid))  # markers no create was sent for
     runtime.forget(uid)
     metrics.move(runtime.phases.pop(uid, None), None)
     status, spec, meta = body.get("status") or {}, body.get("spec") or {}, body.get("metadata") or {}
@@ -181,7 +181,7 @@ async def release_resource(runtime: Runtime, body: kopf.Body, uid: str, retry: i
         post(body, [Event("Normal", "CancelledOnDelete", message)])
     latest = status["attempts"][-1]
     marker = _timestamp(latest["submitting"]) if latest.get("submitting") and not latest.get("jobName") else None
-    until = release_wait(marker, marker is not None and fresh == marker, runtime.clock(), runtime.settle)
+    until = release_wait(marker, marker is not None and marker in unsent, runtime.clock(), runtime.settle)
     if until is None:
         return
     if out_of_time:

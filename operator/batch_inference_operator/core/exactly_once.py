@@ -6,9 +6,11 @@ have made a job that a LIST does not show yet; creating again would pay twice. S
 (b) once a settle window longer than the client timeout has passed since the marker, a LIST by uid and
 attempt has found nothing, and a new marker has been written first (so a crash right after that create
 is covered by the same rule). A crash between a marker and its create costs one settle window of delay,
-never a second job. For the same reason a deletion (deletionPolicy Cancel) does not let a resource go
-while a create of its latest attempt may still land: it waits out that settle window, cancelling what
-lands (`release_wait`).
+never a second job. The settle window runs from the marker, so a create must follow its marker at
+once: when a refused call (a failed LIST, a 429) delays it, the marker is `clean` (nothing that may land
+was sent for it) but old, and a new marker is written before the create, without waiting. For the same
+reason a deletion (deletionPolicy Cancel) does not let a resource go while a create of its latest
+attempt may still land: it waits out that settle window, cancelling what lands (`release_wait`).
 """
 
 from __future__ import annotations
@@ -20,13 +22,18 @@ Gate = Literal["create", "wait", "remark"]
 
 
 def create_gate(
-    submitting: datetime.datetime | None, fresh: bool, now: datetime.datetime, settle: datetime.timedelta
+    submitting: datetime.datetime | None,
+    fresh: bool,
+    now: datetime.datetime,
+    settle: datetime.timedelta,
+    clean: bool = False,
 ) -> Gate:
-    """`fresh`: this process wrote this very marker and has sent no create for it. Called only after a
-    LIST by uid and attempt found no job."""
+    """`fresh`: this process wrote this very marker and has sent no create for it. `clean`: it wrote it
+    and only refused calls followed, so no create for it may land, but time has passed. Called only after
+    a LIST by uid and attempt found no job."""
     if fresh:
         return "create"
-    if submitting is None or now >= submitting + settle:
+    if clean or submitting is None or now >= submitting + settle:
         return "remark"
     return "wait"
 
