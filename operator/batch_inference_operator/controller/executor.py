@@ -30,6 +30,7 @@ from ..core.record import (
     duplicates_event,
     failure_reason,
     preflight_passed_event,
+    record_cancel_not_made,
     record_create_wait,
     record_failure,
     record_new_marker,
@@ -185,7 +186,10 @@ async def act(
         try:
             status, observed, extra = await perform(runtime, action, decision.status, spec, resource)
         except AdapterError as error:
-            failed = after_error(runtime, error, decision.status, resource, action)
+            status = decision.status
+            if isinstance(action, CancelJob):  # not cancelled: the next turn asks again
+                status = record_cancel_not_made(status, action.attempt)
+            failed = after_error(runtime, error, status, resource, action)
             metrics.RECONCILE_ERRORS.labels(failed.events[0].reason).inc()
             return Decision(failed.status, events=events + failed.events)
         runtime.backoff.pop(resource.uid, None)
