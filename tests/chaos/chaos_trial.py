@@ -175,6 +175,9 @@ class Trial:
         path = bij_path(self.plan.namespace, resource.name)
         for when, what in sorted(events):
             await self.at(when)
+            if resource.name in self.run.gone or (resource.delete_at or WINDOW) < when:
+                self.note(f"{what} {resource.name} skipped: deleted before")
+                continue
             if what == "delete":
                 code, body = await call(self.stack.kube, "DELETE", path)
                 self.gone_watch.append(asyncio.create_task(self.watch_gone(resource.name)))

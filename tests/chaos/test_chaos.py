@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from chaos_plan import OPERATOR_ENV, draw
-from chaos_report import Tally, failure_report
+from chaos_report import LOG_LINES, Tally, failure_report
 from chaos_trial import Trial
 from chaos_verdict import judge
 
@@ -59,7 +59,12 @@ async def test_chaos_trials(chaos_stack: Any, bucket: Any, tally: Tally, batch: 
     failures = []
     for seed in batch:
         trial = Trial(stack, bucket, draw(seed))
-        run = await trial.execute()
+        try:
+            run = await trial.execute()
+        except Exception as error:  # the harness or the stack broke: say which seed, stop the batch
+            log = stack.operator_log()[trial.run.log_offset :].splitlines()[-LOG_LINES:]
+            notes = "\n".join(trial.run.notes)
+            pytest.fail(f"seed {seed}: the trial could not run: {error!r}\n{notes}\n" + "\n".join(log))
         verdict = judge(run)
         tally.add(run, verdict)
         print(
