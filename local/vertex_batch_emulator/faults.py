@@ -11,13 +11,17 @@
            {"outcome": "PARTIALLY_SUCCEEDED", "afterFraction": 0.5,
             "match": {"displayName": "nightly-*", "labels": {"team": "search"}}, "count": 2}],
   "api":  [{"method": "create", "code": 429, "count": 3},
-           {"method": "list", "hangSeconds": 5, "count": 1}]
+           {"method": "list", "hangSeconds": 5, "count": 1},
+           {"method": "get", "code": 503, "rate": 0.4, "seed": 7, "count": 5}]  // 40 % of calls, 5 at most
 }
 ```
 Job faults apply to the next `count` (default 1) created jobs that match; API faults to the next
-`count` calls of the method (`create`, `get`, `list`, `cancel`, `delete`). A hang holds the call
-after its request has been read and then carries it out (and answers `code`, if given), whether
-or not the client is still waiting: a create whose client timed out still makes its job.
+`count` calls of the method (`create`, `get`, `list`, `cancel`, `delete`). With a `rate` below 1,
+each call of the method draws (from `seed` and the call's number, so a run repeats) and only that
+share of the calls fails, until `count` have; a call it spares goes on to the next fault of the
+method, if any. A hang holds the call after its request has been read and then carries it out (and
+answers `code`, if given), whether or not the client is still waiting: a create whose client timed
+out still makes its job.
 """
 
 from __future__ import annotations
@@ -84,6 +88,17 @@ class ApiFault:
     hang_seconds: float = 0.0
     count: int = 1
     message: str | None = None
+    rate: float = 1.0
+    seed: int = 0
+    calls: int = 0  # calls of the method this fault has drawn for
+
+    def fires(self) -> bool:
+        """Whether this call of the method fails: always at rate 1, else a seeded draw per call."""
+        if self.rate >= 1.0:
+            return True
+        self.calls += 1
+        draw = hashlib.sha256(f"{self.seed}/{self.method}/{self.calls}".encode()).digest()
+        return int.from_bytes(draw[:8], "big") / 2**64 < self.rate
 
 
 @dataclass
@@ -127,7 +142,7 @@ class FaultPlan:
     def take_api_fault(self, method: str) -> ApiFault | None:
         with self.lock:
             for fault in self.api:
-                if fault.method == method:
+                if fault.method == method and fault.fires():
                     fault.count -= 1
                     if fault.count <= 0:
                         self.api.remove(fault)
@@ -159,7 +174,14 @@ class FaultPlan:
                     for f in self.jobs
                 ],
                 "api": [
-                    {"method": f.method, "code": f.code, "hangSeconds": f.hang_seconds, "count": f.count}
+                    {
+                        "method": f.method,
+                        "code": f.code,
+                        "hangSeconds": f.hang_seconds,
+                        "count": f.count,
+                        "rate": f.rate,
+                        "seed": f.seed,
+                    }
                     for f in self.api
                 ],
             }
@@ -201,4 +223,15 @@ def _api(item: dict[str, Any]) -> ApiFault:
     hang = float(item.get("hangSeconds", 0))
     if code is None and not hang:
         raise ValueError("an api fault needs a code or hangSeconds")
-    return ApiFault(method, None if code is None else int(code), hang, int(item.get("count", 1)), item.get("message"))
+    rate = float(item.get("rate", 1.0))
+    if not 0 < rate <= 1:
+        raise ValueError("rate must be above 0 and at most 1")
+    return ApiFault(
+        method,
+        None if code is None else int(code),
+        hang,
+        int(item.get("count", 1)),
+        item.get("message"),
+        rate,
+        int(item.get("seed", 0)),
+    )

@@ -164,3 +164,27 @@ async def test_a_job_stalled_in_the_queue_is_reported_and_resubmitted(stack: Any
     assert first["resubmit"] is True and first["state"] == "JOB_STATE_CANCELLED"
     jobs = jobs_of(await control(stack, "GET", "/emulator/v1/jobs"), done["metadata"]["uid"])
     assert [job["state"] for job in jobs].count("JOB_STATE_SUCCEEDED") == 1, "one job ran; the stalled one never did"
+
+
+async def test_a_resource_deleted_while_its_create_may_still_land_is_kept_until_the_late_job_is_cancelled(
+    stack: Any, bucket: Any
+) -> None:
+    """Found by the chaos suite (seed 3003): deleted right after a create timed out at the client, the
+    resource was let go at once; the create then landed and its job ran with no resource to cancel it."""
+    await restart_with(stack, BIJ_VERTEX_TIMEOUT="1", BIJ_CREATE_SETTLE="6")
+    src = write_jsonl(bucket, "in.jsonl", requests_rows(4))
+    await control(stack, "POST", "/emulator/v1/faults", {"api": [{"method": "create", "hangSeconds": 3}]})
+    await call(stack.kube, "POST", bij_path(), job_manifest("late-gone", src, f"gs://{bucket.name}/lg/"))
+    await has_event(stack, "late-gone", ("Warning", "CreateUncertain"))
+    uid = stored(stack, "late-gone")["metadata"]["uid"]
+    await call(stack.kube, "DELETE", bij_path(name="late-gone"))
+
+    def landed() -> list[Any]:
+        return [job for job in stack.engine.jobs.values() if job.labels.get("bij-uid") == uid]
+
+    [job] = await eventually(landed, timeout=10, message="the held create landed")
+    assert stored(stack, "late-gone") is not None, "the finalizer still holds the resource when the late job lands"
+    await eventually(lambda: job.state == "JOB_STATE_CANCELLED", timeout=10, message="the late job is cancelled")
+    await eventually(lambda: stored(stack, "late-gone") is None, timeout=20, message="then the resource goes")
+    await has_event(stack, "late-gone", ("Normal", "AwaitingCreate"))
+    assert len(landed()) == 1

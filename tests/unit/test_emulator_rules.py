@@ -1,4 +1,4 @@
-"""The emulator's pure parts: list filters, import rules, token counts and the implicit cache."""
+"""The emulator's pure parts: list filters, import rules, token counts, the implicit cache and fault plans."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import pytest
 
 from vertex_batch_emulator import inference
+from vertex_batch_emulator.faults import FaultPlan, FaultPlanError
 from vertex_batch_emulator.filtering import FilterError, compile_filter
 from vertex_batch_emulator.importrules import MAX_DEPTH, ImportValidator, ImportViolation
 
@@ -181,3 +182,44 @@ def test_a_key_ending_in_a_newline_is_not_a_column_name() -> None:
     with pytest.raises(ImportViolation) as refused:
         ImportValidator().check("gs://b/in.jsonl", 1, line.encode())
     assert refused.value.rule == "column-name" and refused.value.line == 1
+
+
+def fired(plan: FaultPlan, method: str, calls: int) -> list[int]:
+    """The numbers of the calls (of `calls` to `method`) that an api fault failed."""
+    return [n for n in range(calls) if plan.take_api_fault(method) is not None]
+
+
+def test_an_api_fault_with_a_rate_fails_that_share_of_calls_up_to_its_count_and_repeats_by_seed() -> None:
+    plan = FaultPlan()
+    plan.add({"api": [{"method": "get", "code": 503, "rate": 0.4, "seed": 3, "count": 1000}]})
+    share = len(fired(plan, "get", 1000)) / 1000
+    assert 0.33 < share < 0.47, share
+
+    runs = []
+    for _ in range(2):
+        plan = FaultPlan()
+        plan.add({"api": [{"method": "list", "code": 429, "rate": 0.5, "seed": 9, "count": 4}]})
+        runs.append(fired(plan, "list", 40))
+    assert runs[0] == runs[1] and len(runs[0]) == 4 and runs[0] != [0, 1, 2, 3], runs
+    assert plan.api == [], "spent after `count` failures"
+
+
+def test_a_call_an_api_fault_spares_goes_on_to_the_next_fault_of_the_method() -> None:
+    plan = FaultPlan()
+    plan.add(
+        {
+            "api": [
+                {"method": "create", "code": 500, "rate": 0.3, "seed": 1, "count": 3},
+                {"method": "create", "code": 429, "count": 100},
+            ]
+        }
+    )
+    faults = [plan.take_api_fault("create") for _ in range(30)]
+    codes = [fault.code if fault else None for fault in faults]
+    assert codes.count(500) == 3 and codes.count(429) == 27, codes
+
+
+@pytest.mark.parametrize("rate", [0, -0.1, 1.5])
+def test_an_api_fault_rate_must_be_a_share(rate: float) -> None:
+    with pytest.raises(FaultPlanError, match="rate"):
+        FaultPlan().add({"api": [{"method": "get", "code": 503, "rate": rate}]})

@@ -15,6 +15,7 @@ from ..api import TERMINAL_PHASES, BatchInferenceJobSpec, BatchInferenceJobStatu
 from ..core.actions import Decision, Event
 from ..core.admission import Queue
 from ..core.decide import decide
+from ..core.exactly_once import release_wait
 from ..core.identity import Resource, attempt_labels, owner_labels
 from ..core.policy import Tenancy
 from ..core.pricing import model_id
@@ -163,6 +164,7 @@ async def release_resource(runtime: Runtime, body: kopf.Body, uid: str) -> list[
     Jobs are found by the resource's uid label and by the names in its attempts (an adopted job of an
     earlier resource carries that resource's uid). While a create may still land (a marker younger than
     the settle window), the finalizer waits, so a late job is found and cancelled, not left running."""
+    fresh = runtime.fresh.get(uid)
     runtime.forget(uid)
     metrics.move(runtime.phases.pop(uid, None), None)
     raw, spec, meta = body.get("status") or {}, body.get("spec") or {}, body.get("metadata") or {}
@@ -177,12 +179,19 @@ async def release_resource(runtime: Runtime, body: kopf.Body, uid: str) -> list[
     started = datetime.datetime.fromisoformat(deleted_at.replace("Z", "+00:00")) if deleted_at else runtime.clock()
     out_of_time = (runtime.clock() - started).total_seconds() >= runtime.settings.finalizer_timeout
     latest = (raw.get("attempts") or [{}])[-1]
-    marker = latest.get("submitting")
-    if marker and not latest.get("jobName") and not out_of_time:
-        landed_by = datetime.datetime.fromisoformat(marker.replace("Z", "+00:00")) + runtime.settle
-        if runtime.clock() < landed_by:
-            wait = (landed_by - runtime.clock()).total_seconds()
-            raise kopf.TemporaryError(f"a create may still land; looking for its job in {wait:.0f}s", delay=wait)
+    marker = (
+        datetime.datetime.fromisoformat(latest["submitting"].replace("Z", "+00:00"))
+        if latest.get("submitting")
+        else None
+    )
+    until = (
+        None
+        if latest.get("jobName") or out_of_time
+        else release_wait(marker, fresh == marker, runtime.clock(), runtime.settle)
+    )
+    if until is not None:
+        wait = (until - runtime.clock()).total_seconds()
+        raise kopf.TemporaryError(f"a create may still land; looking for its job in {wait:.0f}s", delay=wait)
     referenced = [
         a["jobName"] for a in raw.get("attempts") or [] if a.get("jobName") and a.get("state") not in TERMINAL_STATES
     ]

@@ -63,6 +63,8 @@ class Runtime:
     faulted: set[str] = field(default_factory=set)  # resources whose last turn raised an unexpected error
     # Markers this process wrote and has sent no create for yet (core/exactly_once.py), by resource uid.
     fresh: dict[str, datetime.datetime] = field(default_factory=dict)
+    # Markers this process wrote that only refused calls followed (no create for them may land), by uid.
+    clean: dict[str, datetime.datetime] = field(default_factory=dict)
     # Events found outside a resource's turn (the poller's duplicate check), posted on its next turn.
     notices: dict[str, list[Event]] = field(default_factory=dict)
     released: set[str] = field(default_factory=set)  # deleted resources: nothing more is tracked for them
@@ -100,6 +102,7 @@ class Runtime:
         self.released.add(uid)
         self.faulted.discard(uid)
         self.fresh.pop(uid, None)
+        self.clean.pop(uid, None)
         self.notices.pop(uid, None)
         self.tracked.pop(uid, None)
         self.backoff.pop(uid, None)

@@ -40,3 +40,14 @@ def ambiguous(code: int | None, retryable: bool, connected: bool) -> bool:
     """Whether a failed create may still have made a job: the request may have reached Vertex and no
     answer said it was refused (a timeout, a reset, a 5xx). A 4xx is a refusal; no connection sends nothing."""
     return retryable and connected and (code is None or code >= 500)
+
+
+def release_wait(
+    submitting: datetime.datetime | None, fresh: bool, now: datetime.datetime, settle: datetime.timedelta
+) -> datetime.datetime | None:
+    """Until when a deleted resource must keep its finalizer because a create of its latest attempt (marker
+    `submitting`, no job known) may still make a job; None when none can: no marker, a marker this
+    process wrote and sent nothing for (`fresh`), or its settle window has passed."""
+    if submitting is None or fresh or now >= submitting + settle:
+        return None
+    return submitting + settle

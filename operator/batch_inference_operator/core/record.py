@@ -186,6 +186,15 @@ def record_no_output(status: BatchInferenceJobStatus, attempt: int) -> BatchInfe
     return status
 
 
+def record_cancel_not_made(status: BatchInferenceJobStatus, attempt: int) -> BatchInferenceJobStatus:
+    """A cancel (to suspend, or to resubmit a stalled job) that failed: the attempt no longer says it was
+    cancelled, so the next decision asks for the cancel again instead of waiting on a job that runs on."""
+    status, entry = _with_attempt(status, attempt)
+    entry.cancel_requested = None
+    entry.resubmit = None
+    return status
+
+
 def record_retry(
     status: BatchInferenceJobStatus, message: str, now: datetime.datetime, generation: int
 ) -> BatchInferenceJobStatus:
