@@ -171,7 +171,8 @@ async def test_a_resource_deleted_while_its_create_may_still_land_is_kept_until_
 ) -> None:
     """Found by the chaos suite (seed 3003): deleted right after a create timed out at the client, the
     resource was let go at once; the create then landed and its job ran with no resource to cancel it."""
-    await restart_with(stack, BIJ_VERTEX_TIMEOUT="1", BIJ_CREATE_SETTLE="6")
+    # A create is assumed to land within half the settle window of being sent: 3 s here, the hang's length.
+    await restart_with(stack, BIJ_VERTEX_TIMEOUT="1", BIJ_CREATE_SETTLE="8")
     src = write_jsonl(bucket, "in.jsonl", requests_rows(4))
     await control(stack, "POST", "/emulator/v1/faults", {"api": [{"method": "create", "hangSeconds": 3}]})
     await call(stack.kube, "POST", bij_path(), job_manifest("late-gone", src, f"gs://{bucket.name}/lg/"))

@@ -468,8 +468,8 @@ async def test_deleting_while_a_create_may_land_waits_for_it() -> None:
         attempts=[api.Attempt(attempt=1, submitting=T0, uncertain_creates=1)],
     )
     runtime = runtime_with(FakeVertex())
-    with pytest.raises(kopf.TemporaryError, match="a create may still land"):
-        await release_resource(runtime, deleting(marked), RESOURCE.uid)
+    done = await release_resource(runtime, deleting(marked), RESOURCE.uid)
+    assert done.again_in is not None and [e.reason for e in done.events] == ["AwaitingCreate"]
     assert RESOURCE.uid not in runtime.tracked
 
 
@@ -482,6 +482,6 @@ async def test_deleting_cancels_an_adopted_job_of_an_earlier_resource_too() -> N
         location="us-central1",
         attempts=[api.Attempt(attempt=1, job_name=adopted.name, state="JOB_STATE_RUNNING")],
     )
-    events = await release_resource(runtime_with(vertex), deleting(status), RESOURCE.uid)
-    assert vertex.jobs[adopted.name][0].state == "JOB_STATE_CANCELLING"
-    assert [e.reason for e in events] == ["CancelledOnDelete"] and adopted.name in events[0].message
+    done = await release_resource(runtime_with(vertex), deleting(status), RESOURCE.uid)
+    assert vertex.jobs[adopted.name][0].state == "JOB_STATE_CANCELLING" and done.again_in is None
+    assert [e.reason for e in done.events] == ["CancelledOnDelete"] and adopted.name in done.events[0].message

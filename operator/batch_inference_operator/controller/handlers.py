@@ -120,8 +120,11 @@ async def reconcile(
     post(body, await reconcile_resource(runtime, body, patch, resource, created, tenancy, queue))
 
 
-async def release(body: kopf.Body, uid: str, memo: kopf.Memo, **_: Any) -> None:
-    post(body, await release_resource(memo.runtime, body, uid))
+async def release(body: kopf.Body, uid: str, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    done = await release_resource(memo.runtime, body, uid, retry)
+    post(body, done.events)
+    if done.again_in is not None:  # a create may still land: keep the finalizer, look (and cancel) again
+        raise kopf.TemporaryError("a create of the Vertex job may still land", delay=done.again_in)
 
 
 def register(settings: Settings) -> kopf.Memo:

@@ -3,6 +3,7 @@ what to follow; and its release when it is deleted (cancel or abandon its Vertex
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 from typing import Any
@@ -157,41 +158,35 @@ def track(runtime: Runtime, uid: str, status: BatchInferenceJobStatus) -> None:
     runtime.tracked[uid] = Tracked(status.project, status.location, job, create_time, watch)
 
 
-async def release_resource(runtime: Runtime, body: kopf.Body, uid: str) -> list[Event]:
+@dataclasses.dataclass
+class Release:
+    """What deleting a resource did: Events to post, and when to look again (a create may still land)."""
+
+    events: list[Event]
+    again_in: float | None = None
+
+
+async def release_resource(runtime: Runtime, body: kopf.Body, uid: str, retry: int = 0) -> Release:
     """The resource is being deleted: cancel its unfinished Vertex jobs (deletionPolicy Cancel) or leave
     them (Abandon); give up after `finalizer_timeout` rather than block the namespace forever.
 
     Jobs are found by the resource's uid label and by the names in its attempts (an adopted job of an
-    earlier resource carries that resource's uid). While a create may still land (a marker younger than
-    the settle window), the finalizer waits, so a late job is found and cancelled, not left running."""
+    earlier resource carries that resource's uid). While a create of the latest attempt may still land
+    (core/exactly_once.release_wait), the finalizer stays and every look cancels what has landed, so a
+    late job is cancelled, not left running with no resource."""
     fresh = runtime.fresh.get(uid)
     runtime.forget(uid)
     metrics.move(runtime.phases.pop(uid, None), None)
     raw, spec, meta = body.get("status") or {}, body.get("spec") or {}, body.get("metadata") or {}
     project, location = raw.get("project"), raw.get("location")
     if raw.get("phase") in TERMINAL_PHASES or not project or not location or not raw.get("attempts"):
-        return []
+        return Release([])
     if spec.get("deletionPolicy", "Cancel") == "Abandon":
-        return [
-            Event("Normal", "Abandoned", "deletionPolicy is Abandon: the Vertex job keeps running; its output stays")
-        ]
+        message = "deletionPolicy is Abandon: the Vertex job keeps running; its output stays"
+        return Release([Event("Normal", "Abandoned", message)])
     deleted_at = meta.get("deletionTimestamp")
-    started = datetime.datetime.fromisoformat(deleted_at.replace("Z", "+00:00")) if deleted_at else runtime.clock()
+    started = _timestamp(deleted_at) if deleted_at else runtime.clock()
     out_of_time = (runtime.clock() - started).total_seconds() >= runtime.settings.finalizer_timeout
-    latest = (raw.get("attempts") or [{}])[-1]
-    marker = (
-        datetime.datetime.fromisoformat(latest["submitting"].replace("Z", "+00:00"))
-        if latest.get("submitting")
-        else None
-    )
-    until = (
-        None
-        if latest.get("jobName") or out_of_time
-        else release_wait(marker, fresh == marker, runtime.clock(), runtime.settle)
-    )
-    if until is not None:
-        wait = (until - runtime.clock()).total_seconds()
-        raise kopf.TemporaryError(f"a create may still land; looking for its job in {wait:.0f}s", delay=wait)
     referenced = [
         a["jobName"] for a in raw.get("attempts") or [] if a.get("jobName") and a.get("state") not in TERMINAL_STATES
     ]
@@ -207,10 +202,29 @@ async def release_resource(runtime: Runtime, body: kopf.Body, uid: str) -> list[
                 f"could not cancel the Vertex job ({error.message}); releasing the resource anyway, "
                 "the job may still run"
             )
-            return [Event("Warning", "FinalizerGaveUp", message)]
+            return Release([Event("Warning", "FinalizerGaveUp", message)])
         raise kopf.TemporaryError(error.message, delay=min(runtime.settings.retry_max, 10)) from error
-    if not cancelled:
-        return []
-    return [
-        Event("Normal", "CancelledOnDelete", f"cancelled Vertex job {', '.join(cancelled)} (deletionPolicy Cancel)")
-    ]
+    events = []
+    if cancelled:
+        message = f"cancelled Vertex job {', '.join(cancelled)} (deletionPolicy Cancel)"
+        events.append(Event("Normal", "CancelledOnDelete", message))
+    latest = raw["attempts"][-1]
+    marker = _timestamp(latest["submitting"]) if latest.get("submitting") and not latest.get("jobName") else None
+    until = release_wait(marker, marker is not None and fresh == marker, runtime.clock(), runtime.settle)
+    if until is None:
+        return Release(events)
+    if out_of_time:
+        message = "a create of the Vertex job may still land; releasing the resource anyway, the job may run"
+        return Release([*events, Event("Warning", "FinalizerGaveUp", message)])
+    if retry == 0:
+        message = (
+            f"a create of attempt {latest.get('attempt')} may still land until {until.strftime('%H:%M:%SZ')}: "
+            "keeping the resource until then, to cancel its job if it does (deletionPolicy Cancel)"
+        )
+        events.append(Event("Normal", "AwaitingCreate", message))
+    remaining = (until - runtime.clock()).total_seconds()
+    return Release(events, again_in=max(0.1, min(remaining, runtime.settings.poll_interval)))
+
+
+def _timestamp(text: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -130,8 +130,9 @@ class Runtime:
 
     @property
     def lands_within(self) -> datetime.timedelta:
-        """The longest a create may take to land: the client's timeout (core/exactly_once.py)."""
-        return datetime.timedelta(seconds=self.settings.vertex_timeout)
+        """How long after it is sent a create may still land: half the settle window (core/exactly_once.py).
+        Creates are sent only in the first half of their marker's window, so a late one lands inside it."""
+        return datetime.timedelta(seconds=self.settings.create_settle_window / 2)
 
     @property
     def write_grace(self) -> float:
