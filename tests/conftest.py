@@ -266,6 +266,18 @@ async def stack(gcs: Any, bigquery: Any, tmp_path: pathlib.Path) -> Any:
                 print(running.operator_log())
 
 
+async def control(stack: Any, method: str, path: str, body: Any = None) -> Any:
+    """One call to the Vertex emulator's control API (/emulator/v1/...) of a running local stack."""
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, stack.vertex_url + path, json=body) as response,
+    ):
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+
 def job_manifest(
     name: str, input_uri: str, output_prefix: str, namespace: str = "default", **spec: Any
 ) -> dict[str, Any]:

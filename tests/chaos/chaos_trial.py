@@ -15,7 +15,7 @@ from typing import Any
 
 from chaos_plan import TRIGGER_WAIT, WINDOW, Kill, Plan, ResourcePlan
 
-from conftest import bij_path, call, job_manifest, requests_rows, write_jsonl
+from conftest import bij_path, call, control, job_manifest, requests_rows, write_jsonl
 
 MERGE = {"Content-Type": "application/merge-patch+json"}
 TERMINAL = frozenset({"Succeeded", "PartiallySucceeded", "Failed", "Cancelled"})
@@ -57,17 +57,6 @@ class Run:
     objects: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # name -> stored resource at the end
     notes: list[str] = field(default_factory=list)  # the harness's own timeline, for the report
     events: list[str] = field(default_factory=list)  # the Kubernetes Events of the trial's resources
-
-
-async def control(stack: Any, method: str, path: str, body: Any = None) -> Any:
-    import aiohttp
-
-    async with (
-        aiohttp.ClientSession() as session,
-        session.request(method, stack.vertex_url + path, json=body) as response,
-    ):
-        assert response.status == 200, await response.text()
-        return await response.json()
 
 
 class Trial:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from test_operator import control, has_event, jobs_of, phase_of, stored
+from test_operator import has_event, jobs_of, phase_of, stored
 from test_vertex_bigquery import TICKET_COLUMNS, tickets
 
 from conftest import (
     USAGE_KEYS,
     bij_path,
     call,
+    control,
     eventually,
     job_manifest,
     make_dataset,

@@ -6,12 +6,11 @@ import asyncio
 import json
 from typing import Any
 
-import aiohttp
-
 from conftest import (
     EXAMPLES,
     bij_path,
     call,
+    control,
     eventually,
     job_manifest,
     read_jsonl,
@@ -38,15 +37,6 @@ async def phase_of(stack: Any, name: str, phases: set[str] = TERMINAL, within: f
         print(stack.operator_log()[-5000:])
         print(json.dumps(stored(stack, name), indent=1))
         raise
-
-
-async def control(stack: Any, method: str, path: str, body: Any = None) -> Any:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.request(method, stack.vertex_url + path, json=body) as response,
-    ):
-        assert response.status == 200, await response.text()
-        return await response.json()
 
 
 def events_for(stack: Any, name: str) -> list[tuple[str, str]]:

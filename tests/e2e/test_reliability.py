@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from test_operator import control, events_for, has_event, jobs_of, phase_of, stored
+from test_operator import events_for, has_event, jobs_of, phase_of, stored
 
-from conftest import bij_path, call, eventually, job_manifest, requests_rows, run_kubectl, write_jsonl
+from conftest import bij_path, call, control, eventually, job_manifest, requests_rows, run_kubectl, write_jsonl
 
 
 async def restart_with(stack: Any, **env: str) -> None:

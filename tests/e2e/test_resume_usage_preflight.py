@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from test_operator import control, has_event, jobs_of, phase_of, stored
+from test_operator import has_event, jobs_of, phase_of, stored
 
 from conftest import (
     USAGE_KEYS,
     bij_path,
     call,
+    control,
     eventually,
     job_manifest,
     read_jsonl,
