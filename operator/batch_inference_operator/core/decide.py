@@ -23,7 +23,7 @@ from .conditions import is_true, set_condition
 from .identity import Resource, attempt_labels, operator_labels, recreated_labels, spec_hash
 from .policy import Tenancy, location_problem, policy_violations
 from .record import fail, phase_event
-from .resume import after_attempt, hold, output_for
+from .resume import after_attempt, attempts_used, hold, output_for
 from .vertex_jobs import CANCELLING, PAUSED, TERMINAL_STATES, JobRequest, ObservedJob, console_url, phase_of, summary
 from .watchdog import progressed, stall_of
 
@@ -205,8 +205,8 @@ def _watch(
     set_condition(status, "Stalled", True, stall.reason, stall.message, now, generation)
     if not was:
         events.append(Event("Warning", "Stalled", stall.message))
-    used = sum(1 for attempt in status.attempts if not attempt.cancel_requested or attempt.resubmit)
-    last = used >= spec.resume.max_attempts  # cancelling the last allowed attempt would end the resource
+    # Cancelling the last allowed attempt would end the resource: report it instead.
+    last = attempts_used(status) >= spec.resume.max_attempts
     if spec.stall.action != "Resubmit" or not stall.never_started or current.cancel_requested or last:
         return []
     current.cancel_requested = True

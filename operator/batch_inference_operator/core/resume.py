@@ -80,6 +80,12 @@ def unfinished(attempt: Attempt) -> int:
     return (stats.failed + stats.incomplete) if stats else 0
 
 
+def attempts_used(status: BatchInferenceJobStatus) -> int:
+    """Attempts that count toward resume.maxAttempts: those cancelled to suspend do not; a resubmitted one
+    (it never started) does, so a job that never gets capacity is not resubmitted forever."""
+    return sum(1 for attempt in status.attempts if not attempt.cancel_requested or attempt.resubmit)
+
+
 def hold(status: BatchInferenceJobStatus, now: datetime.datetime, generation: int) -> Decision:
     """Suspended between attempts: the unfinished requests wait until spec.suspend is false."""
     previous = status.phase
@@ -102,9 +108,7 @@ def settle(
     """A finished attempt: resume it, hold it (suspended), or finish the resource."""
     previous = status.phase
     events: list[Event] = []
-    # Attempts cancelled to suspend do not count; a resubmitted one (it never started) does, so a job that
-    # never gets capacity is not resubmitted forever.
-    used = sum(1 for attempt in status.attempts if not attempt.cancel_requested or attempt.resubmit)
+    used = attempts_used(status)
     if current.cancel_requested and current.state == CANCELLED:
         if spec.suspend and not current.resubmit:
             return hold(status, now, generation)
