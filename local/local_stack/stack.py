@@ -43,6 +43,7 @@ class LocalStack:
         operator_env: dict[str, str] | None = None,
         cluster: pathlib.Path | None = None,
         operator_kubeconfig: pathlib.Path | None = None,
+        start_operator: bool = True,
     ) -> None:
         """`cluster`: the kubeconfig of an existing cluster (a real control plane, kind, minikube) to use
         instead of the Kubernetes API stand-in; the CRD is installed there. `operator_kubeconfig`: the
@@ -65,6 +66,7 @@ class LocalStack:
         }
         self.cluster = cluster
         self.operator_kubeconfig = operator_kubeconfig or cluster
+        self._start_operator = start_operator
         self.kube: KubeApiServer
         self.engine: Engine
         self.vertex_url = ""
@@ -103,7 +105,8 @@ class LocalStack:
             self.engine = Engine(Storage(self.gcs.client()), self.vertex_config, BigQuery(self.bigquery.client()))
             self.vertex_url, _ = await self._stack.enter_async_context(serve(self.engine))
             (self.directory / "endpoints.json").write_text(json.dumps(self.endpoints, indent=2) + "\n")
-            await self.start_operator()
+            if self._start_operator:
+                await self.start_operator()
         except BaseException:
             await self.__aexit__(None, None, None)
             raise

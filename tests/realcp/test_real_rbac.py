@@ -1,0 +1,173 @@
+"""RBAC shown, not asserted: the operator runs on the real server with a token of the chart's own
+ServiceAccount, bound to the chart's rendered ClusterRole. With every rule, the whole flow works; with
+any one permission removed, a named step of the flow breaks, so no grant is there without a reason."""
+
+from __future__ import annotations
+
+import copy
+import json
+import pathlib
+from typing import Any
+
+import kubernetes
+import pytest
+import yaml
+from kubernetes.client.exceptions import ApiException
+from test_chart import by_kind, render
+from test_real_operator_flows import jobs_of, reasons, stored
+
+from batch_inference_operator import api
+from batch_inference_operator.api import meta
+from conftest import eventually, fast_stack, job_manifest, requests_rows, run_kubectl, write_jsonl
+
+pytestmark = pytest.mark.slow
+
+RELEASE_NAMESPACE = "operators"
+
+
+def chart_rbac() -> list[dict[str, Any]]:
+    """The ServiceAccount, ClusterRole and ClusterRoleBinding of a default install."""
+    objects = render({})
+    return [o for o in objects if o["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")]
+
+
+def permissions(cluster_role: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [
+        (group, resource, verb)
+        for rule in cluster_role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    ]
+
+
+def without(cluster_role: dict[str, Any], permission: tuple[str, str, str] | None) -> dict[str, Any]:
+    reduced = copy.deepcopy(cluster_role)
+    rules = []
+    for rule in reduced["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                verbs = [v for v in rule["verbs"] if (group, resource, v) != permission]
+                if verbs:
+                    rules.append({"apiGroups": [group], "resources": [resource], "verbs": verbs})
+    reduced["rules"] = rules
+    return reduced
+
+
+async def install_rbac(kubeconfig: pathlib.Path, kube_client: Any, objects: list[dict[str, Any]]) -> str:
+    """Applies the objects; returns a token of the ServiceAccount, minted by the TokenRequest API."""
+    try:
+        kubernetes.client.CoreV1Api(kube_client).create_namespace({"metadata": {"name": RELEASE_NAMESPACE}})
+    except ApiException as error:
+        if error.status != 409:
+            raise
+    code, _, err = await run_kubectl(
+        kubeconfig, "apply", "-n", RELEASE_NAMESPACE, "-f", "-", stdin=yaml.safe_dump_all(objects)
+    )
+    assert code == 0, err
+    [account] = by_kind(objects, "ServiceAccount")
+    code, token, err = await run_kubectl(
+        kubeconfig, "create", "token", account["metadata"]["name"], "-n", RELEASE_NAMESPACE, "--duration=1h"
+    )
+    assert code == 0, err
+    return token.strip()
+
+
+async def first_broken_step(stack: Any, kube_client: Any, bucket: Any) -> str | None:
+    """Runs the flow a user sees and returns the first step that did not happen (None: all did)."""
+    try:
+        await stack.start_operator(within=15)
+    except RuntimeError:
+        return "watching"
+    namespace = f"rbac-{bucket.name[-6:]}"
+    kubernetes.client.CoreV1Api(kube_client).create_namespace(
+        {"metadata": {"name": namespace, "annotations": {meta.PROJECT_ANNOTATION: "team-project"}}}
+    )
+    manifest = job_manifest("flow", write_jsonl(bucket, "in.jsonl", requests_rows(3)), f"gs://{bucket.name}/o/")
+    manifest["metadata"]["namespace"] = namespace
+    del manifest["spec"]["project"]
+    code, _, err = await run_kubectl(stack.kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(manifest))
+    assert code == 0, err
+    uid = stored(kube_client, namespace, "flow")["metadata"]["uid"]
+    checks: list[tuple[str, Any, float]] = [
+        ("submitted", lambda: jobs_of(stack, uid), 15),
+        ("namespace-defaults", lambda: jobs_of(stack, uid)[0].project == "team-project", 0.5),
+        (
+            "finalizer",
+            lambda: api.FINALIZER in (stored(kube_client, namespace, "flow")["metadata"].get("finalizers") or []),
+            5,
+        ),
+        ("status", lambda: stored(kube_client, namespace, "flow").get("status", {}).get("phase") == "Succeeded", 15),
+        ("events", lambda: "Succeeded" in reasons(kube_client, namespace, "flow"), 5),
+    ]
+    for step, check, within in checks:
+        try:
+            await eventually(check, timeout=within, interval=0.1)
+        except AssertionError:
+            return step
+    # kopf logs a refused call and carries on where it can (e.g. without the CRD watch, which it needs
+    # only to notice resources that appear after it started): the log is the last witness.
+    return "no-forbidden" if "Forbidden" in stack.operator_log() else None
+
+
+@pytest.fixture
+async def sa_stack(
+    gcs: Any, bigquery: Any, admin_kubeconfig: pathlib.Path, control_plane: Any, tmp_path: pathlib.Path
+) -> Any:
+    """The stack on the real server; the operator (started by the test) uses `operator.kubeconfig`."""
+    operator_kubeconfig = tmp_path / "operator.kubeconfig"
+    async with fast_stack(
+        tmp_path / "stack",
+        gcs,
+        bigquery,
+        cluster=admin_kubeconfig,
+        operator_kubeconfig=operator_kubeconfig,
+        start_operator=False,
+    ) as running:
+        yield running
+
+
+DEFAULT_ROLE = by_kind(chart_rbac(), "ClusterRole")[0]
+# Which step of the flow each permission of the chart's ClusterRole is needed for.
+# Namespaces: the operator decides nothing before it knows a namespace's policy annotations. The
+# resource's patch: kopf adds its finalizer before any handler runs. Status: the submit marker is
+# written there before the create.
+NEEDED_FOR: dict[tuple[str, str, str], str] = {
+    ("", "namespaces", "list"): "submitted",
+    ("", "namespaces", "watch"): "submitted",
+    ("apiextensions.k8s.io", "customresourcedefinitions", "list"): "no-forbidden",
+    ("apiextensions.k8s.io", "customresourcedefinitions", "watch"): "no-forbidden",
+    ("batchinference.dev", "batchinferencejobs", "list"): "watching",
+    ("batchinference.dev", "batchinferencejobs", "watch"): "watching",
+    ("batchinference.dev", "batchinferencejobs", "patch"): "submitted",
+    ("batchinference.dev", "batchinferencejobs/status", "patch"): "submitted",
+    ("", "events", "create"): "events",
+}
+
+
+def test_every_permission_of_the_chart_has_a_named_reason() -> None:
+    assert sorted(permissions(DEFAULT_ROLE)) == sorted(NEEDED_FOR)
+
+
+@pytest.mark.parametrize(
+    "removed", [None, *sorted(NEEDED_FOR)], ids=lambda p: "all-rules" if p is None else "without-" + "/".join(p)
+)
+async def test_the_flow_needs_each_rule_of_the_chart(
+    sa_stack: Any,
+    kube_client: Any,
+    admin_kubeconfig: pathlib.Path,
+    control_plane: Any,
+    bucket: Any,
+    removed: tuple[str, str, str] | None,
+) -> None:
+    objects = [without(o, removed) if o["kind"] == "ClusterRole" else o for o in chart_rbac()]
+    token = await install_rbac(admin_kubeconfig, kube_client, objects)
+    control_plane.write_kubeconfig(sa_stack.operator_kubeconfig, token)
+
+    broken = await first_broken_step(sa_stack, kube_client, bucket)
+    expected = None if removed is None else NEEDED_FOR[removed]
+    assert broken == expected, (
+        f"without {removed}: expected the {expected!r} step to break, saw {broken!r}\n"
+        + sa_stack.operator_log()[-3000:]
+        + json.dumps(objects, indent=1)[:2000]
+    )
