@@ -12,7 +12,9 @@ KUBE_VERSION="${BIJ_KUBE_VERSION:-v1.37.2}"
 ETCD_VERSION="${BIJ_ETCD_VERSION:-v3.7.3}"
 HELM_VERSION="${BIJ_HELM_VERSION:-v3.21.4}"
 CACHE="${BIJ_CONTROL_PLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/batch-inference-operator/control-plane}"
-OUT="$CACHE/kube-$KUBE_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION"
+# RECIPE changes whenever this script builds differently, so a cache of an older recipe is not reused.
+RECIPE=2
+OUT="$CACHE/kube-$KUBE_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION-r$RECIPE"
 PROXY="${GOPROXY:-https://proxy.golang.org}"
 PROXY="${PROXY%%,*}"
 
@@ -45,8 +47,17 @@ build_kube() {
       | awk -v m="$minor" '{print "\t" $1 " => " $1 " " m}'
     echo ")"
   } > "$dir/go.mod"
-  printf 'package tools\n\nimport _ "k8s.io/kubernetes/cmd/kube-apiserver"\n' > "$dir/tools.go"
-  (cd "$dir" && go mod tidy >/dev/null 2>&1 || true; cd "$dir" && go build -trimpath -ldflags "$LDFLAGS" -o "$OUT/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
+  # The version the server reports (kubectl version, helm's kubeVersion checks), as the release sets it.
+  local major="${KUBE_VERSION#v}" version_flags=""
+  major="${major%%.*}"
+  local minor_number="${KUBE_VERSION#v*.}"
+  minor_number="${minor_number%%.*}"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    version_flags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor_number"
+    version_flags+=" -X $pkg.gitTreeState=clean"
+  done
+  # -mod=mod (GOFLAGS) lets go build add the requirements it resolves to the wrapper's go.mod and go.sum.
+  (cd "$dir" && go build -trimpath -ldflags "$LDFLAGS$version_flags" -o "$OUT/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
 }
 
 build_etcd() {
@@ -61,8 +72,13 @@ build_helm() {
   local dir="$WORK/helm"
   mkdir -p "$dir"
   printf 'module bij.local/helm\n\ngo 1.26.0\n\nrequire helm.sh/helm/v3 %s\n' "$HELM_VERSION" > "$dir/go.mod"
-  printf 'package tools\n\nimport _ "helm.sh/helm/v3/cmd/helm"\n' > "$dir/tools.go"
-  (cd "$dir" && go mod tidy >/dev/null 2>&1 || true; cd "$dir" && go build -trimpath -ldflags "$LDFLAGS -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" -o "$OUT/helm" helm.sh/helm/v3/cmd/helm)
+  # The Kubernetes version `helm template` and `helm lint` assume without a cluster, as its Makefile sets it.
+  local helm_kube_flags="" minor_number="${KUBE_VERSION#v*.}"
+  minor_number="${minor_number%%.*}"
+  for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    helm_kube_flags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$minor_number"
+  done
+  (cd "$dir" && go build -trimpath -ldflags "$LDFLAGS -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION$helm_kube_flags" -o "$OUT/helm" helm.sh/helm/v3/cmd/helm)
 }
 
 [[ -x "$OUT/etcd" ]] || build_etcd
