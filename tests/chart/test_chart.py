@@ -190,7 +190,7 @@ def test_dockerfile_runs_what_the_chart_and_the_liveness_test_run() -> None:
 
 
 def test_the_image_is_required_and_the_refusal_says_what_to_do() -> None:
-    with pytest.raises(helm.HelmError, match="image.repository is required: no image is published yet"):
+    with pytest.raises(helm.HelmError, match=r"image\.repository is required: no image is published yet"):
         render_files({}, image=False)
     [deployment] = by_kind(render({"image": {"tag": "abc123"}}), "Deployment")
     image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
