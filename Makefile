@@ -35,6 +35,11 @@ demo: $(STAMP)
 crds: $(STAMP)
 	$(BIN)/python -m batch_inference_operator crd > deploy/crds/batchinference.dev_batchinferencejobs.yaml
 
+# The generated docs: the field reference from the models, the Argo CD ConfigMap from its Lua files.
+docs: $(STAMP)
+	$(BIN)/python tools/field_reference.py
+	$(BIN)/python tools/argocd_config.py
+
 # Render and lint the Helm chart with each values file in its ci/ folder, without a helm binary
 # (the Helm library); a helm found on PATH or in the control-plane cache is used as well.
 chart: $(STAMP)
