@@ -66,7 +66,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    command_line = parser()
+    args = command_line.parse_args(argv)
+    if args.command == "up" and args.with_examples and not (args.examples / "data").is_dir():
+        command_line.error(
+            f"--with-examples: no examples in {args.examples}/ (run from the repository, or --examples DIR)"
+        )
     if hasattr(args, "run_data"):
         return run_data_command(args)
     if args.command == "up":

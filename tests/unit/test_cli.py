@@ -111,3 +111,15 @@ def test_bq_load_reads_a_schema_from_the_first_row(tmp_path: pathlib.Path) -> No
     rows.write_text("id,request\n")
     with pytest.raises(DataError, match="the first line is not JSON"):
         infer_schema(rows)
+
+
+def test_up_with_examples_outside_the_repository_says_where_it_looked(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from local_stack.__main__ import main as local_stack
+
+    with pytest.raises(SystemExit) as exited:
+        local_stack(["up", "--with-examples", "--examples", str(tmp_path), "--dir", str(tmp_path / "stack")])
+    assert exited.value.code == 2
+    assert f"--with-examples: no examples in {tmp_path}/ (run from the repository" in capsys.readouterr().err
+    assert not (tmp_path / "stack").exists(), "refused before anything started"
