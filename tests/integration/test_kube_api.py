@@ -368,3 +368,15 @@ async def test_protobuf_namespace_create_as_kubectl_sends_it(kube_api: Any) -> N
             assert response.status == 201, created
     assert created["metadata"]["name"] == "team-b" and created["metadata"]["labels"] == {"team": "b"}
     assert created["status"] == {"phase": "Active"}
+
+    pod = b"k8s\x00" + field(1, field(1, b"v1") + field(2, b"Pod")) + field(2, field(1, field(1, b"p")))
+    async with aiohttp.ClientSession() as session:
+        url = str(kube_api.url).rstrip("/") + "/api/v1/namespaces"
+        headers = {"Content-Type": "application/vnd.kubernetes.protobuf"}
+        for body, code, words in (
+            (pod, 415, "only for v1 Namespace, not v1 Pod"),
+            (envelope[:-3], 400, "could not be decoded"),
+        ):
+            async with session.post(url, data=body, headers=headers) as response:
+                refusal = await response.json()
+                assert response.status == code and words in refusal["message"], refusal
