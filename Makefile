@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test lint unit demo crds chart docs bench chaos clean
+.PHONY: test lint unit demo crds chart docs bench chaos clean control-plane
 
 $(STAMP): pyproject.toml local/pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check operator local tests benchmarks examples tools
 	$(BIN)/lint-imports
 
-test: lint
+# The real-control-plane tier needs kube-apiserver, etcd and helm, built from the Go module proxy on
+# the first run (cached under ~/.cache/batch-inference-operator, keyed by version; see the README).
+control-plane:
+	@start=$$(date +%s); bash local/local_stack/control_plane/build.sh >/dev/null \
+	  && echo "control plane binaries ready in $$(( $$(date +%s) - start )) s"
+
+test: lint control-plane
 	$(BIN)/python -m pytest
 
 # The chaos suite in full: 200 trials (`make test` runs a slice of 20), then one summary table.

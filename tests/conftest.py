@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import pathlib
 from typing import Any
 
 import pytest
 import yaml
+
+# The real-control-plane tier's fixtures (tests/realcp), shared by every directory that needs them.
+pytest_plugins = ["control_plane_fixtures"]
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -236,34 +240,43 @@ def requests_rows(count: int, prefix: str = "", start: int = 0) -> list[dict[str
 # ---------------------------------------------------------------- the whole local stack
 
 
-@pytest.fixture
-async def stack(gcs: Any, bigquery: Any, tmp_path: pathlib.Path) -> Any:
-    """Kubernetes API, Vertex emulator and the operator (a subprocess), fast-paced, on the session's GCS
-    and BigQuery."""
+FAST_OPERATOR = {
+    "BIJ_POLL_INTERVAL": "0.3",
+    "BIJ_RECONCILE_INTERVAL": "0.2",
+    "BIJ_RETRY_BASE": "0.5",
+    "BIJ_RETRY_MAX": "2",
+    "BIJ_FINALIZER_TIMEOUT": "5",
+}
+
+
+@contextlib.asynccontextmanager
+async def fast_stack(directory: pathlib.Path, gcs: Any, bigquery: Any, **options: Any) -> Any:
+    """The local stack, fast-paced, on the session's GCS and BigQuery; the operator's log is printed if
+    it died. `options` go to LocalStack (e.g. `cluster=` for a real control plane)."""
     from local_stack.loopback import free_port
     from local_stack.stack import LocalStack
     from vertex_batch_emulator.engine import Config
 
-    operator_env = {
-        "BIJ_METRICS_PORT": str(free_port()),
-        "BIJ_POLL_INTERVAL": "0.3",
-        "BIJ_RECONCILE_INTERVAL": "0.2",
-        "BIJ_RETRY_BASE": "0.5",
-        "BIJ_RETRY_MAX": "2",
-        "BIJ_FINALIZER_TIMEOUT": "5",
-    }
     async with LocalStack(
-        tmp_path / "stack",
+        directory,
         gcs=gcs,
         bigquery=bigquery,
         vertex_config=Config(queue_seconds=0.3, min_run_seconds=0.5),
-        operator_env=operator_env,
+        operator_env={**FAST_OPERATOR, "BIJ_METRICS_PORT": str(free_port())},
+        **options,
     ) as running:
         try:
             yield running
         finally:
             if running.operator is not None and running.operator.returncode not in (None, 0, -15):
                 print(running.operator_log())
+
+
+@pytest.fixture
+async def stack(gcs: Any, bigquery: Any, tmp_path: pathlib.Path) -> Any:
+    """Kubernetes API stand-in, Vertex emulator and the operator (a subprocess)."""
+    async with fast_stack(tmp_path / "stack", gcs, bigquery) as running:
+        yield running
 
 
 async def control(stack: Any, method: str, path: str, body: Any = None) -> Any:

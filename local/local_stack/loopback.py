@@ -43,12 +43,17 @@ class LoopbackServer:
             if self._process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self._process.returncode}")
             try:
-                with urllib.request.urlopen(f"{self.url}{self.health_path}", timeout=1):
-                    return self
+                self.probe()
+                return self
             except (urllib.error.URLError, OSError):
                 time.sleep(0.05)  # waiting for a subprocess to listen, bounded by the deadline
         self.stop()
         raise RuntimeError(f"{self.name} did not answer within {timeout}s")
+
+    def probe(self) -> None:
+        """Raises OSError until the server answers its health URL."""
+        with urllib.request.urlopen(f"{self.url}{self.health_path}", timeout=1):
+            pass
 
     def stop(self) -> None:
         if self._process is not None:

@@ -23,6 +23,7 @@ from vertex_batch_emulator.rest import serve
 from vertex_batch_emulator.storage import Storage
 
 from .bigquery_server import BigQueryEmulator
+from .control_plane.cluster import install_crd, kubeconfig_server, watchers
 from .data import load_manifests, place_example
 from .gcs_server import GcsEmulator
 from .kube.launch import running_kube_api, server_url, write_kubeconfig
@@ -40,7 +41,12 @@ class LocalStack:
         bigquery: BigQueryEmulator | None = None,
         vertex_config: Config | None = None,
         operator_env: dict[str, str] | None = None,
+        cluster: pathlib.Path | None = None,
+        operator_kubeconfig: pathlib.Path | None = None,
     ) -> None:
+        """`cluster`: the kubeconfig of an existing cluster (a real control plane, kind, minikube) to use
+        instead of the Kubernetes API stand-in; the CRD is installed there. `operator_kubeconfig`: the
+        operator's own credentials on it (default: the same kubeconfig)."""
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.gcs = gcs
@@ -57,6 +63,8 @@ class LocalStack:
             "BIJ_FINALIZER_TIMEOUT": "30",
             **(operator_env or {}),
         }
+        self.cluster = cluster
+        self.operator_kubeconfig = operator_kubeconfig or cluster
         self.kube: KubeApiServer
         self.engine: Engine
         self.vertex_url = ""
@@ -65,13 +73,13 @@ class LocalStack:
 
     @property
     def kubeconfig(self) -> pathlib.Path:
-        return self.directory / "kubeconfig"
+        return self.cluster or self.directory / "kubeconfig"
 
     @property
     def endpoints(self) -> dict[str, str]:
         assert self.gcs is not None and self.bigquery is not None
         return {
-            "kube": server_url(self.kube),
+            "kube": kubeconfig_server(self.cluster) if self.cluster else server_url(self.kube),
             "gcs": self.gcs.url,
             "bigquery": self.bigquery.url,
             "vertex": self.vertex_url,
@@ -87,10 +95,13 @@ class LocalStack:
                 self.bigquery = BigQueryEmulator(log_path=self.directory / "bigquery.log")
                 starting.append(asyncio.to_thread(self.bigquery.start))
             await asyncio.gather(*starting)
-            self.kube = await self._stack.enter_async_context(running_kube_api())
+            if self.cluster is None:
+                self.kube = await self._stack.enter_async_context(running_kube_api())
+                write_kubeconfig(self.kubeconfig, server_url(self.kube))
+            else:
+                await asyncio.to_thread(install_crd, self.cluster)
             self.engine = Engine(Storage(self.gcs.client()), self.vertex_config, BigQuery(self.bigquery.client()))
             self.vertex_url, _ = await self._stack.enter_async_context(serve(self.engine))
-            write_kubeconfig(self.kubeconfig, server_url(self.kube))
             (self.directory / "endpoints.json").write_text(json.dumps(self.endpoints, indent=2) + "\n")
             await self.start_operator()
         except BaseException:
@@ -113,7 +124,7 @@ class LocalStack:
         return {
             **os.environ,
             "BIGQUERY_EMULATOR_HOST": self.bigquery.url,
-            "KUBECONFIG": str(self.kubeconfig),
+            "KUBECONFIG": str(self.operator_kubeconfig or self.kubeconfig),
             "BIJ_VERTEX_ENDPOINT": self.vertex_url,
             "STORAGE_EMULATOR_HOST": self.gcs.url,
             **self.operator_env,
@@ -121,7 +132,7 @@ class LocalStack:
 
     async def start_operator(self, within: float = 30.0, *args: str) -> None:
         """Start the operator (with extra command-line `args`) and wait until it watches our resources."""
-        watches_before = self._operator_watches()
+        watches_before = await self._operator_watches()
         log = (self.directory / "operator.log").open("ab")
         self.operator = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -135,7 +146,7 @@ class LocalStack:
         )
         log.close()
         deadline = asyncio.get_running_loop().time() + within
-        while self._operator_watches() <= watches_before:
+        while await self._operator_watches() <= watches_before:
             if self.operator.returncode is not None:
                 raise RuntimeError(
                     f"the operator exited with {self.operator.returncode}; see {self.directory / 'operator.log'}"
@@ -144,7 +155,9 @@ class LocalStack:
                 raise RuntimeError(f"the operator did not start watching within {within}s")
             await asyncio.sleep(0.05)  # waiting on a subprocess, bounded by the deadline
 
-    def _operator_watches(self) -> int:
+    async def _operator_watches(self) -> int:
+        if self.cluster is not None:
+            return await asyncio.to_thread(watchers, self.cluster)
         return sum(
             1
             for r in self.kube.request_log

@@ -71,6 +71,46 @@ def _whole(value: Any, schema: dict[str, Any]) -> Any:
     return value
 
 
+# What a real API server (1.37) adds when schema errors kept the CRD's CEL rules from running.
+RULES_NOT_CHECKED = Cause(
+    "<nil>",
+    "FieldValueInvalid",
+    "Invalid value: null: some validation rules were not checked because the object was invalid; "
+    "correct the existing errors to complete validation",
+)
+
+
+# Schema errors after which the apiserver does not run CEL rules (apiextensions' hasBlockingErr);
+# after the others (a minimum, a pattern, a minLength) the rules run and their errors are added.
+BLOCKING_REASONS = {
+    "FieldValueNotSupported",
+    "FieldValueRequired",
+    "FieldValueTooLong",
+    "FieldValueTooMany",
+    "FieldValueTypeInvalid",
+}
+
+
+def _schema_error_order(error: jsonschema.ValidationError) -> tuple[list[Any], int]:
+    """By path; at one path the type error comes first, as kube-openapi's validators run."""
+    return list(error.absolute_path), 0 if error.validator == "type" else 1
+
+
+def _causes_from_schema_error(error: jsonschema.ValidationError) -> list[Cause]:
+    cause = _cause_from_schema_error(error)
+    if error.validator == "type" and error.validator_value == "integer" and isinstance(error.instance, float):
+        # kube-openapi's format check also refuses a fractional number where an integer is expected
+        return [
+            cause,
+            Cause(
+                "<nil>",
+                "FieldValueInvalid",
+                f'Invalid value: "": Checked value must be of type integer (default format) in {cause.field}',
+            ),
+        ]
+    return [cause]
+
+
 def _cause_from_schema_error(error: jsonschema.ValidationError) -> Cause:
     field = _path_of(error.absolute_path)
     value = error.instance
@@ -134,6 +174,7 @@ class CrdSchema:
         self._validator = jsonschema.Draft7Validator(self._for_jsonschema(openapi_schema))
         self._cel = celpy.Environment()
         self._programs: dict[str, Any] = {}
+        self._has_rules = "x-kubernetes-validations" in json.dumps(openapi_schema)
         problems = self._definition_problems(openapi_schema, "openAPIV3Schema")
         if problems:
             raise ValueError("the CRD is invalid: " + "; ".join(problems))
@@ -240,12 +281,15 @@ class CrdSchema:
     # ------------------------------------------------------------ validation
 
     def validate(self, obj: dict[str, Any], old: dict[str, Any] | None = None) -> list[Cause]:
-        """Schema errors first; CEL rules run only on a schema-valid object, as in the apiserver."""
+        """Schema errors first; CEL rules run unless a schema error blocks them, as in the apiserver."""
         causes = [
-            _cause_from_schema_error(e)
-            for e in sorted(self._validator.iter_errors(obj), key=lambda e: list(e.absolute_path))
+            cause
+            for e in sorted(self._validator.iter_errors(obj), key=_schema_error_order)
+            for cause in _causes_from_schema_error(e)
         ]
-        if causes:
+        if any(cause.reason in BLOCKING_REASONS for cause in causes):
+            if self._has_rules:
+                causes.append(RULES_NOT_CHECKED)
             return causes
         self._check_rules(obj, old if old is not None else _MISSING, self.schema, "", causes)
         return causes
@@ -271,16 +315,19 @@ class CrdSchema:
             if not passed:
                 field = path + rule.get("fieldPath", "")
                 reason = rule.get("reason", "FieldValueInvalid")
-                shown = "object" if isinstance(value, dict) else value
-                causes.append(Cause(field, reason, f"Invalid value: {_quote(shown)}: {failure}"))
+                # a real API server shows a scalar's value and omits an object's or a list's
+                shown = "" if isinstance(value, dict | list) else f"{_quote(value)}: "
+                causes.append(Cause(field, reason, f"Invalid value: {shown}{failure}"))
         if isinstance(value, dict):
             for key, child in value.items():
                 child_schema = (schema.get("properties") or {}).get(key)
+                child_path = _join(path, key)
                 if child_schema is None and isinstance(schema.get("additionalProperties"), dict):
                     child_schema = schema["additionalProperties"]
+                    child_path = f"{path}[{key}]"  # CEL names a map's entry by its key in brackets
                 if child_schema is not None:
                     child_old = old.get(key, _MISSING) if isinstance(old, dict) else _MISSING
-                    self._check_rules(child, child_old, child_schema, _join(path, key), causes)
+                    self._check_rules(child, child_old, child_schema, child_path, causes)
         elif isinstance(value, list) and "items" in schema:
             for index, item in enumerate(value):
                 # list items are not correlated with old ones (not a map-list), so no transition rules

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -57,12 +58,42 @@ def _message(item: ErrorDetails) -> str:
     return item["msg"].removeprefix("Value error, ")
 
 
-def format_validation_error(error: ValidationError, root: str = "spec") -> str:
+def _unwrapped(annotation: Any) -> Any:
+    """The type inside Optional[...] / Annotated[...]."""
+    while True:
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if get_origin(annotation) is Annotated or (get_origin(annotation) in (Union, UnionType) and len(args) == 1):
+            annotation = args[0]
+        else:
+            return annotation
+
+
+def _field_type(model: Any, name: str) -> Any:
+    for field_name, info in getattr(model, "model_fields", {}).items():
+        if name in (field_name, info.alias):
+            return _unwrapped(info.annotation)
+    return None
+
+
+def field_path(loc: tuple[Any, ...], model: Any = None, root: str = "spec", cel: bool = False) -> str:
+    """A pydantic error location as the apiserver names it: `uris[0]` for a list item, `.field`
+    otherwise; a map entry is `labels.team` in a schema error and `labels[team]` in a CEL rule's
+    (`cel`: our own checks, which mirror the CRD's CEL rules)."""
+    path, current = root, model
+    for part in loc:
+        if isinstance(part, int) or (cel and get_origin(current) is dict):
+            path += f"[{part}]"
+            args = get_args(current)
+            current = _unwrapped(args[-1]) if args else None
+        else:
+            path += f".{part}"
+            current = _field_type(current, str(part))
+    return path
+
+
+def format_validation_error(error: ValidationError, root: str = "spec", model: Any = None) -> str:
     """One line per problem, each naming the field the way kubectl does: `spec.input.gcs.uris[0]: ...`."""
-    lines = []
-    for item in error.errors():
-        path = root
-        for part in item["loc"]:
-            path += f"[{part}]" if isinstance(part, int) else f".{part}"
-        lines.append(f"{path}: {_message(item)}")
-    return "; ".join(lines)
+    return "; ".join(
+        f"{field_path(tuple(item['loc']), model, root, cel=item['type'] == 'value_error')}: {_message(item)}"
+        for item in error.errors()
+    )

@@ -174,4 +174,4 @@ def parse_spec(spec: dict[str, Any]) -> BatchInferenceJobSpec:
     try:
         return BatchInferenceJobSpec.model_validate(spec, strict=True, by_alias=True, by_name=False)
     except ValidationError as error:
-        raise ValueError(format_validation_error(error)) from None
+        raise ValueError(format_validation_error(error, model=BatchInferenceJobSpec)) from None
