@@ -251,3 +251,28 @@ def test_make_chart_renders_and_lints_without_a_helm_binary(tmp_path: Any) -> No
     bad.write_text("replicaCount: 1\n")
     result = subprocess.run([*tool, "--values", str(bad)], capture_output=True, text=True, check=False, timeout=120)
     assert result.returncode == 1 and "image.repository is required" in result.stderr
+
+
+def test_make_chart_also_uses_a_helm_binary_when_one_is_found(tmp_path: Any) -> None:
+    """A helm on PATH or in the control-plane cache (`make test` builds one) lints and templates as well;
+    none is required, and the summary says which was used."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    spec = importlib.util.spec_from_file_location("chart_tool", REPO / "tools/chart.py")
+    assert spec is not None and spec.loader is not None
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    binary = tool.find_helm()
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tools/chart.py"), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = result.stdout.splitlines()[-1]
+    expected = f"the Helm library and {binary}" if binary else "the Helm library (no helm binary found; none is needed)"
+    assert f"chart lint --strict with {expected}: all" in summary
