@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test lint unit demo crds bench chaos clean control-plane
+.PHONY: test lint unit demo crds chart docs bench chaos clean control-plane
 
 $(STAMP): pyproject.toml local/pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml local/pyproject.toml requirements/constraints.txt
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check operator local tests benchmarks examples
-	$(BIN)/ruff format --check operator local tests benchmarks examples
+	$(BIN)/ruff check operator local tests benchmarks examples tools
+	$(BIN)/ruff format --check operator local tests benchmarks examples tools
 	$(BIN)/lint-imports
 
 # The real-control-plane tier needs kube-apiserver, etcd and helm, built from the Go module proxy on
@@ -40,6 +40,16 @@ demo: $(STAMP)
 
 crds: $(STAMP)
 	$(BIN)/python -m batch_inference_operator crd > deploy/crds/batchinference.dev_batchinferencejobs.yaml
+
+# The generated docs: the field reference from the models, the Argo CD ConfigMap from its Lua files.
+docs: $(STAMP)
+	$(BIN)/python tools/field_reference.py
+	$(BIN)/python tools/argocd_config.py
+
+# Render and lint the Helm chart with each values file in its ci/ folder, without a helm binary
+# (the Helm library); a helm found on PATH or in the control-plane cache is used as well.
+chart: $(STAMP)
+	$(BIN)/python tools/chart.py
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

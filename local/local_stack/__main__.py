@@ -1,8 +1,12 @@
-"""`python -m local_stack {up,demo,kube-api}`: the embedded local stack, for development and tests only.
+"""`python -m local_stack COMMAND`: the embedded local stack, for development and tests only.
 
-- `up --dir DIR`: the whole stack on loopback until Ctrl-C; writes DIR/kubeconfig and DIR/endpoints.json.
+- `up [--dir DIR] [--with-examples]`: the whole stack on loopback until Ctrl-C; writes DIR/kubeconfig
+  and DIR/endpoints.json. Everything is in memory and gone when it stops.
+- `mb`, `put`, `bq-load`, `ls`, `cat`: buckets, files and BigQuery tables on a running `up`.
 - `demo`: the examples end to end on a fresh stack (`make demo`).
 - `kube-api`: only the Kubernetes API stand-in, with the BatchInferenceJob CRD installed.
+
+`python -m local_stack COMMAND --help` describes each.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import pathlib
 import signal
 import sys
 
+from .commands import DEFAULT_DIR, add_data_commands, run_data_command
 from .kube.launch import running_kube_api, server_url, write_kubeconfig
 
 
@@ -27,23 +32,53 @@ async def serve_kube_api(host: str, port: int, kubeconfig: pathlib.Path) -> None
         await stop.wait()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m local_stack", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    up = commands.add_parser("up", help="start the whole stack on loopback until interrupted")
-    up.add_argument("--dir", type=pathlib.Path, default=pathlib.Path(".stack"), help="where kubeconfig goes")
-    demo = commands.add_parser("demo", help="run the examples end to end on a fresh local stack")
+def parser() -> argparse.ArgumentParser:
+    main_parser = argparse.ArgumentParser(
+        prog="python -m local_stack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = main_parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, summary: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=summary, description=summary)
+
+    up = add(
+        "up",
+        "start the Kubernetes API, Cloud Storage, BigQuery, the Vertex emulator and the operator on loopback until "
+        "Ctrl-C; state is in memory only and is gone when it stops",
+    )
+    up.add_argument(
+        "--dir", type=pathlib.Path, default=DEFAULT_DIR, help="where kubeconfig and endpoints.json go (default: .stack)"
+    )
+    up.add_argument(
+        "--with-examples",
+        action="store_true",
+        help="put the examples' inputs, buckets and datasets in place, so `kubectl apply -f examples/` runs",
+    )
+    up.add_argument("--examples", type=pathlib.Path, default=pathlib.Path("examples"), help="the examples folder")
+    add_data_commands(commands)
+    demo = add("demo", "run the examples end to end on a fresh local stack, then stop it (make demo)")
     demo.add_argument("--examples", default="examples", help="folder of example manifests")
-    kube = commands.add_parser("kube-api", help="serve the Kubernetes API with the BatchInferenceJob CRD")
+    kube = add("kube-api", "serve only the Kubernetes API, with the BatchInferenceJob CRD installed")
     kube.add_argument("--host", default="127.0.0.1")
     kube.add_argument("--port", type=int, default=0, help="0 picks a free port")
     kube.add_argument("--kubeconfig", type=pathlib.Path, default=pathlib.Path("kubeconfig"))
-    args = parser.parse_args(argv)
+    return main_parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    command_line = parser()
+    args = command_line.parse_args(argv)
+    if args.command == "up" and args.with_examples and not (args.examples / "data").is_dir():
+        command_line.error(
+            f"--with-examples: no examples in {args.examples}/ (run from the repository, or --examples DIR)"
+        )
+    if hasattr(args, "run_data"):
+        return run_data_command(args)
     if args.command == "up":
         from .stack import run_until_interrupted
 
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run_until_interrupted(args.dir))
+            asyncio.run(run_until_interrupted(args.dir, args.examples if args.with_examples else None))
         return 0
     if args.command == "demo":
         from .demo import run_demo

@@ -37,9 +37,12 @@ class BigQueryEmulator(LoopbackServer):
         ]
 
     def client(self, project: str = "local-stack") -> bigquery.Client:
-        return bigquery.Client(
-            project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": self.url}
-        )
+        return bigquery_client(self.url, project)
+
+
+def bigquery_client(url: str, project: str = "local-stack") -> bigquery.Client:
+    """The real BigQuery client, anonymous, pointed at the stand-in's URL; queries run in `project`."""
+    return bigquery.Client(project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": url})
 
 
 def install_spatial_extension() -> None:

@@ -16,7 +16,6 @@ import sys
 import tempfile
 from typing import Any
 
-import yaml
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -25,25 +24,12 @@ from batch_inference_operator import api
 from vertex_batch_emulator.engine import Config
 
 from .bigquery_server import RETRY
+from .data import load_manifests, place_example, split_gcs
 from .kube.launch import server_url
 from .stack import LocalStack
 
 TERMINAL = {"Succeeded", "PartiallySucceeded", "Failed", "Cancelled"}
 DEADLINE_SECONDS = 240
-
-
-def load_manifests(folder: pathlib.Path) -> list[tuple[pathlib.Path, dict[str, Any]]]:
-    manifests = []
-    for path in sorted(folder.glob("*.yaml")):
-        for document in yaml.safe_load_all(path.read_text()):
-            if document and document.get("kind") == api.KIND:
-                manifests.append((path, document))
-    return manifests
-
-
-def _split(uri: str) -> tuple[str, str]:
-    bucket, _, name = uri.removeprefix("gs://").partition("/")
-    return bucket, name
 
 
 async def _request(stack: LocalStack, method: str, path: str, body: Any = None) -> Any:
@@ -59,69 +45,6 @@ async def _request(stack: LocalStack, method: str, path: str, body: Any = None) 
         if response.status >= 300:
             raise RuntimeError(f"{method} {path}: {payload.get('message', payload)}")
         return payload
-
-
-def _upload(stack: LocalStack, manifest: dict[str, Any], data: pathlib.Path) -> int:
-    """Put the example's inputs in place and create its output bucket or dataset; returns the number of
-    requests."""
-    spec = manifest["spec"]
-    requests = 0
-    if "bigquery" in spec["output"]:
-        _dataset(stack, spec["output"]["bigquery"].get("dataset") or spec["output"]["bigquery"]["table"], spec)
-    if "bigquery" in spec["input"]:
-        requests = _load_table(stack, spec["input"]["bigquery"]["table"], spec, data)
-    client = stack.gcs.client()  # type: ignore[union-attr]
-    uris = spec["input"].get("gcs", {}).get("uris", [])
-    buckets = {_split(uri)[0] for uri in uris}
-    if "gcs" in spec["output"]:
-        buckets.add(_split(spec["output"]["gcs"]["uriPrefix"])[0])
-    for bucket in buckets:
-        if client.lookup_bucket(bucket) is None:
-            client.create_bucket(bucket)
-    for uri in uris:
-        bucket, name = _split(uri)
-        local = data / name
-        if not local.exists():
-            raise FileNotFoundError(f"{uri} has no example data at {local}")
-        client.bucket(bucket).blob(name).upload_from_filename(str(local))
-        requests += sum(1 for line in local.open() if line.strip())
-    return requests
-
-
-def _dataset(stack: LocalStack, uri: str, spec: dict[str, Any]) -> str:
-    """Create the dataset a bq:// URI names, in the job's location; returns `project.dataset`."""
-    from google.cloud import bigquery
-
-    project, dataset = uri.removeprefix("bq://").split(".")[:2]
-    entry = bigquery.Dataset(f"{project}.{dataset}")
-    entry.location = spec.get("location", "us-central1")
-    stack.bigquery.client(project).create_dataset(entry, exists_ok=True, retry=RETRY)  # type: ignore[union-attr]
-    return f"{project}.{dataset}"
-
-
-def _load_table(stack: LocalStack, uri: str, spec: dict[str, Any], data: pathlib.Path) -> int:
-    """Load examples/data/<dataset>/<table>.jsonl into the input table, with its .schema.json."""
-    from google.cloud import bigquery
-
-    dataset_id = _dataset(stack, uri, spec)
-    table = uri.removeprefix("bq://").split(".")[2]
-    rows = data / dataset_id.split(".")[1] / f"{table}.jsonl"
-    if not rows.exists():
-        raise FileNotFoundError(f"{uri} has no example data at {rows}")
-    schema_file = rows.with_name(f"{table}.schema.json")
-    schema = [
-        bigquery.SchemaField(f["name"], f["type"], f.get("mode", "NULLABLE"))
-        for f in json.loads(schema_file.read_text())
-    ]
-    client = stack.bigquery.client(dataset_id.split(".")[0])  # type: ignore[union-attr]
-    config = bigquery.LoadJobConfig(
-        schema=schema,
-        source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
-        write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
-    )
-    with rows.open("rb") as source:
-        client.load_table_from_file(source, f"{dataset_id}.{table}", job_config=config).result(retry=RETRY)
-    return sum(1 for line in rows.open() if line.strip())
 
 
 def _table(objects: list[dict[str, Any]], totals: dict[str, int]) -> Table:
@@ -157,7 +80,7 @@ def _results(stack: LocalStack, output: str, count: int = 3) -> list[str]:
         client = stack.bigquery.client(table_id.split(".")[0])  # type: ignore[union-attr]
         rows = [dict(row) for row in client.list_rows(table_id, max_results=count, retry=RETRY)]
     else:
-        bucket, prefix = _split(output)
+        bucket, prefix = split_gcs(output)
         blob = stack.gcs.client().bucket(bucket).blob(f"{prefix}/predictions.jsonl")  # type: ignore[union-attr]
         with blob.open("r") as reader:
             rows = [json.loads(line) for line, _ in zip(reader, range(count), strict=False)]
@@ -181,7 +104,7 @@ async def _demo(folder: pathlib.Path, console: Console) -> int:
             totals = {}
             for path, manifest in runnable:
                 totals[manifest["metadata"]["name"]] = await asyncio.to_thread(
-                    _upload, stack, manifest, folder / "data"
+                    place_example, stack.gcs.client(), stack.endpoints["bigquery"], manifest, folder / "data"
                 )
                 namespace = manifest["metadata"].get("namespace", "default")
                 await _request(

@@ -29,6 +29,11 @@ class GcsEmulator(LoopbackServer):
         ]
 
     def client(self) -> storage.Client:
-        return storage.Client(
-            project="local-stack", credentials=AnonymousCredentials(), client_options={"api_endpoint": self.url}
-        )
+        return gcs_client(self.url)
+
+
+def gcs_client(url: str) -> storage.Client:
+    """The real Cloud Storage client, anonymous, pointed at fake-gcs-server's URL."""
+    return storage.Client(
+        project="local-stack", credentials=AnonymousCredentials(), client_options={"api_endpoint": url}
+    )

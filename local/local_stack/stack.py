@@ -16,7 +16,6 @@ import os
 import pathlib
 import signal
 import sys
-from typing import Any
 
 from vertex_batch_emulator.bigquery import BigQuery
 from vertex_batch_emulator.engine import Config, Engine
@@ -25,6 +24,7 @@ from vertex_batch_emulator.storage import Storage
 
 from .bigquery_server import BigQueryEmulator
 from .control_plane.cluster import install_crd, kubeconfig_server, watchers
+from .data import load_manifests, place_example
 from .gcs_server import GcsEmulator
 from .kube.launch import running_kube_api, server_url, write_kubeconfig
 from .kube.server import KubeApiServer
@@ -113,6 +113,8 @@ class LocalStack:
         return self
 
     async def __aexit__(self, *_: object) -> None:
+        # The data commands find a running stack by this file; a stopped stack must not be found.
+        (self.directory / "endpoints.json").unlink(missing_ok=True)
         await self.stop_operator()
         await self._stack.aclose()
         if self._own_gcs and self.gcs is not None:
@@ -183,15 +185,58 @@ class LocalStack:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
-async def run_until_interrupted(directory: pathlib.Path) -> None:
+def banner(stack: LocalStack, examples: list[str] | None) -> str:
+    """What `up` prints: where everything is, that it lives in memory, and what to type next."""
+    config = stack.kubeconfig
+    lines = [
+        "local stack up. Everything is in memory: buckets, tables, jobs and resources are gone when it stops.",
+        *(f"  {name:<9} {url}" for name, url in stack.endpoints.items()),
+        f"  kubeconfig {config}   (or: export KUBECONFIG={config})",
+    ]
+    data_dir = "" if stack.directory == pathlib.Path(".stack") else f" --dir {stack.directory}"
+    if examples is None:
+        lines.append("No buckets or data yet: start with --with-examples for the examples' data, or add your own:")
+    else:
+        lines.append("In place for the examples: " + ", ".join(examples))
+        lines.append("Your own data (in another terminal):")
+    lines += [
+        f"  python -m local_stack mb gs://my-bucket{data_dir}",
+        f"  python -m local_stack put requests.jsonl gs://my-bucket/in/{data_dir}",
+        f"  python -m local_stack bq-load rows.jsonl bq://{DEMO_PROJECT}.my_dataset.my_table{data_dir}",
+        f"  python -m local_stack ls gs://my-bucket/{data_dir}   (and cat gs://... or bq://... to read results)",
+    ]
+    if examples is not None:
+        lines += [
+            f"try: kubectl --kubeconfig {config} apply -f examples/gcs-job.yaml",
+            f"     kubectl --kubeconfig {config} wait --for=condition=Finished bij/reviews-sentiment --timeout=10m",
+            f"     kubectl --kubeconfig {config} get bij reviews-sentiment",
+        ]
+    lines.append("Ctrl-C stops it.")
+    return "\n".join(lines)
+
+
+async def run_until_interrupted(directory: pathlib.Path, examples: pathlib.Path | None = None) -> None:
     """`python -m local_stack up`: everything on loopback until Ctrl-C or SIGTERM."""
     async with LocalStack(directory) as stack:
-        endpoints: dict[str, Any] = stack.endpoints
-        print(f"local stack up; kubeconfig: {stack.kubeconfig}")
-        for name, url in endpoints.items():
-            print(f"  {name:<7}{url}")
-        print(f"try: kubectl --kubeconfig {stack.kubeconfig} apply -f examples/gcs-job.yaml", flush=True)
+        placed = None
+        if examples is not None:
+            placed = await asyncio.to_thread(place_examples, stack, examples)
+        print(banner(stack, placed), flush=True)
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         await stop.wait()
+
+
+def place_examples(stack: LocalStack, folder: pathlib.Path) -> list[str]:
+    """Every example's inputs, output bucket or dataset; returns the inputs placed."""
+    assert stack.gcs is not None
+    manifests = load_manifests(folder)
+    if not manifests:
+        raise FileNotFoundError(f"no BatchInferenceJob manifests in {folder} (run from the repository, or --examples)")
+    placed = []
+    for _, manifest in manifests:
+        place_example(stack.gcs.client(), stack.endpoints["bigquery"], manifest, folder / "data")
+        source = manifest["spec"]["input"]
+        placed += source["gcs"]["uris"] if "gcs" in source else [source["bigquery"]["table"]]
+    return placed

@@ -35,6 +35,10 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Output", "type": "string", "jsonPath": ".status.outputLocation", "priority": 1},
 ]
 
+# Fields a field selector may name (`kubectl get bij --field-selector status.phase=Failed`); a real
+# apiserver (1.31+) refuses any other. Each must be a string, integer or boolean leaf of the schema.
+SELECTABLE_FIELDS: list[dict[str, str]] = [{"jsonPath": ".status.phase"}]
+
 _DROPPED_KEYS = {"title", "$defs"}
 
 
@@ -112,6 +116,7 @@ def build_crd() -> dict[str, Any]:
                     "storage": True,
                     "subresources": {"status": {}},
                     "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "selectableFields": SELECTABLE_FIELDS,
                     "schema": {"openAPIV3Schema": openapi_schema()},
                 }
             ],

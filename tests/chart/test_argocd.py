@@ -71,3 +71,24 @@ def test_actions_patch_spec_suspend(case: dict[str, Any]) -> None:
     obj = yaml.safe_load((HERE / "actions" / case["inputPath"]).read_text())
     expected = yaml.safe_load((HERE / "actions" / case["expectedOutputPath"]).read_text())
     assert run(HERE / "actions" / case["action"] / "action.lua", obj) == expected
+
+
+def test_the_ready_to_apply_configmap_carries_every_script_in_argo_cds_format() -> None:
+    """deploy/argocd/argocd-cm.yaml as Argo CD reads it: the health key holds health.lua, the actions key
+    holds YAML with discovery.lua and one definition per action folder, each the file's text."""
+    config_map = yaml.safe_load((REPO / "deploy/argocd/argocd-cm.yaml").read_text())
+    assert (config_map["kind"], config_map["metadata"]["name"]) == ("ConfigMap", "argocd-cm")
+    data = config_map["data"]
+    assert set(data) == {
+        "resource.customizations.health.batchinference.dev_BatchInferenceJob",
+        "resource.customizations.actions.batchinference.dev_BatchInferenceJob",
+    }
+    assert (
+        data["resource.customizations.health.batchinference.dev_BatchInferenceJob"] == (HERE / "health.lua").read_text()
+    )
+    actions = yaml.safe_load(data["resource.customizations.actions.batchinference.dev_BatchInferenceJob"])
+    assert actions["discovery.lua"] == (HERE / "actions/discovery.lua").read_text()
+    folders = sorted(p.parent.name for p in (HERE / "actions").glob("*/action.lua"))
+    assert [d["name"] for d in actions["definitions"]] == folders and {"suspend", "resume"} <= set(folders)
+    for definition in actions["definitions"]:
+        assert definition["action.lua"] == (HERE / "actions" / definition["name"] / "action.lua").read_text()

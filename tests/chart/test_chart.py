@@ -31,15 +31,33 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "serviceAccount": {"gcpServiceAccount": "batch-operator@ml-batch-prod.iam.gserviceaccount.com"},
     },
     "namespaced-replicas": {"watchNamespaces": ["team-a"], "replicaCount": 2},
+    "extra-env-priority": {
+        "extraEnv": [
+            {"name": "BIJ_STALL_QUEUED_AFTER", "value": "86400"},
+            {"name": "BIJ_LOCATIONS", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "locations"}}},
+        ],
+        "priorityClassName": "batch-operators",
+    },
 }
 
 
-def render(values: dict[str, Any]) -> list[dict[str, Any]]:
+# No image is published, so every install names one (the chart refuses to render without).
+IMAGE = {"image": {"repository": "registry.example.com/batch-inference-operator"}}
+
+
+def with_image(values: dict[str, Any]) -> dict[str, Any]:
+    return {**values, "image": {**IMAGE["image"], **values.get("image", {})}}
+
+
+def render_files(values: dict[str, Any], image: bool = True) -> dict[str, str]:
     chart = helm.Chart.load(CHART)
-    rendered = chart.render(values, name="bio", namespace="operators", is_install=True)
+    return chart.render(with_image(values) if image else values, name="bio", namespace="operators", is_install=True)
+
+
+def render(values: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         doc
-        for path, text in sorted(rendered.items())
+        for path, text in sorted(render_files(values).items())
         if not path.endswith("NOTES.txt")
         for doc in yaml.safe_load_all(text)
         if doc
@@ -63,7 +81,7 @@ def test_chart_crd_is_the_generated_crd() -> None:
 
 @pytest.mark.parametrize("name", COMBINATIONS)
 def test_lint_strict_reports_nothing(name: str) -> None:
-    report = helm.lint(CHART, COMBINATIONS[name], strict=True, namespace="operators")
+    report = helm.lint(CHART, with_image(COMBINATIONS[name]), strict=True, namespace="operators")
     problems = [m for m in report["messages"] if m["severity"] >= 2] + report.get("errors", [])
     assert problems == [], problems
 
@@ -169,3 +187,92 @@ def test_dockerfile_runs_what_the_chart_and_the_liveness_test_run() -> None:
     assert any(line.startswith("USER 10001") for line in lines), "non-root, matching the pod's runAsUser"
     assert sum(line.startswith("FROM ") for line in lines) == 2, "multi-stage"
     assert any("-c requirements/constraints.txt" in line for line in lines), "pinned dependencies"
+
+
+def test_the_image_is_required_and_the_refusal_says_what_to_do() -> None:
+    with pytest.raises(helm.HelmError, match=r"image\.repository is required: no image is published yet"):
+        render_files({}, image=False)
+    [deployment] = by_kind(render({"image": {"tag": "abc123"}}), "Deployment")
+    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "registry.example.com/batch-inference-operator:abc123"
+
+
+def test_extra_environment_and_priority_class_reach_the_pod() -> None:
+    objects = render(COMBINATIONS["extra-env-priority"])
+    [deployment] = by_kind(objects, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["priorityClassName"] == "batch-operators"
+    env = pod["containers"][0]["env"]
+    assert env[-2:] == COMBINATIONS["extra-env-priority"]["extraEnv"], "after the chart's own, so they win"
+    assert "priorityClassName" not in by_kind(render({}), "Deployment")[0]["spec"]["template"]["spec"]
+    with pytest.raises(helm.HelmError):
+        render({"extraEnv": [{"value": "no name"}]})
+
+
+def notes(values: dict[str, Any]) -> str:
+    return next(text for path, text in render_files(values).items() if path.endswith("NOTES.txt"))
+
+
+def test_notes_point_at_nothing_outside_the_chart_and_wait_on_finished() -> None:
+    """The notes are all a Helm user has: no repository file to apply, a job that the cluster would accept,
+    and a wait that ends on failure too (Finished), then the phase."""
+    import re
+
+    from batch_inference_operator import api
+
+    text = notes({})
+    assert re.findall(r"-f (\S+)", text) == ["-"], "only stdin: the chart ships no example files"
+    assert "examples/" not in text
+    heredoc = text.split("<<'YAML' | kubectl apply -f -\n", 1)[1].split("\n  YAML\n", 1)[0]
+    manifest = yaml.safe_load("\n".join(line.removeprefix("  ") for line in heredoc.splitlines()))
+    assert manifest["kind"] == api.KIND and manifest["apiVersion"] == f"{api.GROUP}/{api.VERSION}"
+    api.parse_spec(manifest["spec"])  # raises on anything the cluster would refuse
+    name = manifest["metadata"]["name"]
+    assert f"kubectl wait --for=condition=Finished bij/{name} --timeout=24h" in text
+    assert "--for=condition=Complete" not in text
+    assert f"kubectl get bij {name} -o jsonpath='{{.status.phase}}" in text
+    assert "registry.example.com/batch-inference-operator:0.1.0" in text
+
+
+def test_make_chart_renders_and_lints_without_a_helm_binary(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    tool = [sys.executable, str(REPO / "tools/chart.py"), "--no-helm", "--out", str(tmp_path)]
+    result = subprocess.run(tool, capture_output=True, text=True, check=False, timeout=120)
+    assert result.returncode == 0, result.stderr
+    ci_files = sorted(p.stem for p in (CHART / "ci").glob("*-values.yaml"))
+    assert sorted(p.stem for p in tmp_path.glob("*.yaml")) == ci_files and len(ci_files) >= 2
+    assert f"all {len(ci_files)} clean" in result.stdout
+    kinds = {doc["kind"] for doc in yaml.safe_load_all((tmp_path / "default-values.yaml").read_text())}
+    assert {"Deployment", "ClusterRole", "ServiceAccount"} <= kinds
+
+    bad = tmp_path / "no-image-values.yaml"
+    bad.write_text("replicaCount: 1\n")
+    result = subprocess.run([*tool, "--values", str(bad)], capture_output=True, text=True, check=False, timeout=120)
+    assert result.returncode == 1 and "image.repository is required" in result.stderr
+
+
+def test_make_chart_also_uses_a_helm_binary_when_one_is_found(tmp_path: Any) -> None:
+    """A helm on PATH or in the control-plane cache (`make test` builds one) lints and templates as well;
+    none is required, and the summary says which was used."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    spec = importlib.util.spec_from_file_location("chart_tool", REPO / "tools/chart.py")
+    assert spec is not None and spec.loader is not None
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    binary = tool.find_helm()
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tools/chart.py"), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = result.stdout.splitlines()[-1]
+    expected = f"the Helm library and {binary}" if binary else "the Helm library (no helm binary found; none is needed)"
+    assert f"chart lint --strict with {expected}: all" in summary

@@ -155,3 +155,44 @@ async def test_standalone_server_writes_a_working_kubeconfig(tmp_path: pathlib.P
     finally:
         server.terminate()
         assert await asyncio.wait_for(server.wait(), 10) == 0
+
+
+async def test_namespaces_events_and_field_selectors_as_on_a_cluster(kube_api: Any, kubectl: Any) -> None:
+    """`kubectl create ns` (protobuf), `kubectl get events` (the apiserver's Event columns), and field
+    selectors: `status.phase` is declared selectable by the CRD, other fields are refused as a real
+    apiserver refuses them."""
+    _, out, _ = await kubectl("create", "namespace", "team-a")
+    assert out.strip() == "namespace/team-a created"
+    job = yaml.safe_load((EXAMPLES / "gcs-job.yaml").read_text())
+    job["metadata"]["namespace"] = "team-a"
+    await kubectl("apply", "-f", "-", stdin=yaml.safe_dump(job))
+    await kubectl(
+        "patch", "bij", "reviews-sentiment", "-n", "team-a", "--subresource=status", "--type=merge",
+        "-p", '{"status":{"phase":"Failed"}}',
+    )  # fmt: skip
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": "reviews-sentiment.1", "namespace": "team-a"},
+        "type": "Warning",
+        "reason": "Failed",
+        "message": "the Vertex job failed",
+        "involvedObject": {"kind": "BatchInferenceJob", "name": "reviews-sentiment", "namespace": "team-a"},
+    }
+    await kubectl("create", "-f", "-", stdin=yaml.safe_dump(event))
+    _, table, _ = await kubectl("get", "events", "-n", "team-a")
+    header, row = table.splitlines()
+    assert header.split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert "batchinferencejob/reviews-sentiment" in row and "the Vertex job failed" in row
+
+    _, out, _ = await kubectl("get", "bij", "-A", "--field-selector", "status.phase=Failed", "-o", "name")
+    assert out.split() == ["batchinferencejob.batchinference.dev/reviews-sentiment"]
+    code, _, err = await kubectl("get", "bij", "-A", "--field-selector", "spec.model=gemini-2.5-flash", check=False)
+    assert code != 0 and "field label not supported: spec.model" in err
+
+
+async def test_a_wrong_api_version_says_no_matches_for_kind(kube_api: Any, kubectl: Any) -> None:
+    text = (EXAMPLES / "gcs-job.yaml").read_text().replace("batchinference.dev/v1alpha1", "batchinference.dev/v1")
+    code, _, err = await kubectl("apply", "-f", "-", stdin=text, check=False)
+    assert code != 0
+    assert 'no matches for kind "BatchInferenceJob" in version "batchinference.dev/v1"' in err, err

@@ -296,3 +296,87 @@ async def test_server_side_table_uses_printer_columns(kube_api: Any, accept: str
     assert columns[:4] == ["Name", "Phase", "Model", "Succeeded"]
     cells = dict(zip(columns, table["rows"][0]["cells"], strict=True))
     assert cells["Phase"] == "Running" and cells["Succeeded"] == 7 and cells["Age"].endswith("s")
+
+
+async def test_yaml_bodies_are_accepted_and_unknown_media_types_refused(kube_api: Any) -> None:
+    import yaml
+
+    text = yaml.safe_dump(manifest("from-yaml"))
+    async with aiohttp.ClientSession() as session:
+        url = str(kube_api.url).rstrip("/") + bij_path()
+        async with session.post(url, data=text, headers={"Content-Type": "application/yaml"}) as response:
+            assert response.status == 201, await response.text()
+            assert (await response.json())["metadata"]["name"] == "from-yaml"
+        async with session.post(url, data=b"\x01", headers={"Content-Type": "application/cbor"}) as response:
+            refusal = await response.json()
+            assert (response.status, refusal["reason"]) == (415, "UnsupportedMediaType")
+            assert "application/yaml" in refusal["message"]
+
+
+async def test_field_selectors_only_on_the_fields_a_type_declares(kube_api: Any) -> None:
+    """A real apiserver answers a field label the type does not support with a 400, never by ignoring it:
+    the CRD declares `status.phase` (selectableFields), not `spec.model`."""
+    for name, phase in (("a", "Running"), ("b", "Failed")):
+        await call(kube_api, "POST", bij_path(), manifest(name))
+        await call(kube_api, "PATCH", bij_path(name=name, status=True), {"status": {"phase": phase}}, MERGE)
+    _, failed = await call(kube_api, "GET", bij_path(), params={"fieldSelector": "status.phase=Failed"})
+    assert [o["metadata"]["name"] for o in failed["items"]] == ["b"]
+    status, refusal = await call(kube_api, "GET", bij_path(), params={"fieldSelector": "spec.model=gemini-2.5-flash"})
+    assert (status, refusal["message"]) == (400, "field label not supported: spec.model")
+    watch_params = {"fieldSelector": "spec.model=x", "watch": "true"}
+    assert (await call(kube_api, "GET", bij_path(), params=watch_params))[0] == 400
+    status, refusal = await call(kube_api, "GET", "/api/v1/namespaces", params={"fieldSelector": "spec.finalizers=x"})
+    assert (status, refusal["message"]) == (400, "field label not supported: spec.finalizers")
+
+
+async def test_events_table_has_the_apiservers_columns(kube_api: Any) -> None:
+    event = {
+        "metadata": {"name": "job-a.1"},
+        "type": "Warning",
+        "reason": "Failed",
+        "message": "Vertex job failed (code 3) ",
+        "count": 2,
+        "source": {"component": "batch-inference-operator"},
+        "involvedObject": {"kind": "BatchInferenceJob", "name": "job-a", "namespace": "default"},
+        "firstTimestamp": "2026-01-01T00:00:00Z",
+        "lastTimestamp": "2026-01-01T00:00:00Z",
+    }
+    await call(kube_api, "POST", "/api/v1/namespaces/default/events", event)
+    accept = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"}
+    _, table = await call(kube_api, "GET", "/api/v1/namespaces/default/events", headers=accept)
+    columns = [(c["name"], c["priority"]) for c in table["columnDefinitions"]]
+    assert [name for name, priority in columns if priority == 0] == ["Last Seen", "Type", "Reason", "Object", "Message"]
+    cells = dict(zip([name for name, _ in columns], table["rows"][0]["cells"], strict=True))
+    assert cells["Object"] == "batchinferencejob/job-a" and cells["Message"] == "Vertex job failed (code 3)"
+    assert (cells["Count"], cells["Source"], cells["Name"]) == (2, "batch-inference-operator", "job-a.1")
+    assert cells["Last Seen"].endswith("d")
+
+
+async def test_protobuf_namespace_create_as_kubectl_sends_it(kube_api: Any) -> None:
+    """`kubectl create namespace` posts Kubernetes' protobuf envelope; the name and labels must land."""
+
+    def field(number: int, payload: bytes) -> bytes:
+        return bytes([number << 3 | 2, len(payload)]) + payload
+
+    meta = field(1, b"team-b") + field(11, field(1, b"team") + field(2, b"b"))
+    envelope = b"k8s\x00" + field(1, field(1, b"v1") + field(2, b"Namespace")) + field(2, field(1, meta))
+    async with aiohttp.ClientSession() as session:
+        url = str(kube_api.url).rstrip("/") + "/api/v1/namespaces"
+        headers = {"Content-Type": "application/vnd.kubernetes.protobuf", "Accept": "application/json"}
+        async with session.post(url, data=envelope, headers=headers) as response:
+            created = await response.json()
+            assert response.status == 201, created
+    assert created["metadata"]["name"] == "team-b" and created["metadata"]["labels"] == {"team": "b"}
+    assert created["status"] == {"phase": "Active"}
+
+    pod = b"k8s\x00" + field(1, field(1, b"v1") + field(2, b"Pod")) + field(2, field(1, field(1, b"p")))
+    async with aiohttp.ClientSession() as session:
+        url = str(kube_api.url).rstrip("/") + "/api/v1/namespaces"
+        headers = {"Content-Type": "application/vnd.kubernetes.protobuf"}
+        for body, code, words in (
+            (pod, 415, "only for v1 Namespace, not v1 Pod"),
+            (envelope[:-3], 400, "could not be decoded"),
+        ):
+            async with session.post(url, data=body, headers=headers) as response:
+                refusal = await response.json()
+                assert response.status == code and words in refusal["message"], refusal

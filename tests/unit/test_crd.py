@@ -67,3 +67,15 @@ def test_printer_columns_point_at_real_fields() -> None:
 
 def test_rendered_file_is_yaml_of_the_crd() -> None:
     assert yaml.safe_load(crd.render_crd()) == crd.build_crd()
+
+
+def test_selectable_fields_are_scalar_leaves_a_real_apiserver_accepts() -> None:
+    """A real apiserver refuses a selectableFields path that is missing or not a string, integer or boolean,
+    and more than 8 of them; `status.phase` is declared so `--field-selector status.phase=Failed` works there."""
+    version = crd.build_crd()["spec"]["versions"][0]
+    schema = version["schema"]["openAPIV3Schema"]
+    nodes = dict(_walk(schema))
+    declared = [field["jsonPath"] for field in version["selectableFields"]]
+    assert ".status.phase" in declared and len(declared) <= 8
+    for path in declared:
+        assert nodes[path]["type"] in ("string", "integer", "boolean"), path

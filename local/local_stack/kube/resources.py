@@ -28,6 +28,8 @@ class ResourceType:
     schema: CrdSchema | None = None
     printer_columns: list[dict[str, Any]] = field(default_factory=list)
     has_generation: bool = False
+    # Field labels beyond metadata.name and metadata.namespace: a CRD's `selectableFields`, or a core type's.
+    selectable_fields: list[str] = field(default_factory=list)
 
     @property
     def api_version(self) -> str:
@@ -36,6 +38,11 @@ class ResourceType:
     @property
     def key(self) -> TypeKey:
         return (self.group, self.version, self.plural)
+
+    @property
+    def field_labels(self) -> frozenset[str]:
+        """The field labels a field selector may name on this type."""
+        return frozenset({"metadata.name", "metadata.namespace", *self.selectable_fields})
 
     @property
     def qualified(self) -> str:
@@ -59,12 +66,22 @@ class ResourceType:
                 schema=CrdSchema(version["schema"]["openAPIV3Schema"]),
                 printer_columns=list(version.get("additionalPrinterColumns", [])),
                 has_generation=True,
+                selectable_fields=[f["jsonPath"].lstrip(".") for f in version.get("selectableFields", [])],
             )
             for version in spec["versions"]
             if version.get("served", True)
         ]
 
 
+# The field labels the apiserver converts for Events (both API groups share the storage).
+EVENT_FIELDS = [
+    *(f"involvedObject.{part}" for part in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion")),
+    "involvedObject.fieldPath",
+    "reason",
+    "reportingComponent",
+    "source",
+    "type",
+]
 CORE_TYPES = [
     ResourceType(
         "",
@@ -75,9 +92,12 @@ CORE_TYPES = [
         singular="namespace",
         short_names=["ns"],
         status_subresource=True,
+        selectable_fields=["status.phase"],
     ),
-    ResourceType("", "v1", "events", "Event", singular="event", short_names=["ev"]),
-    ResourceType("events.k8s.io", "v1", "events", "Event", singular="event", short_names=["ev"]),
+    ResourceType("", "v1", "events", "Event", singular="event", short_names=["ev"], selectable_fields=EVENT_FIELDS),
+    ResourceType(
+        "events.k8s.io", "v1", "events", "Event", singular="event", short_names=["ev"], selectable_fields=EVENT_FIELDS
+    ),
 ]
 NAMESPACES: TypeKey = ("", "v1", "namespaces")
 

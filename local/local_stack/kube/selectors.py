@@ -64,17 +64,31 @@ def _field_value(obj: dict[str, Any], path: str) -> str:
     return "" if node is None else str(node)
 
 
-def field_selector_matches(selector: str | None, obj: dict[str, Any]) -> bool:
-    if not selector:
-        return True
+def _field_requirements(selector: str) -> list[tuple[str, str, str]]:
+    parsed = []
     for requirement in selector.split(","):
         match = re.match(r"^\s*([A-Za-z0-9_.]+)\s*(==|=|!=)\s*(.*?)\s*$", requirement)
         if not match:
             raise api_error(400, "BadRequest", f"invalid field selector: {requirement!r}")
-        path, op, value = match.groups()
-        if (_field_value(obj, path) == value) != (op != "!="):
-            return False
-    return True
+        parsed.append((match[1], match[2], match[3]))
+    return parsed
+
+
+def check_field_labels(selector: str | None, allowed: frozenset[str]) -> None:
+    """A real apiserver answers only the field labels a type supports (for a CRD: metadata.name,
+    metadata.namespace and its `selectableFields`); any other is a 400, never silently ignored."""
+    if not selector:
+        return
+    for path, _, _ in _field_requirements(selector):
+        if path not in allowed:
+            raise api_error(400, "BadRequest", f"field label not supported: {path}")
+
+
+def field_selector_matches(selector: str | None, obj: dict[str, Any]) -> bool:
+    if not selector:
+        return True
+    requirements = _field_requirements(selector)
+    return all((_field_value(obj, path) == value) == (op != "!=") for path, op, value in requirements)
 
 
 def selected(params: dict[str, str], obj: dict[str, Any]) -> bool:

@@ -14,17 +14,21 @@ import attrs
 import kmock
 
 from . import reads, writes
+from .bodies import decode_body
 from .discovery import api_resource_list, server_version
 from .errors import JSON_HEADERS, ApiError, api_error, error_response, status_body
 from .kmock_private import HookedScaffold, client_gone
 from .openapi import openapi_document_at, openapi_root
 from .resources import CORE_TYPES, ResourceType, ResourceTypes, Route
+from .selectors import check_field_labels
 from .store import ObjectStore
 from .tables import wants_table
 
 # Resource paths: anything deeper than discovery (/api/V, /apis/G/V).
 RESOURCE_PATH = re.compile(r"/api/[^/]+/.+|/apis/[^/]+/[^/]+/.+")
 _VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
+_WRITES = ("POST", "PUT", "PATCH")
+OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
 
 
 def _not_found() -> ApiError:
@@ -52,6 +56,7 @@ class KubeApiServer(HookedScaffold):
         # Our resource paths and the OpenAPI documents. User DSL reactions win.
         self.fallback[RESOURCE_PATH] << self.serve_resource
         self.fallback["get /openapi/v3"] << self._serve_openapi_root
+        self.fallback["get /openapi/v2"] << self._serve_openapi_v2
         self.fallback[re.compile(r"/openapi/v3/.+")] << self._serve_openapi
         self.remember_own_reactions()
 
@@ -143,15 +148,11 @@ class KubeApiServer(HookedScaffold):
         params = dict(request.params)
         accept = request.headers.get("Accept", "")
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
-        if method in ("POST", "PUT", "PATCH") and "json" not in content_type:
-            raise api_error(
-                415,
-                "UnsupportedMediaType",
-                f"the body of the request was in an unknown format "
-                f"({content_type or 'none'}); this server speaks JSON only (no protobuf, no CBOR)",
-            )
+        body = decode_body(content_type, request.body or b"", request.data) if method in _WRITES else None
         self.store.start_notifying()
         if route.name is None:
+            if method == "GET":
+                check_field_labels(params.get("fieldSelector"), route.rtype.field_labels)
             if method == "GET" and params.get("watch") in ("true", "1"):
                 events = reads.watch_stream(
                     self.store, route, params, wants_table(accept), lambda: client_gone(request)
@@ -160,7 +161,7 @@ class KubeApiServer(HookedScaffold):
             if method == "GET":
                 return reads.read_list(self.store, route, params, accept)
             if method == "POST":
-                created = writes.create(self.store, route, request.data, params)
+                created = writes.create(self.store, route, body, params)
                 return kmock.Response(status=201, headers=JSON_HEADERS, payload=created)
             raise _method_not_allowed()
         if route.rtype.namespaced and route.namespace is None:
@@ -168,14 +169,20 @@ class KubeApiServer(HookedScaffold):
         if method == "GET":
             return reads.read_one(self.store, route, params, accept)
         if method == "PATCH":
-            return writes.patch(self.store, route, content_type, request.data, params)
+            return writes.patch(self.store, route, content_type, body, params)
         if method == "PUT":
-            return writes.replace(self.store, route, request.data, params)
+            return writes.replace(self.store, route, body, params)
         if method == "DELETE":
             return writes.delete(self.store, route)
         raise _method_not_allowed()
 
     # ------------------------------------------------------------ OpenAPI v3 for kubectl
+
+    async def _serve_openapi_v2(self, request: kmock.Request) -> kmock.Response:
+        """An empty OpenAPI v2 document (protobuf, as kubectl asks). kubectl falls back to v2 for a kind
+        the v3 documents lack; finding none there either, it skips validation and its REST mapping
+        answers "no matches for kind ... ensure CRDs are installed first", as against a real cluster."""
+        return kmock.Response(status=200, headers={"Content-Type": OPENAPI_V2_PROTOBUF}, payload=b"")
 
     async def _serve_openapi_root(self, request: kmock.Request) -> kmock.Payload:
         return openapi_root(self.types)

@@ -1,6 +1,6 @@
 """Server-side tables (`Accept: ...;as=Table`), which `kubectl get` asks for: the columns are the
-CRD's additionalPrinterColumns (name and age for types without any), the cells read from each
-object by their JSON paths, dates shown as kubectl's short ages."""
+CRD's additionalPrinterColumns (name and age for types without any; Events have the apiserver's own
+printer), the cells read from each object by their JSON paths, dates shown as kubectl's short ages."""
 
 from __future__ import annotations
 
@@ -33,7 +33,56 @@ def _json_path(obj: dict[str, Any], path: str) -> Any:
     return node
 
 
+def _column(name: str, priority: int = 0, fmt: str = "") -> dict[str, Any]:
+    return {"name": name, "type": "string", "format": fmt, "priority": priority, "description": name}
+
+
+# The apiserver's own printer for Events: it always sends the wide cells; kubectl hides priority 1.
+EVENT_COLUMNS = [
+    _column("Last Seen"),
+    _column("Type"),
+    _column("Reason"),
+    _column("Object"),
+    _column("Subobject", 1),
+    _column("Source", 1),
+    _column("Message"),
+    _column("First Seen", 1),
+    _column("Count", 1),
+    _column("Name", 1, "name"),
+]
+
+
+def _event_cells(obj: dict[str, Any]) -> list[Any]:
+    """Core v1 and events.k8s.io/v1 Events alike (the latter name the fields differently)."""
+    involved = obj.get("involvedObject") or obj.get("regarding") or {}
+    source = obj.get("source") or obj.get("deprecatedSource") or {}
+    first = obj.get("firstTimestamp") or obj.get("deprecatedFirstTimestamp") or obj.get("eventTime")
+    last = obj.get("lastTimestamp") or obj.get("deprecatedLastTimestamp") or first
+    count = obj.get("count") or obj.get("deprecatedCount") or 1
+    if obj.get("series"):
+        last, count = obj["series"].get("lastObservedTime", last), obj["series"].get("count", count)
+    kind = str(involved.get("kind", "")).lower()
+    target = f"{kind}/{involved['name']}" if involved.get("name") else kind
+    component, host = source.get("component", ""), source.get("host", "")
+    if not component and obj.get("reportingController"):
+        component, host = obj["reportingController"], obj.get("reportingInstance", "")
+    return [
+        _age(last),
+        obj.get("type", ""),
+        obj.get("reason", ""),
+        target,
+        involved.get("fieldPath", ""),
+        ", ".join(part for part in (component, host) if part),
+        str(obj.get("message") or obj.get("note") or "").strip(),
+        _age(first),
+        int(count),
+        obj["metadata"]["name"],
+    ]
+
+
 def _table_columns(rtype: ResourceType) -> list[dict[str, Any]]:
+    if rtype.plural == "events":
+        return EVENT_COLUMNS
     name = {
         "name": "Name",
         "type": "string",
@@ -56,6 +105,8 @@ def _table_columns(rtype: ResourceType) -> list[dict[str, Any]]:
 
 
 def _table_cells(rtype: ResourceType, obj: dict[str, Any]) -> list[Any]:
+    if rtype.plural == "events":
+        return _event_cells(obj)
     cells: list[Any] = [obj["metadata"]["name"]]
     if not rtype.printer_columns:
         return [*cells, _age(obj["metadata"].get("creationTimestamp"))]

@@ -22,6 +22,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 
+{{/* No image is published yet: refuse to render without one, saying what to do. */}}
+{{- define "bio.image" -}}
+{{- $repository := required "image.repository is required: no image is published yet; build the repository's Dockerfile, push it to a registry your cluster pulls from, and set --set image.repository=REGISTRY/batch-inference-operator (README, Install on GKE)" .Values.image.repository -}}
+{{- printf "%s:%s" $repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+
 {{- define "bio.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "bio.fullname" .) .Values.serviceAccount.name -}}
