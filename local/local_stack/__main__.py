@@ -55,6 +55,18 @@ def parser() -> argparse.ArgumentParser:
         help="put the examples' inputs, buckets and datasets in place, so `kubectl apply -f examples/` runs",
     )
     up.add_argument("--examples", type=pathlib.Path, default=pathlib.Path("examples"), help="the examples folder")
+    where = up.add_mutually_exclusive_group()
+    where.add_argument(
+        "--kubeconfig",
+        type=pathlib.Path,
+        help="use this existing cluster (kind, minikube, ...) instead of the Kubernetes API stand-in: the CRD is "
+        "installed there and the operator runs here against it",
+    )
+    where.add_argument(
+        "--control-plane",
+        action="store_true",
+        help="start a real etcd and kube-apiserver instead of the stand-in (build them first: make control-plane)",
+    )
     add_data_commands(commands)
     demo = add("demo", "run the examples end to end on a fresh local stack, then stop it (make demo)")
     demo.add_argument("--examples", default="examples", help="folder of example manifests")
@@ -72,13 +84,30 @@ def main(argv: list[str] | None = None) -> int:
         command_line.error(
             f"--with-examples: no examples in {args.examples}/ (run from the repository, or --examples DIR)"
         )
+    if args.command == "up" and args.kubeconfig is not None and not args.kubeconfig.is_file():
+        command_line.error(f"--kubeconfig: no such file: {args.kubeconfig}")
+    if args.command == "up" and args.control_plane:
+        from .control_plane.launch import cached_binaries
+
+        if cached_binaries() is None:
+            command_line.error(
+                "--control-plane: kube-apiserver and etcd are not built yet; run `make control-plane` first "
+                "(it builds them from the Go module proxy, about 10 minutes on 2 cores, once)"
+            )
     if hasattr(args, "run_data"):
         return run_data_command(args)
     if args.command == "up":
         from .stack import run_until_interrupted
 
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run_until_interrupted(args.dir, args.examples if args.with_examples else None))
+            asyncio.run(
+                run_until_interrupted(
+                    args.dir,
+                    args.examples if args.with_examples else None,
+                    cluster=args.kubeconfig,
+                    control_plane=args.control_plane,
+                )
+            )
         return 0
     if args.command == "demo":
         from .demo import run_demo

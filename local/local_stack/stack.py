@@ -16,6 +16,7 @@ import os
 import pathlib
 import signal
 import sys
+from collections.abc import AsyncIterator
 
 from vertex_batch_emulator.bigquery import BigQuery
 from vertex_batch_emulator.engine import Config, Engine
@@ -185,11 +186,16 @@ class LocalStack:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
-def banner(stack: LocalStack, examples: list[str] | None) -> str:
+def banner(stack: LocalStack, examples: list[str] | None, cluster_persists: bool = False) -> str:
     """What `up` prints: where everything is, that it lives in memory, and what to type next."""
     config = stack.kubeconfig
+    memory = (
+        "Everything is in memory: buckets, tables, jobs and resources are gone when it stops."
+        if not cluster_persists
+        else "Buckets, tables and Vertex jobs are in memory and gone when it stops; the cluster keeps its resources."
+    )
     lines = [
-        "local stack up. Everything is in memory: buckets, tables, jobs and resources are gone when it stops.",
+        f"local stack up. {memory}",
         *(f"  {name:<9} {url}" for name, url in stack.endpoints.items()),
         f"  kubeconfig {config}   (or: export KUBECONFIG={config})",
     ]
@@ -215,17 +221,46 @@ def banner(stack: LocalStack, examples: list[str] | None) -> str:
     return "\n".join(lines)
 
 
-async def run_until_interrupted(directory: pathlib.Path, examples: pathlib.Path | None = None) -> None:
-    """`python -m local_stack up`: everything on loopback until Ctrl-C or SIGTERM."""
-    async with LocalStack(directory) as stack:
-        placed = None
-        if examples is not None:
-            placed = await asyncio.to_thread(place_examples, stack, examples)
-        print(banner(stack, placed), flush=True)
-        stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        await stop.wait()
+async def run_until_interrupted(
+    directory: pathlib.Path,
+    examples: pathlib.Path | None = None,
+    *,
+    cluster: pathlib.Path | None = None,
+    control_plane: bool = False,
+) -> None:
+    """`python -m local_stack up`: everything on loopback until Ctrl-C or SIGTERM; on an existing
+    cluster (`cluster`, a kubeconfig) or on a real etcd and kube-apiserver started here."""
+    async with contextlib.AsyncExitStack() as resources:
+        if control_plane:
+            cluster = await resources.enter_async_context(real_control_plane(directory / "control-plane"))
+        stack = await resources.enter_async_context(LocalStack(directory, cluster=cluster))
+        await serve_until_interrupted(stack, examples, cluster_persists=cluster is not None and not control_plane)
+
+
+@contextlib.asynccontextmanager
+async def real_control_plane(directory: pathlib.Path) -> AsyncIterator[pathlib.Path]:
+    """A real etcd and kube-apiserver from the binaries `make control-plane` built; yields the admin kubeconfig."""
+    from .control_plane.launch import ControlPlane, ControlPlaneUnavailable, cached_binaries
+
+    binaries = cached_binaries()
+    if binaries is None:
+        raise ControlPlaneUnavailable("kube-apiserver and etcd are not built: run `make control-plane` first")
+    plane = await asyncio.to_thread(ControlPlane(directory, binaries).start)
+    try:
+        yield plane.kubeconfig()
+    finally:
+        await asyncio.to_thread(plane.stop)
+
+
+async def serve_until_interrupted(stack: LocalStack, examples: pathlib.Path | None, cluster_persists: bool) -> None:
+    placed = None
+    if examples is not None:
+        placed = await asyncio.to_thread(place_examples, stack, examples)
+    print(banner(stack, placed, cluster_persists), flush=True)
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    await stop.wait()
 
 
 def place_examples(stack: LocalStack, folder: pathlib.Path) -> list[str]:
