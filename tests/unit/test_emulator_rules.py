@@ -14,6 +14,7 @@ from vertex_batch_emulator.importrules import MAX_DEPTH, ImportValidator, Import
 JOBS = [
     {
         "displayName": "nightly-reviews",
+        "model": "publishers/google/models/gemini-2.5-flash",
         "state": "JOB_STATE_SUCCEEDED",
         "createTime": "2026-11-20T10:00:00.000000Z",
         "labels": {"team": "search", "bij-uid": "u1"},
@@ -34,22 +35,24 @@ JOBS = [
         ("", [0, 1, 2]),
         ('state="JOB_STATE_SUCCEEDED"', [0]),
         ("state!=JOB_STATE_SUCCEEDED", [1, 2]),
-        ('displayName="adhoc"', [1]),
+        ('display_name="adhoc"', [1]),
         ('display_name:"nightly-*"', [0, 2]),
-        ('displayName!="adhoc"', [0, 2]),
+        ('display_name!="adhoc"', [0, 2]),
+        ('model_display_name="gemini-2.5-flash"', [0]),
+        ('model_display_name!="gemini-2.5-flash"', [1, 2]),
         ("labels.team=search", [0]),
         ("labels.team:*", [0, 1]),
         ("labels.bij-uid=u1", [0]),
         ('labels.team!="search"', [1, 2]),
-        ('createTime>"2026-11-21T00:00:00Z"', [1, 2]),
-        ('createTime<="2026-11-22T10:00:00Z"', [0, 1]),
-        ('createTime="2026-11-24T10:00:00Z"', [2]),
-        ('state="JOB_STATE_SUCCEEDED" AND displayName:"nightly-*"', [0]),
+        ('create_time>"2026-11-21T00:00:00Z"', [1, 2]),
+        ('create_time<="2026-11-22T10:00:00Z"', [0, 1]),
+        ('create_time="2026-11-24T10:00:00Z"', [2]),
+        ('state="JOB_STATE_SUCCEEDED" AND display_name:"nightly-*"', [0]),
         ('state="JOB_STATE_SUCCEEDED" OR state="JOB_STATE_FAILED"', [0, 2]),
         ("NOT labels.team:*", [2]),
         ("-labels.team:*", [2]),
-        ('displayName:"nightly-*" labels.team=search', [0]),
-        ('displayName:"nightly-*" AND (labels.team=ads OR state=JOB_STATE_FAILED)', [2]),
+        ('display_name:"nightly-*" labels.team=search', [0]),
+        ('display_name:"nightly-*" AND (labels.team=ads OR state=JOB_STATE_FAILED)', [2]),
         # AIP-160: OR binds tighter than AND
         ("labels.team=ads AND state=JOB_STATE_RUNNING OR state=JOB_STATE_FAILED", [1]),
     ],
@@ -59,7 +62,22 @@ def test_filters(text: str, expected: list[int]) -> None:
     assert [i for i, job in enumerate(JOBS) if predicate(job)] == expected
 
 
-@pytest.mark.parametrize("text", ["state=", "(state=X", 'createTime>"yesterday"', "colour=red", "state ~ x"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "state=",
+        "(state=X",
+        'create_time>"yesterday"',
+        "colour=red",
+        "state ~ x",
+        "state=RUNNING",  # not a JobState
+        # Undocumented spellings: the discovery document lists display_name, model_display_name, state,
+        # create_time and labels only; real Vertex may refuse the others, so the emulator does.
+        'createTime>="2026-11-21T00:00:00Z"',
+        'displayName="adhoc"',
+        'modelDisplayName="gemini-2.5-flash"',
+    ],
+)
 def test_bad_filters_are_refused(text: str) -> None:
     with pytest.raises(FilterError):
         compile_filter(text)
