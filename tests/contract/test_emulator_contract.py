@@ -11,52 +11,9 @@ from typing import Any
 
 import aiohttp
 from discovery import JOB, Contract, check_exchange
+from vertex_http import PARENT, Api, gcs_body
 
-from conftest import eventually, requests_rows, write_jsonl
-
-PARENT = "/v1/projects/demo-project/locations/us-central1"
-AUTH = {"Authorization": "Bearer test-token"}
-
-
-class Api:
-    """Raw HTTP to the emulator, as any client of Vertex's REST surface sends it."""
-
-    def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
-        self.session, self.url = session, url
-
-    async def call(self, method: str, path: str, body: Any = None, **query: Any) -> tuple[int, Any]:
-        async with self.session.request(
-            method, self.url + path, json=body, params=query or None, headers=AUTH
-        ) as response:
-            return response.status, await response.json(content_type=None)
-
-    async def control(self, method: str, path: str, body: Any = None) -> Any:
-        async with self.session.request(method, self.url + "/emulator/v1/" + path, json=body) as response:
-            assert response.status == 200, await response.text()
-            return await response.json()
-
-    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        status, job = await self.call("POST", PARENT + "/batchPredictionJobs", body)
-        assert status == 200, job
-        return job
-
-    async def state(self, job: dict[str, Any], wanted: str, within: float = 20) -> dict[str, Any]:
-        async def reached() -> Any:
-            _, got = await self.call("GET", "/v1/" + job["name"])
-            return got if got.get("state") == wanted else None
-
-        return await eventually(reached, timeout=within, message=f"{job['name']} in {wanted}")
-
-
-def gcs_body(src: str, prefix: str, name: str = "contract", **extra: Any) -> dict[str, Any]:
-    return {
-        "displayName": name,
-        "model": "publishers/google/models/gemini-2.5-flash",
-        "inputConfig": {"instancesFormat": "jsonl", "gcsSource": {"uris": [src]}},
-        "outputConfig": {"predictionsFormat": "jsonl", "gcsDestination": {"outputUriPrefix": prefix}},
-        "labels": {"team": "search", "bij-uid": "u-1"},
-        **extra,
-    }
+from conftest import requests_rows, write_jsonl
 
 
 async def test_every_answer_keeps_the_discovery_contract(vertex: Any, bucket: Any, bigquery: Any) -> None:
