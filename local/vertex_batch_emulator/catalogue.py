@@ -11,6 +11,22 @@ base URL of the emulator the nearest honest answer is 400 INVALID_ARGUMENT namin
 
 from __future__ import annotations
 
+# google.cloud.aiplatform.v1.JobState, in enum order (its numbers are the indices)
+JOB_STATES = (
+    "JOB_STATE_UNSPECIFIED",
+    "JOB_STATE_QUEUED",
+    "JOB_STATE_PENDING",
+    "JOB_STATE_RUNNING",
+    "JOB_STATE_SUCCEEDED",
+    "JOB_STATE_FAILED",
+    "JOB_STATE_CANCELLING",
+    "JOB_STATE_CANCELLED",
+    "JOB_STATE_PAUSED",
+    "JOB_STATE_EXPIRED",
+    "JOB_STATE_UPDATING",
+    "JOB_STATE_PARTIALLY_SUCCEEDED",
+)
+
 MODELS: dict[str, str] = {  # model id -> modelVersionId
     "gemini-2.0-flash": "1",
     "gemini-2.0-flash-001": "1",

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from .protojson import JOB_STATES
+from .catalogue import JOB_STATES
 
 Predicate = Callable[[dict[str, Any]], bool]
 

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .catalogue import JOB_STATES
 from .errors import ApiError
 
 _TYPES = {"string": "TYPE_STRING", "bool": "TYPE_BOOL", "int64": "TYPE_INT64", "double": "TYPE_DOUBLE"}
@@ -40,21 +41,6 @@ def _s(**flags: Any) -> Field:
 def _m(message: str, **flags: Any) -> Field:
     return Field("message", message, **flags)
 
-
-JOB_STATES = (
-    "JOB_STATE_UNSPECIFIED",
-    "JOB_STATE_QUEUED",
-    "JOB_STATE_PENDING",
-    "JOB_STATE_RUNNING",
-    "JOB_STATE_SUCCEEDED",
-    "JOB_STATE_FAILED",
-    "JOB_STATE_CANCELLING",
-    "JOB_STATE_CANCELLED",
-    "JOB_STATE_PAUSED",
-    "JOB_STATE_EXPIRED",
-    "JOB_STATE_UPDATING",
-    "JOB_STATE_PARTIALLY_SUCCEEDED",
-)
 
 # message name -> its fields by JSON name
 MESSAGES: dict[str, dict[str, Field]] = {
