@@ -99,8 +99,8 @@ class Engine:
 
     # ------------------------------------------------------------ the REST methods
 
-    def create(self, project: str, location: str, body: Any) -> Job:
-        request = parse_create_body(body, self.config.models)
+    def create(self, project: str, location: str, body: Any, version: str = "v1") -> Job:
+        request = parse_create_body(body, self.config.models, version)
         now = utcnow()
         job = Job(
             id=str(next(self._ids)),

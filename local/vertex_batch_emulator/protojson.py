@@ -103,6 +103,22 @@ MESSAGES: dict[str, dict[str, Field]] = {
 }
 
 
+# v1beta1's BatchPredictionJob has these fields besides v1's (model monitoring, a serving endpoint).
+V1BETA1_JOB_FIELDS: dict[str, Field] = {
+    "endpoint": _s(),
+    "modelMonitoringConfig": Field("any"),
+    "modelMonitoringStatsAnomalies": Field("any", repeated=True),
+    "modelMonitoringStatus": Field("any", output_only=True),
+}
+
+
+def messages(version: str) -> dict[str, dict[str, Field]]:
+    """The message table of an API version."""
+    if version != "v1beta1":
+        return MESSAGES
+    return {**MESSAGES, "BatchPredictionJob": {**MESSAGES["BatchPredictionJob"], **V1BETA1_JOB_FIELDS}}
+
+
 def snake(name: str) -> str:
     return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
 
@@ -124,12 +140,13 @@ def invalid(path: str, description: str, message: str | None = None) -> ApiError
     return error
 
 
-def parse(body: Any, message: str, path: str) -> dict[str, Any]:
-    """`body` as the message `message` (at `path`, e.g. `batch_prediction_job`): canonical JSON names,
-    output-only fields dropped, unset (null) fields omitted."""
+def parse(body: Any, message: str, path: str, version: str = "v1") -> dict[str, Any]:
+    """`body` as the message `message` (at `path`, e.g. `batch_prediction_job`) of API `version`:
+    canonical JSON names, output-only fields dropped, unset (null) fields omitted."""
     if not isinstance(body, dict):
-        raise invalid(path, f"Invalid value at '{path}' (type.googleapis.com/google.cloud.aiplatform.v1.{message})")
-    fields = MESSAGES[message]
+        url = f"type.googleapis.com/google.cloud.aiplatform.{version}.{message}"
+        raise invalid(path, f"Invalid value at '{path}' ({url})")
+    fields = messages(version)[message]
     parsed: dict[str, Any] = {}
     for key, value in body.items():
         name = key if key in fields else camel(key)
@@ -146,18 +163,18 @@ def parse(body: Any, message: str, path: str) -> dict[str, Any]:
         if field.repeated:
             if not isinstance(value, list):
                 raise _wrong(where, field, value)
-            checked = [_value(item, field, f"{where}[{i}]") for i, item in enumerate(value)]
+            checked = [_value(item, field, f"{where}[{i}]", version) for i, item in enumerate(value)]
         else:
-            checked = _value(value, field, where)
+            checked = _value(value, field, where, version)
         if not field.output_only:
             parsed[name] = checked
     return parsed
 
 
-def _value(value: Any, field: Field, where: str) -> Any:
+def _value(value: Any, field: Field, where: str, version: str) -> Any:
     kind = field.kind
     if kind == "message":
-        return parse(value, field.message, where)
+        return parse(value, field.message, where, version)
     if kind == "map":
         if not isinstance(value, dict):
             raise _wrong(where, field, value)

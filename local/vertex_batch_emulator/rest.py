@@ -81,7 +81,9 @@ def _not_found(request: web.Request) -> ApiError:
 def _check_call(request: web.Request, engine: Engine) -> None:
     """What Google's front end checks before the service: the version, the token, the location, the
     query parameters."""
-    if request.match_info.get("version") not in VERSIONS:
+    # Google's own GAPIC client reads operations through the `ui/` binding of operations.get.
+    versions = (*VERSIONS, "ui") if _method_of(request) == "get_operation" else VERSIONS
+    if request.match_info.get("version") not in versions:
         raise _not_found(request)
     if not request.headers.get("Authorization", "").startswith("Bearer "):
         raise ApiError(
@@ -173,7 +175,8 @@ def _render(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
 
 async def create_job(request: web.Request) -> web.Response:
     project, location = _parent(request)
-    job = request.app[ENGINE].create(project, location, await _body(request))
+    version = request.match_info["version"]
+    job = request.app[ENGINE].create(project, location, await _body(request), version)
     return _json(_render(request, job.to_rest()))
 
 
@@ -215,7 +218,7 @@ async def job_item(request: web.Request) -> web.Response:
     if not job_id.isdigit():
         raise ApiError(400, f"Invalid BatchPredictionJob id: {job_id}.")
     if action == "cancel" and request.method == "POST":
-        protojson.parse(await _body(request), "CancelBatchPredictionJobRequest", "")  # an empty message
+        protojson.parse(await _body(request), "CancelBatchPredictionJobRequest", "", info["version"])  # empty
         engine.cancel(info["project"], info["location"], job_id)
         return _json({})
     if action:

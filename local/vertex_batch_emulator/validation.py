@@ -33,6 +33,8 @@ UNSUPPORTED = (
     "explanationSpec",
     "encryptionSpec",
     "disableContainerLogging",
+    "endpoint",  # v1beta1
+    "modelMonitoringConfig",  # v1beta1
 )
 PUBLISHER_MODEL = re.compile(r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/google/models/([^/@]+)$")
 TUNED_MODEL = re.compile(r"^projects/[^/]+/locations/[^/]+/models/[A-Za-z0-9_-]+(?:@[A-Za-z0-9_-]+)?$")
@@ -50,9 +52,9 @@ class JobRequest:
     labels: dict[str, str]
 
 
-def parse_create_body(body: Any, models: Collection[str]) -> JobRequest:
-    """Check a create body; `models` are the publisher models the service offers."""
-    job = protojson.parse(body, "BatchPredictionJob", "batch_prediction_job")
+def parse_create_body(body: Any, models: Collection[str], version: str = "v1") -> JobRequest:
+    """Check a create body of API `version`; `models` are the publisher models the service offers."""
+    job = protojson.parse(body, "BatchPredictionJob", "batch_prediction_job", version)
     display_name = job.get("displayName", "")
     if not display_name:
         raise protojson.invalid(

@@ -36,11 +36,11 @@ STATUS_FOR_HTTP = {
     504: {"DEADLINE_EXCEEDED"},
 }
 JOB = "GoogleCloudAiplatformV1BatchPredictionJob"
-# method -> the schema of its successful answer
+# method -> the schema of its successful answer (`{V}`: the version's prefix, V1 or V1beta1)
 RESPONSES = {
-    "create": JOB,
-    "get": JOB,
-    "list": "GoogleCloudAiplatformV1ListBatchPredictionJobsResponse",
+    "create": "GoogleCloudAiplatform{V}BatchPredictionJob",
+    "get": "GoogleCloudAiplatform{V}BatchPredictionJob",
+    "list": "GoogleCloudAiplatform{V}ListBatchPredictionJobsResponse",
     "cancel": "GoogleProtobufEmpty",
     "delete": "GoogleLongrunningOperation",
     "get_operation": "GoogleLongrunningOperation",
@@ -56,8 +56,13 @@ def document(version: str = "v1") -> dict[str, Any]:
 
 class Contract:
     def __init__(self, version: str = "v1") -> None:
+        self.version = version
         self.doc = document(version)
         self.schemas: dict[str, Any] = self.doc["schemas"]
+        self.job = f"GoogleCloudAiplatform{version.capitalize()}BatchPredictionJob"
+
+    def response(self, method: str) -> str:
+        return RESPONSES[method].format(V=self.version.capitalize())
 
     def method(self, *path: str) -> dict[str, Any]:
         """A method of the discovery document, e.g. `method("projects", "locations", "batchPredictionJobs", "list")`."""
@@ -145,23 +150,32 @@ def check_error(http_status: int, body: Any) -> list[str]:
     return problems
 
 
-def check_exchange(contract: Contract, exchange: dict[str, Any]) -> list[str]:
-    """One recorded API call: its answer by the method's schema (or the error envelope), and a
-    successful create's body as a request (no unknown and no output-only fields)."""
+@functools.cache
+def contract_for(version: str) -> Contract:
+    return Contract(version)
+
+
+def check_exchange(exchange: dict[str, Any]) -> list[str]:
+    """One recorded API call, by the discovery document of its path's version: its answer by the
+    method's schema (or the error envelope), and a successful create's body as a request (no unknown
+    and no output-only fields)."""
     method, status, answer = exchange["method"], exchange["status"], exchange["response"]
     label = f"{exchange['httpMethod']} {exchange['path']} -> {status}"
     if status != 200:
         return [f"{label}: {problem}" for problem in check_error(status, answer)]
-    jobs = [answer] if RESPONSES[method] == JOB else (answer or {}).get("batchPredictionJobs", [])
+    version = exchange["path"].split("/")[1]
+    contract = contract_for("v1" if version == "ui" else version)
+    schema = contract.response(method)
+    jobs = [answer] if schema == contract.job else (answer or {}).get("batchPredictionJobs", [])
     if "enum-encoding=int" in exchange["query"].get("$alt", ""):  # GAPIC asks for enums as numbers
-        states = contract.schemas[JOB]["properties"]["state"]["enum"]
+        states = contract.schemas[contract.job]["properties"]["state"]["enum"]
         for job in jobs:
             if isinstance(job.get("state"), int) and 0 <= job["state"] < len(states):
                 job["state"] = states[job["state"]]
-    problems = contract.check(answer, RESPONSES[method])
+    problems = contract.check(answer, schema)
     masked = "readMask" in exchange["query"] or "read_mask" in exchange["query"]
     for job in [] if masked else jobs:
         problems += [f"$: {field} missing from a job" for field in ALWAYS if field not in job]
     if method == "create":
-        problems += contract.check(exchange["request"], JOB, "request", request=True)
+        problems += contract.check(exchange["request"], contract.job, "request", request=True)
     return [f"{label}: {problem}" for problem in problems]

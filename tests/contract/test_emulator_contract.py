@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import pytest
 from discovery import JOB, Contract, check_exchange
 from vertex_http import PARENT, Api, gcs_body
 
@@ -29,6 +30,12 @@ async def test_every_answer_keeps_the_discovery_contract(vertex: Any, bucket: An
         await api.state(done, "JOB_STATE_SUCCEEDED")
         await api.call("GET", PARENT + "/batchPredictionJobs", readMask="name,state,completionStats.successfulCount")
         await api.call("GET", "/v1/batchPredictionJobs", parent="projects/demo-project/locations/us-central1")
+        beta = PARENT.replace("/v1/", "/v1beta1/") + "/batchPredictionJobs"
+        status, in_beta = await api.call("POST", beta, gcs_body(src, prefix, "beta"))
+        assert status == 200, in_beta
+        await api.call("GET", "/v1beta1/" + in_beta["name"])
+        await api.call("GET", beta, pageSize=2)
+        await api.call("POST", beta, {**gcs_body(src, prefix), "modelMonitoringConfig": {}})  # v1beta1's, refused
         # BigQuery in, a new dataset out (bq://project)
         table = "demo-project." + (await _table(bigquery))
         bq = await api.create(
@@ -108,7 +115,7 @@ async def test_every_answer_keeps_the_discovery_contract(vertex: Any, bucket: An
     }
     assert {exchange["status"] for exchange in exchanges} >= {200, 400, 401, 404}
     assert len(exchanges) > 50
-    problems = [problem for exchange in exchanges for problem in check_exchange(contract, exchange)]
+    problems = [problem for exchange in exchanges for problem in check_exchange(exchange)]
     assert problems == [], "\n".join(problems[:40])
 
 
@@ -122,32 +129,36 @@ async def _table(bigquery: Any) -> str:
     return f"{dataset.split('.', 1)[1]}.requests"
 
 
-def test_the_emulators_message_table_is_the_discovery_documents() -> None:
+@pytest.mark.parametrize("version", ["v1", "v1beta1"])
+def test_the_emulators_message_table_is_the_discovery_documents(version: str) -> None:
     """Every field the emulator's request parser knows exists in the discovery document with the same
     JSON type and output-only flag, and every field of those messages is known to it (a documented
     field is never refused as unknown)."""
-    from vertex_batch_emulator.protojson import MESSAGES
+    from vertex_batch_emulator.protojson import messages
 
-    contract = Contract("v1")
-    names = {
-        "BatchPredictionJob": JOB,
-        "BatchPredictionJob.InputConfig": "GoogleCloudAiplatformV1BatchPredictionJobInputConfig",
-        "BatchPredictionJob.OutputConfig": "GoogleCloudAiplatformV1BatchPredictionJobOutputConfig",
-        "BatchPredictionJob.OutputInfo": "GoogleCloudAiplatformV1BatchPredictionJobOutputInfo",
-        "GcsSource": "GoogleCloudAiplatformV1GcsSource",
-        "BigQuerySource": "GoogleCloudAiplatformV1BigQuerySource",
-        "VertexMultimodalDatasetSource": "GoogleCloudAiplatformV1VertexMultimodalDatasetSource",
-        "GcsDestination": "GoogleCloudAiplatformV1GcsDestination",
-        "BigQueryDestination": "GoogleCloudAiplatformV1BigQueryDestination",
-        "VertexMultimodalDatasetDestination": "GoogleCloudAiplatformV1VertexMultimodalDatasetDestination",
-        "CancelBatchPredictionJobRequest": "GoogleCloudAiplatformV1CancelBatchPredictionJobRequest",
+    contract = Contract(version)
+    prefix = f"GoogleCloudAiplatform{version.capitalize()}"
+    ours_to_theirs = {
+        "BatchPredictionJob": "BatchPredictionJob",
+        "BatchPredictionJob.InputConfig": "BatchPredictionJobInputConfig",
+        "BatchPredictionJob.OutputConfig": "BatchPredictionJobOutputConfig",
+        "BatchPredictionJob.OutputInfo": "BatchPredictionJobOutputInfo",
+        "GcsSource": "GcsSource",
+        "BigQuerySource": "BigQuerySource",
+        "VertexMultimodalDatasetSource": "VertexMultimodalDatasetSource",
+        "GcsDestination": "GcsDestination",
+        "BigQueryDestination": "BigQueryDestination",
+        "VertexMultimodalDatasetDestination": "VertexMultimodalDatasetDestination",
+        "CancelBatchPredictionJobRequest": "CancelBatchPredictionJobRequest",
     }
-    assert set(names) == set(MESSAGES)
+    names = {ours: prefix + theirs for ours, theirs in ours_to_theirs.items()}
+    table = messages(version)
+    assert set(names) == set(table)
     json_type = {"string": "string", "enum": "string", "bool": "boolean", "map": "object"}
     for ours, theirs in names.items():
         documented = contract.schemas[theirs].get("properties", {})
-        assert set(MESSAGES[ours]) == set(documented), ours
-        for name, field in MESSAGES[ours].items():
+        assert set(table[ours]) == set(documented), ours
+        for name, field in table[ours].items():
             spec = documented[name]
             assert bool(spec.get("readOnly")) == field.output_only, f"{ours}.{name}"
             if field.repeated:

@@ -13,6 +13,7 @@ from google.api_core.client_options import ClientOptions
 from google.cloud.aiplatform_v1 import BatchPredictionJob, JobState
 from google.cloud.aiplatform_v1.services.job_service import JobServiceClient
 from google.oauth2.credentials import Credentials
+from vertex_http import contract_problems
 
 from conftest import genai_client, requests_rows, write_jsonl
 
@@ -60,7 +61,7 @@ def gapic_scenario(url: str, src: str, prefix: str) -> dict[str, Any]:
 
 async def test_gapic_job_service_client_over_rest(vertex: Any, bucket: Any) -> None:
     url, engine = vertex
-    engine.apply_config({"maxRunningJobsPerProject": 1})
+    engine.apply_config({"maxRunningJobsPerProject": 1, "recordExchanges": 1000})
     src, prefix = write_jsonl(bucket, "in.jsonl", requests_rows(3)), f"gs://{bucket.name}/out/"
     seen = await asyncio.to_thread(gapic_scenario, url, src, prefix)
     assert seen["queued"].state == JobState.JOB_STATE_QUEUED
@@ -75,13 +76,19 @@ async def test_gapic_job_service_client_over_rest(vertex: Any, bucket: Any) -> N
     assert cancelled.state == JobState.JOB_STATE_CANCELLED and cancelled.error.code == 1
     operation = await asyncio.to_thread(client.delete_batch_prediction_job, name=done.name)
     await asyncio.to_thread(operation.result, timeout=10)
+    again = await asyncio.to_thread(client.get_operation, {"name": operation.operation.name})
+    assert again.done and again.name == operation.operation.name
     with pytest.raises(exceptions.NotFound):
         await asyncio.to_thread(client.get_batch_prediction_job, name=done.name)
+    exchanges, problems = await contract_problems(url)
+    assert problems == [] and {e["method"] for e in exchanges} >= {"create", "list", "get", "delete", "get_operation"}
+    job_calls = [e for e in exchanges if e["method"] != "get_operation"]
+    assert all("enum-encoding=int" in e["query"].get("$alt", "") for e in job_calls)
 
 
 async def test_google_genai_reads_every_state(vertex: Any, bucket: Any) -> None:
     url, engine = vertex
-    engine.apply_config({"maxRunningJobsPerProject": 1, "cancellingSeconds": 0.5})
+    engine.apply_config({"maxRunningJobsPerProject": 1, "cancellingSeconds": 0.5, "recordExchanges": 1000})
     client = genai_client(url)
     src, dest = write_jsonl(bucket, "in.jsonl", requests_rows(3)), f"gs://{bucket.name}/out/"
     first = await client.aio.batches.create(
@@ -101,3 +108,5 @@ async def test_google_genai_reads_every_state(vertex: Any, bucket: Any) -> None:
     assert done.state.name == "JOB_STATE_SUCCEEDED" and done.completion_stats.successful_count == 3
     deleted = await client.aio.batches.delete(name=first.name)
     assert deleted.done
+    exchanges, problems = await contract_problems(url)
+    assert problems == [] and {e["path"].split("/")[1] for e in exchanges} == {"v1beta1"}  # the SDK's default

@@ -9,7 +9,7 @@ import datetime
 from typing import Any
 
 import aiohttp
-from discovery import Contract, check_exchange
+from discovery import check_exchange
 
 from batch_inference_operator.adapters.vertex import Vertex
 from batch_inference_operator.core.identity import attempt_labels, managed_labels
@@ -54,6 +54,5 @@ async def test_the_operators_calls_keep_the_contract(vertex: Any, bucket: Any, d
     assert len(creates) == 2 and all(exchange["status"] == 200 for exchange in creates)
     assert all(exchange["status"] == 200 for exchange in exchanges), [e for e in exchanges if e["status"] != 200]
     assert any("create_time>=" in exchange["query"].get("filter", "") for exchange in exchanges)
-    contract = Contract("v1")
-    problems = [problem for exchange in exchanges for problem in check_exchange(contract, exchange)]
+    problems = [problem for exchange in exchanges for problem in check_exchange(exchange)]
     assert problems == [], "\n".join(problems[:40])

@@ -51,3 +51,12 @@ def gcs_body(src: str, prefix: str, name: str = "contract", **extra: Any) -> dic
         "labels": {"team": "search", "bij-uid": "u-1"},
         **extra,
     }
+
+
+async def contract_problems(url: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The calls the emulator recorded (`recordExchanges`) and every way they break the discovery contract."""
+    from discovery import check_exchange
+
+    async with aiohttp.ClientSession() as session, session.get(url + "/emulator/v1/exchanges") as response:
+        exchanges = (await response.json())["exchanges"]
+    return exchanges, [problem for exchange in exchanges for problem in check_exchange(exchange)]
