@@ -4,9 +4,10 @@ From Google's "Generative AI on Vertex AI locations" and "batch prediction for G
 project's reference notes). A publisher model's `modelVersionId` is the one Google's create sample
 answers with ("1"); tuned models carry their own version after `@`.
 
-A location outside `LOCATIONS` is refused the way a client reaching Vertex with it is refused: the
-regional host `<location>-aiplatform.googleapis.com` does not exist, so nothing answers; on the one
-base URL of the emulator the nearest honest answer is 400 INVALID_ARGUMENT naming the location.
+A location outside `LOCATIONS` is refused as Vertex's front end refuses a location ID it does not
+serve: 400 INVALID_ARGUMENT, `List of found errors: 1.Field: parent; Message: The provided location
+ID is not valid.` (A client on Google's hosts would not get that far for a made-up region: the
+regional host `<location>-aiplatform.googleapis.com` does not exist. One base URL cannot show that.)
 """
 
 from __future__ import annotations

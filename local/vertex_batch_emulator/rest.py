@@ -93,7 +93,12 @@ def _check_call(request: web.Request, engine: Engine) -> None:
         )
     location = _parent(request)[1]
     if location not in engine.config.locations:
-        raise ApiError(400, f"Location {location} is not supported for batch prediction jobs.")
+        # Worded as Vertex words a location it does not serve (googleapis/python-aiplatform#1684 and
+        # googleapis/nodejs-automl#263 show the shape), naming the location for the reader.
+        field = "parent" if _method_of(request) in ("create", "list") else "name"
+        description = f"The provided location ID is not valid: {location}."
+        message = f"List of found errors:\t1.Field: {field}; Message: {description}\t"
+        raise protojson.invalid(field, description, message)
     allowed = set(LIST_PARAMETERS) if _method_of(request) == "list" else set()
     if "project" not in request.match_info:
         allowed.add("parent")

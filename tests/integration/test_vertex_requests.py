@@ -131,7 +131,8 @@ async def test_methods_and_paths_as_documented(api: Api, body: dict[str, Any], v
     assert status == 200 and again == operation
     # a location that serves no batch prediction
     status, error = await api.call("GET", "/v1/projects/demo-project/locations/mars-north9/batchPredictionJobs")
-    assert status == 400 and "mars-north9" in error["error"]["message"]
+    assert status == 400 and "mars-north9" in error["error"]["message"] and field_of(error) == "parent"
+    assert error["error"]["message"].startswith("List of found errors:\t1.Field: parent;")
 
 
 async def test_outputs_are_named_from_the_create_time(
