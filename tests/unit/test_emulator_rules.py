@@ -241,3 +241,48 @@ def test_a_call_an_api_fault_spares_goes_on_to_the_next_fault_of_the_method() ->
 def test_an_api_fault_rate_must_be_a_share(rate: float) -> None:
     with pytest.raises(FaultPlanError, match="rate"):
         FaultPlan().add({"api": [{"method": "get", "code": 503, "rate": rate}]})
+
+
+# ---------------------------------------------------------------- proto3 JSON, as Google's front end reads it
+
+
+def test_proto3_json_names_nulls_and_output_only_fields() -> None:
+    from vertex_batch_emulator.protojson import parse
+
+    body = {
+        "display_name": "d",
+        "inputConfig": {"instances_format": "jsonl", "gcs_source": {"uris": ["gs://b/x"]}},
+        "labels": None,  # null: unset
+        "state": "JOB_STATE_RUNNING",  # output-only: dropped
+        "create_time": "2026-01-01T00:00:00Z",
+    }
+    assert parse(body, "BatchPredictionJob", "batch_prediction_job") == {
+        "displayName": "d",
+        "inputConfig": {"instancesFormat": "jsonl", "gcsSource": {"uris": ["gs://b/x"]}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({"displayName": "a", "display_name": "b"}, "Duplicate"),
+        ({"displayname": "a"}, 'Unknown name "displayname"'),
+        ({"display_Name": "a"}, 'Unknown name "display_Name"'),
+        ({"inputConfig": {"gcsSource": {"uris": "gs://b/x"}}}, "batch_prediction_job.input_config.gcs_source.uris"),
+        ({"inputConfig": {"gcsSource": {"uris": [1]}}}, "gcs_source.uris[0]' (TYPE_STRING), 1"),
+        ({"state": "RUNNING"}, "TYPE_ENUM"),
+        ({"generateExplanation": "yes"}, "TYPE_BOOL"),
+        ({"outputConfig": "gs://b/o"}, "aiplatform.v1.BatchPredictionJob.OutputConfig"),
+        ({"endpoint": "e"}, 'Unknown name "endpoint"'),  # a v1beta1 field, unknown to v1
+    ],
+)
+def test_proto3_json_refusals_name_the_field(body: dict, words: str) -> None:
+    from vertex_batch_emulator.errors import ApiError
+    from vertex_batch_emulator.protojson import parse
+
+    with pytest.raises(ApiError) as refused:
+        parse(body, "BatchPredictionJob", "batch_prediction_job")
+    assert refused.value.code == 400 and refused.value.status == "INVALID_ARGUMENT"
+    described = refused.value.message + " " + str(refused.value.details)
+    assert words in described, described
+    assert parse({"endpoint": "e"}, "BatchPredictionJob", "batch_prediction_job", "v1beta1") == {"endpoint": "e"}
