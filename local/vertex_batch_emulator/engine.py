@@ -122,9 +122,9 @@ class Engine:
         return job
 
     def job(self, job_id: str) -> Job:
-        """A job by id alone, for the control API."""
+        """A job by id alone, for the control API and the flat `batchPredictionJobs/{id}`."""
         if job_id not in self.jobs:
-            raise ApiError(404, f"No BatchPredictionJob {job_id}.")
+            raise ApiError(404, f"The BatchPredictionJob batchPredictionJobs/{job_id} does not exist.")
         return self.jobs[job_id]
 
     def get(self, project: str, location: str, job_id: str) -> Job:

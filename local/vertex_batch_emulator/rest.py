@@ -67,6 +67,8 @@ def _method_of(request: web.Request) -> str | None:
     route = (request.match_info.route.name or "").removeprefix("flat_")
     if route in ("create", "list", "operation"):
         return "get_operation" if route == "operation" else route
+    if route == "get":  # the flat `batchPredictionJobs/{id}`
+        return "get" if request.method == "GET" else None
     if route != "item":
         return None
     if request.match_info["job"].endswith(":cancel"):
@@ -91,7 +93,8 @@ def _check_call(request: web.Request, engine: Engine) -> None:
             "Request is missing required authentication credential. Expected OAuth 2 "
             "access token, login cookie or other valid authentication credential.",
         )
-    location = _parent(request)[1]
+    flat_get = request.match_info.route.name == "flat_get"
+    location = engine.job(request.match_info["job"]).location if flat_get else _parent(request)[1]
     if location not in engine.config.locations:
         # Worded as Vertex words a location it does not serve (googleapis/python-aiplatform#1684 and
         # googleapis/nodejs-automl#263 show the shape), naming the location for the reader.
@@ -100,7 +103,7 @@ def _check_call(request: web.Request, engine: Engine) -> None:
         message = f"List of found errors:\t1.Field: {field}; Message: {description}\t"
         raise protojson.invalid(field, description, message)
     allowed = set(LIST_PARAMETERS) if _method_of(request) == "list" else set()
-    if "project" not in request.match_info:
+    if "project" not in request.match_info and not flat_get:
         allowed.add("parent")
     for name in request.query:
         if name not in SYSTEM_PARAMETERS and name not in allowed and protojson.camel(name) not in allowed:
@@ -138,7 +141,7 @@ async def api_middleware(
                     await _hold(request, engine, fault.hang_seconds)
                 if fault.code is not None:
                     raise ApiError(fault.code, fault.message or f"Injected fault for {method}.")
-        elif request.match_info.route.name == "item":
+        elif request.match_info.route.name in ("item", "flat_get"):
             raise _not_found(request)  # a method the resource does not have (PATCH, PUT, ...)
         response = await handler(request)
     except ApiError as error:
@@ -233,6 +236,11 @@ async def job_item(request: web.Request) -> web.Response:
     return _json(engine.delete(info["project"], info["location"], job_id))
 
 
+async def flat_get_job(request: web.Request) -> web.Response:
+    """`GET v1/batchPredictionJobs/{id}`: the discovery document's flat get, the job named by its id alone."""
+    return _json(_render(request, request.app[ENGINE].job(request.match_info["job"]).to_rest()))
+
+
 async def get_operation(request: web.Request) -> web.Response:
     info = request.match_info
     return _json(request.app[ENGINE].operation(info["project"], info["location"], info["operation"]))
@@ -325,6 +333,7 @@ def create_app(engine: Engine) -> web.Application:
     # The discovery document's flat paths, the location in `?parent=`.
     app.router.add_route("POST", "/{version}/batchPredictionJobs", create_job, name="flat_create")
     app.router.add_route("GET", "/{version}/batchPredictionJobs", list_jobs, name="flat_list")
+    app.router.add_route("*", "/{version}/batchPredictionJobs/{job}", flat_get_job, name="flat_get")
     app.router.add_route("GET", "/emulator/v1/jobs", control_jobs)
     app.router.add_route("*", "/emulator/v1/jobs/{job}", control_job)
     app.router.add_route("GET", "/emulator/v1/stats", control_stats)

@@ -30,6 +30,7 @@ async def test_every_answer_keeps_the_discovery_contract(vertex: Any, bucket: An
         await api.state(done, "JOB_STATE_SUCCEEDED")
         await api.call("GET", PARENT + "/batchPredictionJobs", readMask="name,state,completionStats.successfulCount")
         await api.call("GET", "/v1/batchPredictionJobs", parent="projects/demo-project/locations/us-central1")
+        await api.call("GET", "/v1/batchPredictionJobs/" + done["name"].rsplit("/", 1)[1])
         beta = PARENT.replace("/v1/", "/v1beta1/") + "/batchPredictionJobs"
         status, in_beta = await api.call("POST", beta, gcs_body(src, prefix, "beta"))
         assert status == 200, in_beta

@@ -123,6 +123,10 @@ async def test_methods_and_paths_as_documented(api: Api, body: dict[str, Any], v
     assert status == 200 and [j["name"] for j in page["batchPredictionJobs"]] == [job["name"]]
     status, error = await api.call("GET", "/v1/batchPredictionJobs")
     assert status == 400 and field_of(error) == "parent"
+    status, flat = await api.call("GET", "/v1/batchPredictionJobs/" + job["name"].rsplit("/", 1)[1])
+    assert status == 200 and flat["name"] == job["name"]
+    status, error = await api.call("GET", "/v1/batchPredictionJobs/42")
+    assert status == 404 and error["error"]["status"] == "NOT_FOUND"
     # delete's Operation can be read back
     await vertex[1].drain()
     status, operation = await api.call("DELETE", "/v1/" + job["name"])
