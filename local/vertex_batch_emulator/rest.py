@@ -148,6 +148,8 @@ async def api_middleware(
         response = _json(error.body(), status=error.code)
     except web.HTTPException:  # no route: no such URL, or no such method on it
         response = _json(_not_found(request).body(), 404)
+    if method is None and request.match_info.route.name in ("item", "flat_get"):
+        method = "unsupported"  # counted and recorded too: its refusal is an answer of the API
     if method is not None:
         engine.stats[method, response.status] += 1
         if engine.config.record_exchanges:
