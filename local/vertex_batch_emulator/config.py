@@ -9,7 +9,9 @@
 | `cancellingSeconds` | 0.5 | time a cancelled job spends CANCELLING; with 0, one not yet running ends at once |
 | `maxRunningJobsPerProject` | 0 | jobs of a project PENDING or later at once; others wait QUEUED (FIFO); 0: no limit |
 | `queueLimitSeconds` | 259200 | time a job may wait QUEUED or PENDING before it ends EXPIRED (72 h, as on Vertex) |
-| `models` | the Gemini models | the models a create may name |
+| `recordExchanges` | 0 | how many of the latest API calls `GET /emulator/v1/exchanges` keeps; 0: none |
+| `models` | the Gemini models (`catalogue`) | the models a create may name |
+| `locations` | the regions serving Gemini batch (`catalogue`) | the locations a call may name; others are 400 |
 
 Values are read when they are used, so a change applies to the jobs already there.
 """
@@ -19,17 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-DEFAULT_MODELS = frozenset(
-    {
-        "gemini-2.0-flash-001",
-        "gemini-2.0-flash-lite-001",
-        "gemini-2.5-flash",
-        "gemini-2.5-flash-lite",
-        "gemini-2.5-pro",
-        "gemini-3-flash-preview",
-        "gemini-3-pro-preview",
-    }
-)
+from . import catalogue
+
+DEFAULT_MODELS = frozenset(catalogue.MODELS)
 QUEUE_LIMIT_SECONDS = 72 * 3600.0
 
 KEYS = {
@@ -40,6 +34,7 @@ KEYS = {
     "cancellingSeconds": "cancelling_seconds",
     "maxRunningJobsPerProject": "max_running_jobs_per_project",
     "queueLimitSeconds": "queue_limit_seconds",
+    "recordExchanges": "record_exchanges",
 }
 
 
@@ -52,14 +47,18 @@ class Config:
     cancelling_seconds: float = 0.5
     max_running_jobs_per_project: int = 0  # 0: no limit
     queue_limit_seconds: float = QUEUE_LIMIT_SECONDS
+    record_exchanges: int = 0
     models: set[str] = field(default_factory=lambda: set(DEFAULT_MODELS))
+    locations: set[str] = field(default_factory=lambda: set(catalogue.LOCATIONS))
 
     def update(self, values: dict[str, Any]) -> None:
         """Apply all of `values` or, when one is wrong, none of them."""
         changes: dict[str, Any] = {}
         for key, value in values.items():
-            if key == "models":
-                changes["models"] = set(value)
+            if key in ("models", "locations"):
+                if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+                    raise ValueError(f"{key} must be a list of strings")
+                changes[key] = set(value)
             elif key in KEYS:
                 number = type(getattr(self, KEYS[key]))(value)
                 if number < 0:
@@ -73,4 +72,5 @@ class Config:
     def describe(self) -> dict[str, Any]:
         described: dict[str, Any] = {key: getattr(self, name) for key, name in KEYS.items()}
         described["models"] = sorted(self.models)
+        described["locations"] = sorted(self.locations)
         return described

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
 from . import bigquery as bq
-from . import inference
+from . import catalogue, inference
 from .config import Config
 from .errors import ApiError
 from .faults import FaultPlan
@@ -41,6 +42,8 @@ class Engine:
         self._ids = itertools.count(int(time.time()) * 10**9 % 10**18 + 10**18)
         self.lifecycle = Lifecycle(lambda: self.config, JobProcessor(self))
         self._holds_released = asyncio.Event()
+        self.operations: dict[tuple[str, str], dict[str, Any]] = {}  # (location, id) -> a delete's Operation
+        self.exchanges: deque[dict[str, Any]] = deque()
 
     @property
     def storage(self) -> Storage:
@@ -76,6 +79,8 @@ class Engine:
         self.release_holds()
         await self.lifecycle.stop(self.jobs.values())
         self.jobs.clear()
+        self.operations.clear()
+        self.exchanges.clear()
         self.faults.clear()
         self.stats.clear()
         self.cache = inference.ImplicitCache(self.config.cache_threshold_tokens)
@@ -94,8 +99,8 @@ class Engine:
 
     # ------------------------------------------------------------ the REST methods
 
-    def create(self, project: str, location: str, body: Any) -> Job:
-        request = parse_create_body(body, self.config.models)
+    def create(self, project: str, location: str, body: Any, version: str = "v1") -> Job:
+        request = parse_create_body(body, self.config.models, version)
         now = utcnow()
         job = Job(
             id=str(next(self._ids)),
@@ -104,6 +109,7 @@ class Engine:
             display_name=request.display_name,
             model=request.model,
             model_id=request.model_id,
+            model_version_id=catalogue.version_id(request.model, request.model_id),
             input_config=request.input_config,
             output_config=request.output_config,
             labels=request.labels,
@@ -116,9 +122,9 @@ class Engine:
         return job
 
     def job(self, job_id: str) -> Job:
-        """A job by id alone, for the control API."""
+        """A job by id alone, for the control API and the flat `batchPredictionJobs/{id}`."""
         if job_id not in self.jobs:
-            raise ApiError(404, f"No BatchPredictionJob {job_id}.")
+            raise ApiError(404, f"The BatchPredictionJob batchPredictionJobs/{job_id} does not exist.")
         return self.jobs[job_id]
 
     def get(self, project: str, location: str, job_id: str) -> Job:
@@ -171,8 +177,9 @@ class Engine:
         del self.jobs[job_id]
         now = rfc3339(utcnow())
         parent = job.name.rsplit("/batchPredictionJobs/", 1)[0]
-        return {
-            "name": f"{parent}/operations/{next(self._ids)}",
+        operation_id = str(next(self._ids))
+        self.operations[location, operation_id] = operation = {
+            "name": f"{parent}/operations/{operation_id}",
             "metadata": {
                 "@type": "type.googleapis.com/google.cloud.aiplatform.v1.DeleteOperationMetadata",
                 "genericMetadata": {"createTime": now, "updateTime": now},
@@ -180,3 +187,39 @@ class Engine:
             "done": True,
             "response": {"@type": "type.googleapis.com/google.protobuf.Empty"},
         }
+        return operation
+
+    def operation(self, project: str, location: str, operation_id: str) -> dict[str, Any]:
+        """`operations.get`: the Operation a delete answered with (done at once)."""
+        operation = self.operations.get((location, operation_id))
+        number = operation["name"].split("/")[1] if operation else ""
+        if operation is None or project not in (number, project_number(project)):
+            name = f"projects/{project}/locations/{location}/operations/{operation_id}"
+            raise ApiError(404, f"Operation {name} not found.")
+        return operation
+
+    async def record(self, request: Any, method: str, response: Any) -> None:
+        """Keep one API call, its request and its answer, for `GET /emulator/v1/exchanges` (contract tests)."""
+        raw = await request.read() if request.body_exists else b""
+        self.exchanges.append(
+            {
+                "method": method,
+                "httpMethod": request.method,
+                "path": request.path,
+                "query": dict(request.query),
+                "request": _json_or_text(raw),
+                "status": response.status,
+                "response": _json_or_text(response.body or b""),
+            }
+        )
+        while len(self.exchanges) > self.config.record_exchanges:
+            self.exchanges.popleft()
+
+
+def _json_or_text(raw: bytes) -> Any:
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")

@@ -18,6 +18,7 @@ CANONICAL = {
     429: "RESOURCE_EXHAUSTED",
     500: "INTERNAL",
     503: "UNAVAILABLE",
+    501: "UNIMPLEMENTED",
     504: "DEADLINE_EXCEEDED",
 }
 
@@ -35,6 +36,10 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.status = status or CANONICAL.get(code, "UNKNOWN")
+        self.details: list[dict[str, Any]] = []  # google.rpc.Status details, each with its `@type`
 
     def body(self) -> dict[str, Any]:
-        return status_envelope(self.code, self.message, self.status)
+        body = status_envelope(self.code, self.message, self.status)
+        if self.details:
+            body["error"]["details"] = self.details
+        return body

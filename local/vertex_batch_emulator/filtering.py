@@ -1,9 +1,11 @@
 """AIP-160 list filters as `batchPredictionJobs.list` documents them.
 
-Supported: `displayName` (also `display_name`) with `=`, `!=` and `:` (`*` wildcards);
-`modelDisplayName` with `=`/`!=`; `state` with `=`/`!=`; `createTime` with `= != < <= > >=` and an
-RFC 3339 value; `labels.key=value`, `labels.key!=value`, `labels.key:*` (has the key) and
-`labels.key:value`; `AND`, `OR`, `NOT` (or a leading `-`), parentheses, and juxtaposition as AND.
+Supported, as the v1 discovery document lists them and only those (a camelCase `createTime` is
+refused, as an undocumented field): `display_name` with `=`, `!=` and `:` (`*` wildcards);
+`model_display_name` with `=`/`!=` (a publisher model's display name is its id); `state` with
+`=`/`!=` and a JobState; `create_time` with `= != < <= > >=` and an RFC 3339 value;
+`labels.key=value`, `labels.key!=value`, `labels.key:*` (has the key) and `labels.key:value`, keys
+with `-` included; `AND`, `OR`, `NOT` (or a leading `-`), parentheses, and juxtaposition as AND.
 As AIP-160 specifies, OR binds tighter than AND: `a AND b OR c` means `a AND (b OR c)`.
 """
 
@@ -14,6 +16,8 @@ import fnmatch
 import re
 from collections.abc import Callable
 from typing import Any
+
+from .catalogue import JOB_STATES
 
 Predicate = Callable[[dict[str, Any]], bool]
 
@@ -61,17 +65,29 @@ _COMPARE = {
 }
 
 
+FIELDS = "display_name, model_display_name, state, create_time and labels.<key>"
+
+
+def _model_display_name(job: dict[str, Any]) -> str:
+    """A publisher model's display name is its id (`gemini-2.5-flash`); a tuned model's, its resource id."""
+    return str(job.get("model", "")).rsplit("/", 1)[-1].split("@", 1)[0]
+
+
 def _restriction(field: str, op: str, value: str) -> Predicate:
-    if field in ("displayName", "display_name", "modelDisplayName", "model_display_name"):
-        key = "modelDisplayName" if field.startswith("model") else "displayName"
-        if op == ":":
-            return lambda job: fnmatch.fnmatchcase(job.get(key, ""), value)
+    if field in ("display_name", "model_display_name"):
+        read: Callable[[dict[str, Any]], str] = (
+            _model_display_name if field == "model_display_name" else lambda job: job.get("displayName", "")
+        )
+        if op == ":" and field == "display_name":
+            return lambda job: fnmatch.fnmatchcase(read(job), value)
         if op in ("=", "!="):
-            return lambda job: (job.get(key, "") == value) == (op == "=")
+            return lambda job: (read(job) == value) == (op == "=")
     elif field == "state":
+        if value not in JOB_STATES:
+            raise FilterError(f"Invalid filter: {value!r} is not a JobState (JOB_STATE_RUNNING, ...)")
         if op in ("=", "!="):
             return lambda job: (job.get("state") == value) == (op == "=")
-    elif field in ("createTime", "create_time"):
+    elif field == "create_time":
         if op in _COMPARE:
             moment = _parse_time(value)
             return lambda job: _COMPARE[op](_parse_time(job["createTime"]), moment)
@@ -83,6 +99,8 @@ def _restriction(field: str, op: str, value: str) -> Predicate:
             return lambda job: job.get("labels", {}).get(label) == value
         if op == "!=":
             return lambda job: job.get("labels", {}).get(label) != value
+    else:
+        raise FilterError(f"Invalid filter: unsupported field {field!r}; the fields are {FIELDS}")
     raise FilterError(f"Invalid filter: unsupported restriction {field} {op} {value!r}")
 
 

@@ -119,6 +119,7 @@ class Job:
     labels: dict[str, str]
     create_time: datetime.datetime
     fault: JobFault | None = None
+    model_version_id: str = ""
     state: str = "JOB_STATE_PENDING"
     update_time: datetime.datetime | None = None
     start_time: datetime.datetime | None = None
@@ -185,6 +186,8 @@ class Job:
             "createTime": rfc3339(self.create_time),
             "updateTime": rfc3339(self.update_time or self.create_time),
         }
+        if self.model_version_id:
+            body["modelVersionId"] = self.model_version_id
         if self.labels:
             body["labels"] = self.labels
         if self.start_time:

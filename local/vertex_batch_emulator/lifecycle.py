@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from . import bigquery as bq
 from .config import Config
 from .errors import ApiError
-from .jobs import TERMINAL, Job, project_number, rfc3339, utcnow
+from .jobs import TERMINAL, Job, project_number, rfc3339
 from .processing import JobProcessor, Outcome
 
 QUEUED, PENDING, RUNNING = "JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING"
@@ -241,13 +241,25 @@ class Lifecycle:
 
 
 def _output_info(job: Job) -> dict[str, str]:
-    """Where a job that starts running now writes: a new Cloud Storage directory or a BigQuery table."""
-    start = job.start_time or utcnow()
+    """Where a job writes, named from its create time as the API documents: a new Cloud Storage
+    directory `prediction-model-<time>`, or a `predictions_<time>` table (in a new dataset
+    `prediction_model_<time>` for a `bq://project` destination). Gemini's publisher models show as
+    `model` in these names, as Vertex's own directories do."""
+    created = job.create_time
     if job.writes_bigquery:
+        table_stamp = created.strftime("%Y_%m_%dT%H_%M_%S_%fZ")
+        if project := bq.project_only(job.output_prefix):
+            stamp = created.strftime("%Y_%m_%dT%H_%M_%S_") + f"{created.microsecond // 1000:03d}Z"
+            return {
+                "bigqueryOutputDataset": f"bq://{project}.prediction_model_{stamp}",
+                "bigqueryOutputTable": f"predictions_{table_stamp}",
+            }
         target = bq.BqPath.parse(job.output_prefix)
-        table = target.table or f"predictions_{start.strftime('%Y_%m_%dT%H_%M_%S_%fZ')}"
-        return {"bigqueryOutputDataset": target.dataset_uri, "bigqueryOutputTable": table}
-    stamp = start.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return {
+            "bigqueryOutputDataset": target.dataset_uri,
+            "bigqueryOutputTable": target.table or f"predictions_{table_stamp}",
+        }
+    stamp = created.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return {"gcsOutputDirectory": f"{job.output_prefix.rstrip('/')}/prediction-model-{stamp}"}
 
 

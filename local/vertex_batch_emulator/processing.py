@@ -168,7 +168,10 @@ class JobProcessor:
         if not job.writes_bigquery:
             self.storage.require_bucket(GcsPath.parse(job.output_prefix).bucket)
             return
-        target = bq.BqPath.parse(job.output_prefix)
+        target = bq.BqPath.parse((job.output_info or {})["bigqueryOutputDataset"])
+        if bq.project_only(job.output_prefix):
+            self.bigquery.create_dataset(target, job.location)
+            return
         problem = bq.region_problem(
             "output dataset", target.dataset_uri, self.bigquery.dataset_location(target), job.location
         )

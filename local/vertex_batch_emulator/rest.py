@@ -17,6 +17,7 @@ The control API (no token needed):
 | `POST /emulator/v1/jobs/{id}:unstall` | the stalled job goes on |
 | `GET /emulator/v1/stats` | requests by method and HTTP code, rows by outcome |
 | `GET, POST, DELETE /emulator/v1/faults` | the fault plan: read, add to, clear (`faults`) |
+| `GET, DELETE /emulator/v1/exchanges` | the latest API calls with their requests and answers (`config`) |
 | `POST /emulator/v1/reset` | forget every job, fault and count; abandon held requests |
 | `GET, PUT /emulator/v1/config` | the settings (`config`) |
 
@@ -37,13 +38,22 @@ from typing import Any
 
 from aiohttp import web
 
+from . import fieldmask, protojson
 from .engine import Config, Engine
 from .errors import ApiError
 from .faults import FaultPlanError
 from .filtering import FilterError
 
-PREFIX = "/{version}/projects/{project}/locations/{location}/batchPredictionJobs"
+PARENT = "/{version}/projects/{project}/locations/{location}"
+PREFIX = PARENT + "/batchPredictionJobs"
 VERSIONS = ("v1", "v1beta1")
+# Query parameters every Google API takes (system parameters), besides each method's own.
+SYSTEM_PARAMETERS = frozenset(
+    {"$alt", "alt", "key", "prettyPrint", "$prettyPrint", "fields", "$fields", "quotaUser", "access_token",
+     "callback", "$callback", "upload_protocol", "uploadType", "$.xgafv", "$outputDefaults"}
+)  # fmt: skip
+LIST_PARAMETERS = ("filter", "pageSize", "pageToken", "readMask")
+MAX_PAGE_SIZE = 1000  # larger page sizes are coerced to this (AIP-158); the real maximum is not documented
 ENGINE = web.AppKey("engine", Engine)
 JOB_ACTIONS = ("pause", "unpause", "update", "stall", "unstall")  # the control API's calls on a job
 
@@ -53,15 +63,67 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 
 def _method_of(request: web.Request) -> str | None:
-    """The API method a request calls, as fault plans and stats name it."""
-    if request.path.startswith("/emulator/"):
+    """The API method a request calls, as fault plans and stats name it (None: not an API call)."""
+    route = (request.match_info.route.name or "").removeprefix("flat_")
+    if route in ("create", "list", "operation"):
+        return "get_operation" if route == "operation" else route
+    if route == "get":  # the flat `batchPredictionJobs/{id}`
+        return "get" if request.method == "GET" else None
+    if route != "item":
         return None
-    job = request.match_info.get("job")
-    if job is None:
-        return {"POST": "create", "GET": "list"}.get(request.method)
-    if job.endswith(":cancel"):
+    if request.match_info["job"].endswith(":cancel"):
         return "cancel" if request.method == "POST" else None
     return {"GET": "get", "DELETE": "delete"}.get(request.method)
+
+
+def _not_found(request: web.Request) -> ApiError:
+    return ApiError(404, f"The requested URL {request.path} was not found on this server.")
+
+
+def _check_call(request: web.Request, engine: Engine) -> None:
+    """What Google's front end checks before the service: the version, the token, the location, the
+    query parameters."""
+    # Google's own GAPIC client reads operations through the `ui/` binding of operations.get.
+    versions = (*VERSIONS, "ui") if _method_of(request) == "get_operation" else VERSIONS
+    if request.match_info.get("version") not in versions:
+        raise _not_found(request)
+    if not request.headers.get("Authorization", "").startswith("Bearer "):
+        raise ApiError(
+            401,
+            "Request is missing required authentication credential. Expected OAuth 2 "
+            "access token, login cookie or other valid authentication credential.",
+        )
+    flat_get = request.match_info.route.name == "flat_get"
+    location = engine.job(request.match_info["job"]).location if flat_get else _parent(request)[1]
+    if location not in engine.config.locations:
+        # Worded as Vertex words a location it does not serve (googleapis/python-aiplatform#1684 and
+        # googleapis/nodejs-automl#263 show the shape), naming the location for the reader.
+        field = "parent" if _method_of(request) in ("create", "list") else "name"
+        description = f"The provided location ID is not valid: {location}."
+        message = f"List of found errors:\t1.Field: {field}; Message: {description}\t"
+        raise protojson.invalid(field, description, message)
+    allowed = set(LIST_PARAMETERS) if _method_of(request) == "list" else set()
+    if "project" not in request.match_info and not flat_get:
+        allowed.add("parent")
+    for name in request.query:
+        if name not in SYSTEM_PARAMETERS and name not in allowed and protojson.camel(name) not in allowed:
+            raise protojson.invalid(
+                name, f'Invalid JSON payload received. Unknown name "{name}": Cannot bind query parameter.'
+            )
+
+
+def _parent(request: web.Request) -> tuple[str, str]:
+    """The project and location of a call: from its path, or from `?parent=` on the flat paths."""
+    info = request.match_info
+    if "project" in info:
+        return info["project"], info["location"]
+    parent = request.query.get("parent", "")
+    parts = parent.split("/")
+    if len(parts) != 4 or parts[0] != "projects" or parts[2] != "locations" or not parts[1] or not parts[3]:
+        raise protojson.invalid(
+            "parent", f"Invalid parent {parent!r}: expected projects/{{project}}/locations/{{location}}."
+        )
+    return parts[1], parts[3]
 
 
 @web.middleware
@@ -72,27 +134,26 @@ async def api_middleware(
     method = _method_of(request)
     try:
         if method is not None:
-            if request.match_info.get("version") not in VERSIONS:
-                raise ApiError(404, f"The requested URL {request.path} was not found on this server.")
-            if not request.headers.get("Authorization", "").startswith("Bearer "):
-                raise ApiError(
-                    401,
-                    "Request is missing required authentication credential. Expected OAuth 2 "
-                    "access token, login cookie or other valid authentication credential.",
-                )
+            _check_call(request, engine)
             fault = engine.faults.take_api_fault(method)
             if fault is not None:
                 if fault.hang_seconds:
                     await _hold(request, engine, fault.hang_seconds)
                 if fault.code is not None:
                     raise ApiError(fault.code, fault.message or f"Injected fault for {method}.")
+        elif request.match_info.route.name in ("item", "flat_get"):
+            raise _not_found(request)  # a method the resource does not have (PATCH, PUT, ...)
         response = await handler(request)
     except ApiError as error:
         response = _json(error.body(), status=error.code)
-    except web.HTTPNotFound:
-        response = _json(ApiError(404, f"The requested URL {request.path} was not found on this server.").body(), 404)
+    except web.HTTPException:  # no route: no such URL, or no such method on it
+        response = _json(_not_found(request).body(), 404)
+    if method is None and request.match_info.route.name in ("item", "flat_get"):
+        method = "unsupported"  # counted and recorded too: its refusal is an answer of the API
     if method is not None:
         engine.stats[method, response.status] += 1
+        if engine.config.record_exchanges:
+            await engine.record(request, method, response)
     return response
 
 
@@ -118,27 +179,43 @@ async def _body(request: web.Request) -> Any:
         raise ApiError(400, "Invalid JSON payload received.") from None
 
 
+def _render(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
+    return fieldmask.encode_enums(body) if fieldmask.int_enums(request.query.get("$alt")) else body
+
+
 async def create_job(request: web.Request) -> web.Response:
-    info = request.match_info
-    job = request.app[ENGINE].create(info["project"], info["location"], await _body(request))
-    return _json(job.to_rest())
+    project, location = _parent(request)
+    version = request.match_info["version"]
+    job = request.app[ENGINE].create(project, location, await _body(request), version)
+    return _json(_render(request, job.to_rest()))
+
+
+def _page_size(query: Any) -> int:
+    """AIP-158: unset or 0 is the default, negative is refused, above the maximum is the maximum."""
+    raw = query.get("pageSize", query.get("page_size", "")) or "0"
+    try:
+        size = int(raw)
+    except ValueError:
+        raise protojson.invalid("page_size", f"Invalid value at 'page_size' (TYPE_INT32), \"{raw}\"") from None
+    if size < 0:
+        raise protojson.invalid("page_size", f"page_size must not be negative; got {size}.")
+    return min(size, MAX_PAGE_SIZE)
 
 
 async def list_jobs(request: web.Request) -> web.Response:
-    info, query = request.match_info, request.query
-    try:
-        page_size = int(query.get("pageSize") or 0)
-    except ValueError:
-        raise ApiError(400, "pageSize must be an integer.") from None
+    query = request.query
+    project, location = _parent(request)
+    page_size = _page_size(query)
+    mask = fieldmask.parse_mask(query.get("readMask", query.get("read_mask")))
     try:
         jobs, token = request.app[ENGINE].list(
-            info["project"], info["location"], query.get("filter"), page_size, query.get("pageToken")
+            project, location, query.get("filter"), page_size, query.get("pageToken", query.get("page_token"))
         )
     except FilterError as error:
         raise ApiError(400, str(error)) from None
     body: dict[str, Any] = {}
     if jobs:
-        body["batchPredictionJobs"] = [job.to_rest() for job in jobs]
+        body["batchPredictionJobs"] = [_render(request, fieldmask.apply(job.to_rest(), mask)) for job in jobs]
     if token:
         body["nextPageToken"] = token
     return _json(body)
@@ -151,15 +228,24 @@ async def job_item(request: web.Request) -> web.Response:
     if not job_id.isdigit():
         raise ApiError(400, f"Invalid BatchPredictionJob id: {job_id}.")
     if action == "cancel" and request.method == "POST":
+        protojson.parse(await _body(request), "CancelBatchPredictionJobRequest", "", info["version"])  # empty
         engine.cancel(info["project"], info["location"], job_id)
         return _json({})
     if action:
-        raise ApiError(404, f"The requested URL {request.path} was not found on this server.")
+        raise _not_found(request)
     if request.method == "GET":
-        return _json(engine.get(info["project"], info["location"], job_id).to_rest())
-    if request.method == "DELETE":
-        return _json(engine.delete(info["project"], info["location"], job_id))
-    raise ApiError(405, f"Method {request.method} is not allowed here.")
+        return _json(_render(request, engine.get(info["project"], info["location"], job_id).to_rest()))
+    return _json(engine.delete(info["project"], info["location"], job_id))
+
+
+async def flat_get_job(request: web.Request) -> web.Response:
+    """`GET v1/batchPredictionJobs/{id}`: the discovery document's flat get, the job named by its id alone."""
+    return _json(_render(request, request.app[ENGINE].job(request.match_info["job"]).to_rest()))
+
+
+async def get_operation(request: web.Request) -> web.Response:
+    info = request.match_info
+    return _json(request.app[ENGINE].operation(info["project"], info["location"], info["operation"]))
 
 
 # ---------------------------------------------------------------- the control API
@@ -213,6 +299,13 @@ async def control_faults(request: web.Request) -> web.Response:
     return _json(engine.faults.describe())
 
 
+async def control_exchanges(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    if request.method == "DELETE":
+        engine.exchanges.clear()
+    return _json({"exchanges": list(engine.exchanges)})
+
+
 async def control_reset(request: web.Request) -> web.Response:
     await request.app[ENGINE].reset()
     return _json({})
@@ -235,14 +328,21 @@ async def _release_holds(app: web.Application) -> None:
 def create_app(engine: Engine) -> web.Application:
     app = web.Application(middlewares=[api_middleware], client_max_size=16 << 20)
     app[ENGINE] = engine
-    app.router.add_route("POST", PREFIX, create_job)
-    app.router.add_route("GET", PREFIX, list_jobs)
-    app.router.add_route("*", PREFIX + "/{job}", job_item)
+    app.router.add_route("POST", PREFIX, create_job, name="create")
+    app.router.add_route("GET", PREFIX, list_jobs, name="list")
+    app.router.add_route("*", PREFIX + "/{job}", job_item, name="item")
+    app.router.add_route("GET", PARENT + "/operations/{operation}", get_operation, name="operation")
+    # The discovery document's flat paths, the location in `?parent=`.
+    app.router.add_route("POST", "/{version}/batchPredictionJobs", create_job, name="flat_create")
+    app.router.add_route("GET", "/{version}/batchPredictionJobs", list_jobs, name="flat_list")
+    app.router.add_route("*", "/{version}/batchPredictionJobs/{job}", flat_get_job, name="flat_get")
     app.router.add_route("GET", "/emulator/v1/jobs", control_jobs)
     app.router.add_route("*", "/emulator/v1/jobs/{job}", control_job)
     app.router.add_route("GET", "/emulator/v1/stats", control_stats)
     app.router.add_route("*", "/emulator/v1/faults", control_faults)
     app.router.add_route("POST", "/emulator/v1/reset", control_reset)
+    app.router.add_route("GET", "/emulator/v1/exchanges", control_exchanges)
+    app.router.add_route("DELETE", "/emulator/v1/exchanges", control_exchanges)
     app.router.add_route("*", "/emulator/v1/config", control_config)
     app.on_shutdown.append(_release_holds)
     app.on_cleanup.append(lambda _: engine.close())

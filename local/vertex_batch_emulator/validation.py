@@ -14,10 +14,28 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import bigquery as bq
+from . import protojson
 from .errors import ApiError
 
-LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+MAX_DISPLAY_NAME = 128
+MAX_LABEL_CHARS = 64  # Unicode code points, keys and values alike (the API's field description)
+MAX_LABELS = 64
+# Documented fields Gemini batch jobs do not take: custom-model resources, explanations, a custom
+# service account and CMEK ("Custom service accounts and CMEK aren't supported").
+UNSUPPORTED = (
+    "unmanagedContainerModel",
+    "instanceConfig",
+    "modelParameters",
+    "dedicatedResources",
+    "serviceAccount",
+    "manualBatchTuningParameters",
+    "generateExplanation",
+    "explanationSpec",
+    "encryptionSpec",
+    "disableContainerLogging",
+    "endpoint",  # v1beta1
+    "modelMonitoringConfig",  # v1beta1
+)
 PUBLISHER_MODEL = re.compile(r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/google/models/([^/@]+)$")
 TUNED_MODEL = re.compile(r"^projects/[^/]+/locations/[^/]+/models/[A-Za-z0-9_-]+(?:@[A-Za-z0-9_-]+)?$")
 
@@ -34,22 +52,33 @@ class JobRequest:
     labels: dict[str, str]
 
 
-def parse_create_body(body: Any, models: Collection[str]) -> JobRequest:
-    """Check a create body; `models` are the publisher models the service offers."""
-    if not isinstance(body, dict):
-        raise ApiError(400, "Invalid JSON payload: expected a BatchPredictionJob object.")
-    display_name = body.get("displayName")
+def parse_create_body(body: Any, models: Collection[str], version: str = "v1") -> JobRequest:
+    """Check a create body of API `version`; `models` are the publisher models the service offers."""
+    job = protojson.parse(body, "BatchPredictionJob", "batch_prediction_job", version)
+    display_name = job.get("displayName", "")
     if not display_name:
-        raise ApiError(
-            400,
+        raise protojson.invalid(
+            "batch_prediction_job.display_name",
+            "Required field is not set.",
             "List of found errors:\t1.Field: batch_prediction_job.display_name; Message: Required field is not set.",
         )
-    model = body.get("model") or ""
+    if len(display_name) > MAX_DISPLAY_NAME:
+        raise protojson.invalid(
+            "batch_prediction_job.display_name",
+            f"The display name may hold at most {MAX_DISPLAY_NAME} characters; it holds {len(display_name)}.",
+        )
+    for field in UNSUPPORTED:
+        if field in job:
+            raise protojson.invalid(
+                f"batch_prediction_job.{protojson.snake(field)}",
+                f"{field} is not supported for Gemini batch prediction.",
+            )
+    model = job.get("model", "")
     model_id = resolve_model(model, models)
-    input_config = body.get("inputConfig") or {}
-    output_config = body.get("outputConfig") or {}
+    input_config = job.get("inputConfig", {})
+    output_config = job.get("outputConfig", {})
     check_io(input_config, output_config)
-    labels = body.get("labels") or {}
+    labels = job.get("labels", {})
     check_labels(labels)
     return JobRequest(
         display_name=display_name,
@@ -94,7 +123,8 @@ def check_io(input_config: dict[str, Any], output_config: dict[str, Any]) -> Non
         target = output_config["bigqueryDestination"].get("outputUri")
         if output_config.get("predictionsFormat") != "bigquery" or not target:
             raise ApiError(400, 'outputConfig needs predictionsFormat "bigquery" and bigqueryDestination.outputUri.')
-        check_bigquery_uri(target, table_required=False)
+        if not (isinstance(target, str) and bq.project_only(target)):
+            check_bigquery_uri(target, table_required=False)
     else:
         prefix = output_config.get("gcsDestination", {}).get("outputUriPrefix")
         if output_config.get("predictionsFormat") != "jsonl" or not prefix:
@@ -112,18 +142,29 @@ def check_bigquery_uri(uri: Any, table_required: bool) -> None:
     except ValueError:
         path = None
     if path is None or (table_required and path.table is None):
-        shape = "bq://project.dataset.table" if table_required else "bq://project.dataset[.table]"
+        shape = "bq://project.dataset.table" if table_required else "bq://project[.dataset[.table]]"
         raise ApiError(400, f"Invalid BigQuery URI: {uri!r}; expected {shape}.")
 
 
-def check_labels(labels: Any) -> None:
-    """At most 64 labels; keys and values as Google Cloud labels allow."""
-    if not isinstance(labels, dict) or len(labels) > 64:
-        raise ApiError(400, "labels must be a map of at most 64 entries.")
+def _label_char(char: str) -> bool:
+    """Lowercase letters (international ones too, and letters without case), digits, `_` and `-`."""
+    return char in "_-" or char.isdigit() or (char.isalpha() and not char.isupper() and not char.istitle())
+
+
+def check_labels(labels: dict[str, str]) -> None:
+    """At most 64 labels; keys and values as the API describes them: at most 64 code points of
+    lowercase letters (international characters allowed), digits, `_` and `-`; a key is not empty
+    and starts with a letter."""
+    if len(labels) > MAX_LABELS:
+        raise protojson.invalid("batch_prediction_job.labels", f"At most {MAX_LABELS} labels; found {len(labels)}.")
     for key, value in labels.items():
-        if not LABEL_KEY.match(key) or not isinstance(value, str) or not LABEL_VALUE.match(value):
-            raise ApiError(
-                400,
-                f"Invalid label {key!r}: {value!r}. Keys and values may hold at most 63 lowercase "
-                "letters, digits, '_' or '-', and keys must start with a letter.",
-            )
+        problem = None
+        if not key or not key[0].isalpha() or not _label_char(key[0]):
+            problem = "a label key must start with a lowercase letter"
+        elif len(key) > MAX_LABEL_CHARS or len(value) > MAX_LABEL_CHARS:
+            problem = f"label keys and values may hold at most {MAX_LABEL_CHARS} characters"
+        elif not all(map(_label_char, key + value)):
+            problem = "label keys and values may hold only lowercase letters, digits, '_' and '-'"
+        if problem:
+            where = f"batch_prediction_job.labels[{key}]"
+            raise protojson.invalid(where, f"Invalid label {key!r}: {value!r}: {problem}.")

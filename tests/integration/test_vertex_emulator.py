@@ -130,7 +130,7 @@ async def test_list_pages_through_every_job(vertex: Any, bucket: Any) -> None:
     assert len(pager.page) == 3, "the first page holds page_size jobs"
     seen = [job.name async for job in pager]
     assert seen == list(reversed(created)), "newest first, each job once across pages"
-    first = await client.aio.batches.list(config={"page_size": 3, "filter": 'displayName:"job-*"'})
+    first = await client.aio.batches.list(config={"page_size": 3, "filter": 'display_name:"job-*"'})
     assert len(first.page) == 3
 
 

@@ -14,6 +14,7 @@ from vertex_batch_emulator.importrules import MAX_DEPTH, ImportValidator, Import
 JOBS = [
     {
         "displayName": "nightly-reviews",
+        "model": "publishers/google/models/gemini-2.5-flash",
         "state": "JOB_STATE_SUCCEEDED",
         "createTime": "2026-11-20T10:00:00.000000Z",
         "labels": {"team": "search", "bij-uid": "u1"},
@@ -34,22 +35,24 @@ JOBS = [
         ("", [0, 1, 2]),
         ('state="JOB_STATE_SUCCEEDED"', [0]),
         ("state!=JOB_STATE_SUCCEEDED", [1, 2]),
-        ('displayName="adhoc"', [1]),
+        ('display_name="adhoc"', [1]),
         ('display_name:"nightly-*"', [0, 2]),
-        ('displayName!="adhoc"', [0, 2]),
+        ('display_name!="adhoc"', [0, 2]),
+        ('model_display_name="gemini-2.5-flash"', [0]),
+        ('model_display_name!="gemini-2.5-flash"', [1, 2]),
         ("labels.team=search", [0]),
         ("labels.team:*", [0, 1]),
         ("labels.bij-uid=u1", [0]),
         ('labels.team!="search"', [1, 2]),
-        ('createTime>"2026-11-21T00:00:00Z"', [1, 2]),
-        ('createTime<="2026-11-22T10:00:00Z"', [0, 1]),
-        ('createTime="2026-11-24T10:00:00Z"', [2]),
-        ('state="JOB_STATE_SUCCEEDED" AND displayName:"nightly-*"', [0]),
+        ('create_time>"2026-11-21T00:00:00Z"', [1, 2]),
+        ('create_time<="2026-11-22T10:00:00Z"', [0, 1]),
+        ('create_time="2026-11-24T10:00:00Z"', [2]),
+        ('state="JOB_STATE_SUCCEEDED" AND display_name:"nightly-*"', [0]),
         ('state="JOB_STATE_SUCCEEDED" OR state="JOB_STATE_FAILED"', [0, 2]),
         ("NOT labels.team:*", [2]),
         ("-labels.team:*", [2]),
-        ('displayName:"nightly-*" labels.team=search', [0]),
-        ('displayName:"nightly-*" AND (labels.team=ads OR state=JOB_STATE_FAILED)', [2]),
+        ('display_name:"nightly-*" labels.team=search', [0]),
+        ('display_name:"nightly-*" AND (labels.team=ads OR state=JOB_STATE_FAILED)', [2]),
         # AIP-160: OR binds tighter than AND
         ("labels.team=ads AND state=JOB_STATE_RUNNING OR state=JOB_STATE_FAILED", [1]),
     ],
@@ -59,7 +62,22 @@ def test_filters(text: str, expected: list[int]) -> None:
     assert [i for i, job in enumerate(JOBS) if predicate(job)] == expected
 
 
-@pytest.mark.parametrize("text", ["state=", "(state=X", 'createTime>"yesterday"', "colour=red", "state ~ x"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "state=",
+        "(state=X",
+        'create_time>"yesterday"',
+        "colour=red",
+        "state ~ x",
+        "state=RUNNING",  # not a JobState
+        # Undocumented spellings: the discovery document lists display_name, model_display_name, state,
+        # create_time and labels only; real Vertex may refuse the others, so the emulator does.
+        'createTime>="2026-11-21T00:00:00Z"',
+        'displayName="adhoc"',
+        'modelDisplayName="gemini-2.5-flash"',
+    ],
+)
 def test_bad_filters_are_refused(text: str) -> None:
     with pytest.raises(FilterError):
         compile_filter(text)
@@ -223,3 +241,48 @@ def test_a_call_an_api_fault_spares_goes_on_to_the_next_fault_of_the_method() ->
 def test_an_api_fault_rate_must_be_a_share(rate: float) -> None:
     with pytest.raises(FaultPlanError, match="rate"):
         FaultPlan().add({"api": [{"method": "get", "code": 503, "rate": rate}]})
+
+
+# ---------------------------------------------------------------- proto3 JSON, as Google's front end reads it
+
+
+def test_proto3_json_names_nulls_and_output_only_fields() -> None:
+    from vertex_batch_emulator.protojson import parse
+
+    body = {
+        "display_name": "d",
+        "inputConfig": {"instances_format": "jsonl", "gcs_source": {"uris": ["gs://b/x"]}},
+        "labels": None,  # null: unset
+        "state": "JOB_STATE_RUNNING",  # output-only: dropped
+        "create_time": "2026-01-01T00:00:00Z",
+    }
+    assert parse(body, "BatchPredictionJob", "batch_prediction_job") == {
+        "displayName": "d",
+        "inputConfig": {"instancesFormat": "jsonl", "gcsSource": {"uris": ["gs://b/x"]}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({"displayName": "a", "display_name": "b"}, "Duplicate"),
+        ({"displayname": "a"}, 'Unknown name "displayname"'),
+        ({"display_Name": "a"}, 'Unknown name "display_Name"'),
+        ({"inputConfig": {"gcsSource": {"uris": "gs://b/x"}}}, "batch_prediction_job.input_config.gcs_source.uris"),
+        ({"inputConfig": {"gcsSource": {"uris": [1]}}}, "gcs_source.uris[0]' (TYPE_STRING), 1"),
+        ({"state": "RUNNING"}, "TYPE_ENUM"),
+        ({"generateExplanation": "yes"}, "TYPE_BOOL"),
+        ({"outputConfig": "gs://b/o"}, "aiplatform.v1.BatchPredictionJob.OutputConfig"),
+        ({"endpoint": "e"}, 'Unknown name "endpoint"'),  # a v1beta1 field, unknown to v1
+    ],
+)
+def test_proto3_json_refusals_name_the_field(body: dict, words: str) -> None:
+    from vertex_batch_emulator.errors import ApiError
+    from vertex_batch_emulator.protojson import parse
+
+    with pytest.raises(ApiError) as refused:
+        parse(body, "BatchPredictionJob", "batch_prediction_job")
+    assert refused.value.code == 400 and refused.value.status == "INVALID_ARGUMENT"
+    described = refused.value.message + " " + str(refused.value.details)
+    assert words in described, described
+    assert parse({"endpoint": "e"}, "BatchPredictionJob", "batch_prediction_job", "v1beta1") == {"endpoint": "e"}

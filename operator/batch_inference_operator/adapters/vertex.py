@@ -177,7 +177,7 @@ class Vertex:
         text = _label_filter(managed_labels())
         if since is not None:
             stamp = since.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            text += f' AND createTime>="{stamp}"'
+            text += f' AND create_time>="{stamp}"'  # the discovery document's name: createTime is undocumented
         return await self.list(project, location, text)
 
     async def create(self, request: JobRequest, attempt: int) -> ObservedJob:
