@@ -57,12 +57,40 @@ class CloudStorage:
         except gexc.NotFound:
             raise _missing(f"bucket {bucket_name} of {uri} does not exist") from None
         except gexc.Forbidden as error:
-            raise _failed(f"no permission to read {uri}: {error.message}") from None
+            raise AdapterError(f"no permission to read {uri}: {error.message}", retryable=True, code=403) from None
         except gexc.GoogleAPIError as error:
             raise _failed(f"reading {uri} failed: {error}") from None
         if not found:
             raise _missing(f"no object matches {uri}")
         return sorted(found)
+
+    def bucket_location(self, uri: str) -> str | None:
+        """The location of the bucket a URI names (`US-CENTRAL1`, `US`, `NAM4`), failing `OutputNotFound` when
+        it does not exist. None when the operator may not read bucket metadata (storage.buckets.get): its
+        existence is then proven by listing objects (storage.objects.list), its location stays unknown."""
+        name = GcsUri.parse(uri).bucket
+        missing = AdapterError(
+            f"the bucket {name} of {uri} does not exist: create it in the job's region, or fix the URI",
+            retryable=False,
+            reason="OutputNotFound",
+        )
+        try:
+            return self.client.get_bucket(name).location or None
+        except gexc.NotFound:
+            raise missing from None
+        except gexc.Forbidden:
+            pass
+        except gexc.GoogleAPIError as error:
+            raise _failed(f"reading the bucket {name} failed: {error}") from None
+        try:
+            next(iter(self.client.list_blobs(name, max_results=1)), None)
+        except gexc.NotFound:
+            raise missing from None
+        except gexc.Forbidden as error:
+            raise AdapterError(f"no permission to list {uri}: {error.message}", retryable=True, code=403) from None
+        except gexc.GoogleAPIError as error:
+            raise _failed(f"listing {uri} failed: {error}") from None
+        return None
 
     def lines(self, uri: str) -> Iterator[bytes]:
         parsed = GcsUri.parse(uri)

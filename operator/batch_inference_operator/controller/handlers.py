@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from typing import Any
 
 import kopf
 
 from .. import api, metrics
 from ..core.admission import Peer, Queue
-from ..core.identity import Resource
+from ..core.identity import MANAGED_BY, Resource
 from ..core.policy import NamespaceAnnotations, Tenancy
 from ..core.watchdog import StallLimits
 from ..settings import Settings
@@ -62,6 +63,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=api.GROUP)
     settings.posting.level = logging.WARNING  # our Events are posted explicitly, one per transition
+    # Events say who posted them (`From:` in kubectl describe): this operator and its pod, not "kopf".
+    settings.posting.reporting_component = MANAGED_BY
+    settings.posting.reporting_instance = socket.gethostname()
+    settings.posting.event_name_prefix = "bij-event-"
     settings.watching.server_timeout = 300  # re-establish watches regularly (stale streams, kopf #1276)
     settings.watching.client_timeout = 330
     logging.getLogger("kopf.objects").addFilter(_QuietTimers())

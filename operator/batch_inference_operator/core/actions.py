@@ -32,6 +32,7 @@ class RunPreflight:
     location: str
     project: str
     bigquery_output: str | None = None
+    gcs_output: str | None = None  # an output uriPrefix: its bucket must exist, in a compatible location
 
 
 @dataclass(frozen=True)

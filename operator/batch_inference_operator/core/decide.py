@@ -26,6 +26,7 @@ from .record import fail, phase_event
 from .resume import after_attempt, attempts_used, hold, output_for
 from .vertex_jobs import CANCELLING, PAUSED, TERMINAL_STATES, JobRequest, ObservedJob, console_url, phase_of, summary
 from .watchdog import progressed, stall_of
+from .wording import plural
 
 
 def decide(
@@ -113,24 +114,22 @@ def _before_first_attempt(
     queue: Queue,
     created: str,
 ) -> Decision:
-    if spec.suspend:
-        return _suspended(status, now, generation)
-    status.start_time = status.start_time or now
     previous = status.phase
     if spec.preflight == "Enabled" and status.preflight is None:
+        # Before holding a suspended job too: its problems show now, not when it is resumed.
         status.phase = "Pending"
         status.message = "checking the input against Vertex's import rules"
         set_condition(status, "Ready", False, "Preflight", status.message, now, generation)
-        output = spec.output.bigquery.uri() if spec.output.bigquery else None
-        return Decision(
-            status,
-            actions=[RunPreflight(tuple(spec.input.uris()), status.location or "", status.project or "", output)],
-        )
+        return Decision(status, actions=[preflight_of(spec, status)])
+    if spec.suspend:
+        return _suspended(status, now, generation)
+    status.start_time = status.start_time or now
     admitted, running, position = admission(resource, created, status.project or "", status.location or "", queue)
     if not admitted:
         status.phase = "Queued"
         status.message = (
-            f"queued (position {position}): {running} of at most {queue.limit} jobs are running in "
+            f"queued (position {position}): {running} of at most {plural(queue.limit, 'job')} "
+            f"{'is' if running == 1 else 'are'} running in "
             f"{status.project}/{status.location}"
         )
         set_condition(status, "Ready", False, "Queued", status.message, now, generation)
@@ -145,6 +144,17 @@ def _before_first_attempt(
     set_condition(status, "Ready", False, "Pending", status.message, now, generation)
     return Decision(
         status, events=[Event("Normal", "Accepted", f"submitting to Vertex AI in {status.project}/{status.location}")]
+    )
+
+
+def preflight_of(spec: BatchInferenceJobSpec, status: BatchInferenceJobStatus) -> RunPreflight:
+    """Check the input, and the output's bucket or dataset, in the job's project and location."""
+    return RunPreflight(
+        tuple(spec.input.uris()),
+        status.location or "",
+        status.project or "",
+        bigquery_output=spec.output.bigquery.uri() if spec.output.bigquery else None,
+        gcs_output=spec.output.gcs.uri_prefix if spec.output.gcs else None,
     )
 
 
