@@ -21,6 +21,7 @@ from ..core.identity import MANAGED_BY, Resource
 from ..core.policy import NamespaceAnnotations, Tenancy
 from ..core.watchdog import StallLimits
 from ..settings import Settings
+from .expiry import expire
 from .lifecycle import post, reconcile_resource, release_resource
 from .poller import poll_forever
 from .runtime import Runtime
@@ -116,10 +117,13 @@ async def reconcile(
         return
     if runtime.held(uid) or runtime.stale(uid, body.get("status") or {}):
         return
+    rerun = (meta.get("annotations") or {}).get(api.RERUN_ANNOTATION) or ""
+    resource = Resource(namespace, name, uid, meta.get("generation") or 1, rerun)
+    if await expire(runtime, body, resource):  # finished, and spec.ttlSecondsAfterFinished has passed
+        return
     tenancy = tenancy_of(namespace, namespace_annotations, runtime.settings)
     if tenancy is None:
         return
-    resource = Resource(namespace, name, uid, meta.get("generation") or 1)
     created = meta.get("creationTimestamp") or ""
     queue = queue_of(peers, runtime.settings)
     post(body, await reconcile_resource(runtime, body, patch, resource, created, tenancy, queue))

@@ -84,7 +84,15 @@ def unfinished(attempt: Attempt) -> int:
 def attempts_used(status: BatchInferenceJobStatus) -> int:
     """Attempts that count toward resume.maxAttempts: those cancelled to suspend do not; a resubmitted one
     (it never started) does, so a job that never gets capacity is not resubmitted forever."""
-    return sum(1 for attempt in status.attempts if not attempt.cancel_requested or attempt.resubmit)
+    rerun = status.rerun
+    first = 1
+    if rerun is not None and rerun.state == "Started" and rerun.attempt:
+        first = rerun.attempt  # a re-run has its own maxAttempts
+    return sum(
+        1
+        for attempt in status.attempts
+        if attempt.attempt >= first and (not attempt.cancel_requested or attempt.resubmit)
+    )
 
 
 def hold(status: BatchInferenceJobStatus, now: datetime.datetime, generation: int) -> Decision:
