@@ -124,7 +124,8 @@ async def test_ttl_deletes_the_finished_resource_and_a_recreate_adopts_its_job(s
     assert second["metadata"]["uid"] != first["metadata"]["uid"]
     assert second["status"]["job"]["name"] == first["status"]["job"]["name"]
     assert stack.engine.stats["create", 200] == 1, "one paid job for both resources"
-    assert ("Normal", "Adopted") in events_for(stack, "short-lived")
+    adopted = ("Normal", "Adopted")
+    await eventually(lambda: adopted in events_for(stack, "short-lived"), timeout=30, message="Adopted posted")
 
 
 async def test_events_come_from_the_operator(stack: Any, bucket: Any) -> None:
