@@ -42,6 +42,7 @@ demo: $(STAMP)
 
 crds: $(STAMP)
 	$(BIN)/python -m batch_inference_operator crd > deploy/crds/batchinference.dev_batchinferencejobs.yaml
+	cp deploy/crds/batchinference.dev_batchinferencejobs.yaml deploy/helm/batch-inference-operator/crds/
 
 # The generated docs: the field reference from the models, the Argo CD ConfigMap from its Lua files.
 docs: $(STAMP)

@@ -30,9 +30,16 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "jsonPath": ".status.usage.cacheHitRatio",
         "description": "Implicit-cache hit ratio: cached / prompt tokens.",
     },
+    {
+        "name": "Reason",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+        "description": "Why the resource is where it is: the Ready condition's reason (a failure's cause when Failed).",
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {"name": "Job", "type": "string", "jsonPath": ".status.job.name", "priority": 1},
     {"name": "Output", "type": "string", "jsonPath": ".status.outputLocation", "priority": 1},
+    {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
 ]
 
 # Fields a field selector may name (`kubectl get bij --field-selector status.phase=Failed`); a real

@@ -65,6 +65,7 @@ class Settings:
     prices_json: str | None = None  # BIJ_PRICES: {"model": {"input": 0.3, "output": 2.5}} in $ per 1M tokens
     locations: frozenset[str] = GEMINI_LOCATIONS  # BIJ_LOCATIONS: comma-separated regions serving Gemini batch
     unreachable_tries: int = 5  # BIJ_UNREACHABLE_TRIES: connection failures to an endpoint before Failed
+    permission_tries: int = 8  # BIJ_PERMISSION_TRIES: 403s on a submit or preflight before Failed (PermissionDenied)
     create_settle: float | None = None  # BIJ_CREATE_SETTLE: seconds; default 2 x BIJ_VERTEX_TIMEOUT + 30
     stall_queued_after: int = 12 * 3600  # BIJ_STALL_QUEUED_AFTER: seconds in Vertex's queue before Stalled
     stall_running_after: int = 6 * 3600  # BIJ_STALL_RUNNING_AFTER: seconds running without progress
@@ -90,6 +91,7 @@ class Settings:
             default_location=default_location,
             locations=locations,
             unreachable_tries=max(1, int(_float("BIJ_UNREACHABLE_TRIES", 5))),
+            permission_tries=max(1, int(_float("BIJ_PERMISSION_TRIES", 8))),
             stall_queued_after=int(_float("BIJ_STALL_QUEUED_AFTER", 12 * 3600)),
             stall_running_after=int(_float("BIJ_STALL_RUNNING_AFTER", 6 * 3600)),
             create_settle=_float("BIJ_CREATE_SETTLE", -1) if os.environ.get("BIJ_CREATE_SETTLE") else None,

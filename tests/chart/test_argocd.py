@@ -4,6 +4,7 @@ test harness reads (health_test.yaml, actions/action_test.yaml)."""
 from __future__ import annotations
 
 import pathlib
+import re
 import typing
 from typing import Any
 
@@ -92,3 +93,17 @@ def test_the_ready_to_apply_configmap_carries_every_script_in_argo_cds_format() 
     assert [d["name"] for d in actions["definitions"]] == folders and {"suspend", "resume"} <= set(folders)
     for definition in actions["definitions"]:
         assert definition["action.lua"] == (HERE / "actions" / definition["name"] / "action.lua").read_text()
+
+
+def test_the_rerun_action_sets_a_new_annotation_value_and_nothing_else() -> None:
+    """The value is the click's time, so Argo's fixture harness cannot hold it: checked here instead."""
+    obj = yaml.safe_load((HERE / "actions/testdata/succeeded.yaml").read_text())
+    script = HERE / "actions/rerun/action.lua"
+    first = run(script, obj)
+    value = first["metadata"]["annotations"]["batchinference.dev/rerun"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", value), value
+    del first["metadata"]["annotations"]
+    assert first == obj, "only the annotation changes"
+    obj["metadata"]["annotations"] = {"batchinference.dev/rerun": value, "other": "kept"}
+    again = run(script, obj)["metadata"]["annotations"]
+    assert again["other"] == "kept" and again["batchinference.dev/rerun"] != value, "a second click is new too"

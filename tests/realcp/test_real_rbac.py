@@ -86,6 +86,7 @@ async def first_broken_step(stack: Any, kube_client: Any, bucket: Any) -> str | 
     manifest = job_manifest("flow", write_jsonl(bucket, "in.jsonl", requests_rows(3)), f"gs://{bucket.name}/o/")
     manifest["metadata"]["namespace"] = namespace
     del manifest["spec"]["project"]
+    manifest["spec"]["ttlSecondsAfterFinished"] = 5
     code, _, err = await run_kubectl(stack.kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(manifest))
     assert code == 0, err
     uid = stored(kube_client, namespace, "flow")["metadata"]["uid"]
@@ -99,6 +100,7 @@ async def first_broken_step(stack: Any, kube_client: Any, bucket: Any) -> str | 
         ),
         ("status", lambda: stored(kube_client, namespace, "flow").get("status", {}).get("phase") == "Succeeded", 15),
         ("events", lambda: "Succeeded" in reasons(kube_client, namespace, "flow"), 5),
+        ("ttl-delete", lambda: stored(kube_client, namespace, "flow") is None, 15),
     ]
     for step, check, within in checks:
         try:
@@ -131,7 +133,7 @@ DEFAULT_ROLE = by_kind(chart_rbac(), "ClusterRole")[0]
 # Which step of the flow each permission of the chart's ClusterRole is needed for.
 # Namespaces: the operator decides nothing before it knows a namespace's policy annotations. The
 # resource's patch: kopf adds its finalizer before any handler runs. Status: the submit marker is
-# written there before the create.
+# written there before the create. Delete: ttlSecondsAfterFinished.
 NEEDED_FOR: dict[tuple[str, str, str], str] = {
     ("", "namespaces", "list"): "submitted",
     ("", "namespaces", "watch"): "submitted",
@@ -140,6 +142,7 @@ NEEDED_FOR: dict[tuple[str, str, str], str] = {
     ("batchinference.dev", "batchinferencejobs", "list"): "watching",
     ("batchinference.dev", "batchinferencejobs", "watch"): "watching",
     ("batchinference.dev", "batchinferencejobs", "patch"): "submitted",
+    ("batchinference.dev", "batchinferencejobs", "delete"): "ttl-delete",
     ("batchinference.dev", "batchinferencejobs/status", "patch"): "submitted",
     ("", "events", "create"): "events",
 }

@@ -485,3 +485,64 @@ async def test_deleting_cancels_an_adopted_job_of_an_earlier_resource_too() -> N
     done = await release_resource(runtime_with(vertex), deleting(status), RESOURCE.uid)
     assert vertex.jobs[adopted.name][0].state == "JOB_STATE_CANCELLING" and done.again_in is None
     assert [e.reason for e in done.events] == ["CancelledOnDelete"] and adopted.name in done.events[0].message
+
+
+class BucketStorage(FakeStorage):
+    def __init__(self, files: dict[str, list[bytes]], buckets: dict[str, str | None]) -> None:
+        super().__init__(files)
+        self.buckets = buckets
+
+    def objects(self, uri: str) -> list[tuple[str, int]]:
+        if uri.endswith("*.jsonl"):
+            folder = uri.removesuffix("*.jsonl")
+            return sorted((name, 1) for name in self.files if name.startswith(folder))
+        return super().objects(uri)
+
+    def bucket_location(self, uri: str) -> str | None:
+        bucket = uri.removeprefix("gs://").split("/")[0]
+        if bucket not in self.buckets:
+            raise AdapterError(f"the bucket {bucket} does not exist", retryable=False, reason="OutputNotFound")
+        return self.buckets[bucket]
+
+
+def test_preflight_refuses_a_file_two_uris_name_and_an_output_bucket_elsewhere() -> None:
+    storage = BucketStorage(
+        {"gs://b/in/a.jsonl": [REQUEST], "gs://b/in/b.jsonl": [REQUEST]}, {"out": "EUROPE-WEST4", "here": None}
+    )
+    action = RunPreflight(("gs://b/in/*.jsonl", "gs://b/in/a.jsonl"), "us-central1", "p", gcs_output="gs://out/x/")
+    report, problems = checks.preflight(storage, FakeTables({}, {}), action)
+    assert report.files == 2 and len(problems) == 2
+    assert "the output bucket of gs://out/x/ is in EUROPE-WEST4, but the job runs in us-central1" in problems[0]
+    assert "gs://b/in/a.jsonl is named by gs://b/in/*.jsonl and again by gs://b/in/a.jsonl" in problems[1]
+    # A bucket whose location the operator may not read (no storage.buckets.get) exists: nothing is refused.
+    fine = RunPreflight(("gs://b/in/b.jsonl",), "us-central1", "p", gcs_output="gs://here/x/")
+    assert checks.preflight(storage, FakeTables({}, {}), fine)[1] == []
+    with pytest.raises(AdapterError) as raised:
+        checks.preflight(
+            storage, FakeTables({}, {}), RunPreflight(fine.uris, "us-central1", "p", gcs_output="gs://gone/")
+        )
+    assert raised.value.reason == "OutputNotFound"
+
+
+async def test_a_403_says_which_role_to_grant_and_gives_up_after_the_bounded_tries() -> None:
+    denied = (
+        "create: Vertex AI answered 403 PERMISSION_DENIED: Permission 'aiplatform.batchPredictionJobs.create' denied"
+    )
+    vertex = FakeVertex()
+    s, decision = submit_action()
+    runtime = runtime_with(vertex, decision)
+    runtime.settings = Settings(retry_base=5.0, retry_max=60.0, create_settle=150, permission_tries=2)
+    vertex.fail_next["create"] = AdapterError(denied, retryable=True, code=403)
+    first = await executor.act(runtime, decision, s, RESOURCE, TENANCY, Queue(), "")
+    ready = next(c for c in first.status.conditions if c.type == "Ready")
+    assert ready.reason == "PermissionDenied" and "grant roles/aiplatform.user on the project" in ready.message
+    assert "(try 1 of 2)" in ready.message and first.status.phase == "Pending"
+    assert [(e.type, e.reason) for e in first.events] == [("Warning", "PermissionDenied")]
+    runtime.backoff[RESOURCE.uid].next_attempt = 0  # the backoff has passed
+    vertex.fail_next["create"] = AdapterError(denied, retryable=True, code=403)
+    second = await executor.act(runtime, Decision(first.status, decision.actions), s, RESOURCE, TENANCY, Queue(), "")
+    assert second.status.phase == "Failed", "not Pending forever"
+    failed = next(c for c in second.status.conditions if c.type == "Failed")
+    assert failed.reason == "PermissionDenied" and "batchinference.dev/rerun" in failed.message
+    assert second.status.attempts[0].error == api.JobError(code=7, message=failed.message)
+    assert vertex.jobs == {}, "no job was made"

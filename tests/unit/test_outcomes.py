@@ -60,7 +60,7 @@ def test_some_failed_rows_are_partial_success_with_samples() -> None:
     assert s.phase == "PartiallySucceeded"
     assert condition(s, "Complete") == ("True", "PartiallySucceeded")
     assert condition(s, "Finished") == ("True", "PartiallySucceeded")
-    assert "1 requests did not succeed; for example line 7: 400 Please use a valid role" in (s.message or "")
+    assert "1 request did not succeed; for example line 7: 400 Please use a valid role" in (s.message or "")
 
 
 def test_success_is_finished_too() -> None:

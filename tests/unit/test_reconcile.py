@@ -293,7 +293,11 @@ AFTER_BACKOFF = T0 + datetime.timedelta(minutes=12)
 def test_preflight_runs_before_the_first_attempt() -> None:
     s = spec(preflight="Enabled")
     first = decide(s, empty(), None, RESOURCE, DEFAULTS, T0)
-    assert first.actions == [RunPreflight(("gs://in-bucket/requests.jsonl",), "us-central1", "demo-project")]
+    assert first.actions == [
+        RunPreflight(
+            ("gs://in-bucket/requests.jsonl",), "us-central1", "demo-project", gcs_output="gs://out-bucket/results/"
+        )
+    ]
     assert first.status.attempts == []
     checked = record_preflight(first.status, api.PreflightReport(requests=10))
     after = decide(s, checked, None, RESOURCE, DEFAULTS, T0)
@@ -477,7 +481,7 @@ def test_a_resource_over_the_limit_waits_queued() -> None:
     queue = Queue(1, (peer("a", "2026-11-24T09:00:00Z", "Running", True),))
     waiting = decide(spec(), empty(), None, RESOURCE, DEFAULTS, T0, queue, "2026-11-24T10:00:00Z")
     assert waiting.status.phase == "Queued" and waiting.status.attempts == [] and waiting.actions == []
-    assert "1 of at most 1 jobs are running in demo-project/us-central1" in waiting.status.message
+    assert "1 of at most 1 job is running in demo-project/us-central1" in waiting.status.message
     assert [e.reason for e in waiting.events] == ["Queued"]
     again = decide(spec(), waiting.status, None, RESOURCE, DEFAULTS, T0, queue, "2026-11-24T10:00:00Z")
     assert again.events == []

@@ -5,6 +5,7 @@ printer), the cells read from each object by their JSON paths, dates shown as ku
 from __future__ import annotations
 
 import datetime
+import re
 from typing import Any
 
 from .resources import ResourceType
@@ -26,10 +27,20 @@ def _age(timestamp: str | None) -> str:
     return f"{max(seconds, 0)}s"
 
 
+# A JSONPath step with a filter on a list, as printer columns use it: `conditions[?(@.type=="Ready")]`.
+_FILTER = re.compile(r'^(?P<field>[^\[]+)\[\?\(@\.(?P<key>[A-Za-z0-9_]+)==["\'](?P<value>[^"\']*)["\']\)\]$')
+
+
 def _json_path(obj: dict[str, Any], path: str) -> Any:
+    """The value at a printer column's path: dotted fields, and a filter step on a list (the first match)."""
     node: Any = obj
-    for part in path.strip(".").split("."):
-        node = node.get(part) if isinstance(node, dict) else None
+    for part in re.split(r"\.(?![^\[]*\])", path.strip(".")):
+        match = _FILTER.match(part)
+        node = node.get(match["field"] if match else part) if isinstance(node, dict) else None
+        if match:
+            items = node if isinstance(node, list) else []
+            found = [i for i in items if isinstance(i, dict) and str(i.get(match["key"])) == match["value"]]
+            node = found[0] if found else None
     return node
 
 

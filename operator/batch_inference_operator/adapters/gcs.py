@@ -8,6 +8,7 @@ so callers run these methods in a worker thread.
 from __future__ import annotations
 
 import fnmatch
+import os
 from collections.abc import Iterator
 
 from google.api_core import exceptions as gexc
@@ -57,12 +58,43 @@ class CloudStorage:
         except gexc.NotFound:
             raise _missing(f"bucket {bucket_name} of {uri} does not exist") from None
         except gexc.Forbidden as error:
-            raise _failed(f"no permission to read {uri}: {error.message}") from None
+            raise AdapterError(f"no permission to read {uri}: {error.message}", retryable=True, code=403) from None
         except gexc.GoogleAPIError as error:
             raise _failed(f"reading {uri} failed: {error}") from None
         if not found:
             raise _missing(f"no object matches {uri}")
         return sorted(found)
+
+    def bucket_location(self, uri: str) -> str | None:
+        """The location of the bucket a URI names (`US-CENTRAL1`, `US`, `NAM4`), failing `OutputNotFound` when
+        it does not exist. None when the operator may not read bucket metadata (storage.buckets.get): its
+        existence is then proven by listing objects (storage.objects.list), its location stays unknown."""
+        name = GcsUri.parse(uri).bucket
+        missing = AdapterError(
+            f"the bucket {name} of {uri} does not exist: create it in the job's region, or fix the URI",
+            retryable=False,
+            reason="OutputNotFound",
+        )
+        try:
+            location = self.client.get_bucket(name).location or None
+            # fake-gcs-server (the local stand-in) reports every bucket in US-CENTRAL1, whatever it was created
+            # with: its answer is not a location, so it is not checked against the job's.
+            return None if os.environ.get("STORAGE_EMULATOR_HOST") else location
+        except gexc.NotFound:
+            raise missing from None
+        except gexc.Forbidden:
+            pass
+        except gexc.GoogleAPIError as error:
+            raise _failed(f"reading the bucket {name} failed: {error}") from None
+        try:
+            next(iter(self.client.list_blobs(name, max_results=1)), None)
+        except gexc.NotFound:
+            raise missing from None
+        except gexc.Forbidden as error:
+            raise AdapterError(f"no permission to list {uri}: {error.message}", retryable=True, code=403) from None
+        except gexc.GoogleAPIError as error:
+            raise _failed(f"listing {uri} failed: {error}") from None
+        return None
 
     def lines(self, uri: str) -> Iterator[bytes]:
         parsed = GcsUri.parse(uri)

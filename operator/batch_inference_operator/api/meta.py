@@ -22,6 +22,8 @@ LOCATION_ANNOTATION = f"{GROUP}/location"
 GCS_POLICY_ANNOTATION = f"{GROUP}/allowed-gcs-prefixes"
 BQ_POLICY_ANNOTATION = f"{GROUP}/allowed-bigquery-datasets"
 PROJECT_POLICY_ANNOTATION = f"{GROUP}/allowed-projects"
+# A new value re-runs a finished job (core/rerun.py); the value last acted on is status.rerun.value.
+RERUN_ANNOTATION = f"{GROUP}/rerun"
 
 # The labels the operator puts on every Vertex job (see core/identity.py for their values).
 OPERATOR_LABEL_PREFIX = "bij-"

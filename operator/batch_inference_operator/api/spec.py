@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, ValidationError, model_validator
@@ -43,8 +44,25 @@ class OneOf(ApiModel):
         return self
 
 
+def check_unique(uris: list[str]) -> list[str]:
+    """A file listed twice would be read, run and billed twice in one job (the apiserver says `Duplicate
+    value` for the same list, from `x-kubernetes-list-type: set`)."""
+    twice = sorted({uri for uri in uris if uris.count(uri) > 1})
+    if twice:
+        raise ValueError(
+            f"Duplicate value: {', '.join(json.dumps(uri) for uri in twice)}: each file is listed once "
+            "(Vertex would run and bill its requests once per listing)"
+        )
+    return uris
+
+
 class GcsInput(ApiModel):
-    uris: list[GcsObjectUri] = Field(min_length=1, max_length=MAX_INPUT_URIS, description="JSONL input files.")
+    uris: Annotated[list[GcsObjectUri], AfterValidator(check_unique)] = Field(
+        min_length=1,
+        max_length=MAX_INPUT_URIS,
+        description="JSONL input files, each listed once.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
 
 
 class BigQueryInput(ApiModel):

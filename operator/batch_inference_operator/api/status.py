@@ -136,6 +136,30 @@ class Condition(ApiModel):
     observed_generation: int | None = None
 
 
+MAX_RERUNS_SEEN = 20
+
+
+class Rerun(ApiModel):
+    """The re-run annotation (batchinference.dev/rerun) as the operator acted on it: each value once."""
+
+    value: str = Field(max_length=256, description="The annotation's value last acted on.")
+    time: datetime
+    state: Literal["Pending", "Started", "Ignored"] = Field(
+        description="Pending: accepted, not submitted yet (preflight, queue). Started: its first attempt exists. "
+        "Ignored: the job had not finished when the value appeared."
+    )
+    source: Literal["Output", "Input"] | None = Field(
+        default=None, description="Output: the last attempt's output (its unfinished rows run). Input: spec.input."
+    )
+    attempt: int | None = Field(default=None, description="The re-run's first attempt.")
+    seen: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_RERUNS_SEEN,
+        description="Digests of the values acted on, newest last: a value that comes back (a GitOps revert) "
+        "does not re-run the job again.",
+    )
+
+
 class BatchInferenceJobStatus(ApiModel):
     observed_generation: int | None = None
     phase: Phase | None = None
@@ -151,6 +175,7 @@ class BatchInferenceJobStatus(ApiModel):
         default_factory=list, max_length=MAX_ROW_ERRORS, description="Sample failed rows of the latest attempt."
     )
     preflight: PreflightReport | None = None
+    rerun: Rerun | None = None
     conditions: list[Condition] = Field(default_factory=list)
     message: str | None = None
     start_time: datetime | None = None

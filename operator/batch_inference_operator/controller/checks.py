@@ -12,6 +12,7 @@ from ..adapters.bigquery import TableInfo
 from ..api import BatchInferenceJobStatus, PreflightReport
 from ..core.actions import RunPreflight
 from ..core.preflight_bigquery import bigquery_input_problems, region_problem
+from ..core.preflight_gcs import bucket_region_problem, listed_twice
 from ..core.preflight_jsonl import Preflight
 from ..core.uris import is_bigquery, predictions_file
 from ..core.usage import OutputScan, scan
@@ -22,6 +23,7 @@ class Objects(Protocol):
 
     def objects(self, uri: str) -> list[tuple[str, int]]: ...
     def lines(self, uri: str) -> Iterable[bytes]: ...
+    def bucket_location(self, uri: str) -> str | None: ...
 
 
 class Tables(Protocol):
@@ -39,6 +41,10 @@ def preflight(gcs: Objects, bigquery: Tables, action: RunPreflight) -> tuple[Pre
         location = bigquery.dataset_location(action.bigquery_output, action.project, missing="OutputNotFound")
         problem = region_problem("output dataset", action.bigquery_output, location, action.location)
         problems += [problem] if problem else []
+    if action.gcs_output:
+        location = gcs.bucket_location(action.gcs_output)
+        problem = bucket_region_problem(action.gcs_output, location, action.location) if location else None
+        problems += [problem] if problem else []
     if is_bigquery(action.uris[0]):
         uri = action.uris[0]
         table = bigquery.table(uri, action.project)
@@ -47,8 +53,13 @@ def preflight(gcs: Objects, bigquery: Tables, action: RunPreflight) -> tuple[Pre
         problems += bigquery_input_problems(uri, table.columns, table.rows)
         return PreflightReport(requests=table.rows or 0, bytes=table.bytes), problems
     check = Preflight()
+    named: dict[str, str] = {}  # each file, by the input URI that named it first
     for uri in action.uris:
         for path, size in gcs.objects(uri):
+            if path in named:
+                problems.append(listed_twice(path, named[path], uri))
+                continue
+            named[path] = uri
             check.check_file(path, size, gcs.lines(path))
             if check.failed:
                 return check.report(), problems + [str(v) for v in check.violations]

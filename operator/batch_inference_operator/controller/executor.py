@@ -23,6 +23,7 @@ from ..core.admission import Queue
 from ..core.decide import decide
 from ..core.exactly_once import ambiguous, create_gate
 from ..core.identity import Resource
+from ..core.permissions import FORBIDDEN
 from ..core.policy import Tenancy
 from ..core.preflight_jsonl import rejection
 from ..core.pricing import estimate_cost
@@ -49,7 +50,9 @@ from ..core.vertex_jobs import (
     JobRequest,
     ObservedJob,
 )
+from ..core.wording import plural
 from . import checks
+from .denied import permission_denied
 from .runtime import Runtime
 
 # How many action -> decision rounds one reconcile may run (preflight, marker, submit, follow).
@@ -214,8 +217,10 @@ def after_error(
     if error.retryable:
         delay = runtime.delay_for(resource.uid)
         tries = runtime.backoff[resource.uid].failures
+        if error.code == FORBIDDEN:
+            return permission_denied(runtime, error, status, resource, action, delay)
         if error.reason == UNREACHABLE and tries >= runtime.settings.unreachable_tries:
-            message = f"{error.message} ({tries} tries): check spec.location and the operator's network"
+            message = f"{error.message} ({plural(tries, 'try')}): check spec.location and the operator's network"
             return record_failure(status, UNREACHABLE, UNAVAILABLE_CODE, message, runtime.clock(), resource.generation)
         return retry_decision(
             status, error.message, delay, isinstance(action, SubmitJob), runtime.clock(), resource.generation

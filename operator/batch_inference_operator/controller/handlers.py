@@ -10,16 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from typing import Any
 
 import kopf
 
 from .. import api, metrics
 from ..core.admission import Peer, Queue
-from ..core.identity import Resource
+from ..core.identity import MANAGED_BY, Resource
 from ..core.policy import NamespaceAnnotations, Tenancy
 from ..core.watchdog import StallLimits
 from ..settings import Settings
+from .expiry import expire
 from .lifecycle import post, reconcile_resource, release_resource
 from .poller import poll_forever
 from .runtime import Runtime
@@ -62,6 +64,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=api.GROUP)
     settings.posting.level = logging.WARNING  # our Events are posted explicitly, one per transition
+    # Events say who posted them (`From:` in kubectl describe): this operator and its pod, not "kopf".
+    settings.posting.reporting_component = MANAGED_BY
+    settings.posting.reporting_instance = socket.gethostname()
+    settings.posting.event_name_prefix = "bij-event-"
     settings.watching.server_timeout = 300  # re-establish watches regularly (stale streams, kopf #1276)
     settings.watching.client_timeout = 330
     logging.getLogger("kopf.objects").addFilter(_QuietTimers())
@@ -111,10 +117,13 @@ async def reconcile(
         return
     if runtime.held(uid) or runtime.stale(uid, body.get("status") or {}):
         return
+    rerun = (meta.get("annotations") or {}).get(api.RERUN_ANNOTATION) or ""
+    resource = Resource(namespace, name, uid, meta.get("generation") or 1, rerun)
+    if await expire(runtime, body, resource):  # finished, and spec.ttlSecondsAfterFinished has passed
+        return
     tenancy = tenancy_of(namespace, namespace_annotations, runtime.settings)
     if tenancy is None:
         return
-    resource = Resource(namespace, name, uid, meta.get("generation") or 1)
     created = meta.get("creationTimestamp") or ""
     queue = queue_of(peers, runtime.settings)
     post(body, await reconcile_resource(runtime, body, patch, resource, created, tenancy, queue))

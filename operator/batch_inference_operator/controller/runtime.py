@@ -12,6 +12,7 @@ from typing import Any
 
 from ..adapters.bigquery import BigQuery
 from ..adapters.gcs import CloudStorage
+from ..adapters.kube import Kube
 from ..adapters.vertex import Vertex
 from ..api import BatchInferenceJobStatus
 from ..core.actions import Event
@@ -50,6 +51,7 @@ class Runtime:
     vertex: Vertex
     gcs: CloudStorage = field(default_factory=CloudStorage)
     bigquery: BigQuery = field(default_factory=BigQuery)
+    kube: Kube = field(default_factory=Kube)  # deletes resources past ttlSecondsAfterFinished
     prices: dict[str, Price] = field(default_factory=lambda: dict(DEFAULT_PRICES))
     observations: dict[str, ObservedJob] = field(default_factory=dict)
     tracked: dict[str, Tracked] = field(default_factory=dict)  # by resource uid

@@ -6,7 +6,7 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..api import BatchInferenceJobStatus
+from ..api import BatchInferenceJobSpec, BatchInferenceJobStatus
 from .vertex_jobs import JobRequest
 
 
@@ -32,6 +32,18 @@ class RunPreflight:
     location: str
     project: str
     bigquery_output: str | None = None
+    gcs_output: str | None = None  # an output uriPrefix: its bucket must exist, in a compatible location
+
+
+def preflight_of(spec: BatchInferenceJobSpec, status: BatchInferenceJobStatus) -> RunPreflight:
+    """Check the input, and the output's bucket or dataset, in the job's project and location."""
+    return RunPreflight(
+        tuple(spec.input.uris()),
+        status.location or "",
+        status.project or "",
+        bigquery_output=spec.output.bigquery.uri() if spec.output.bigquery else None,
+        gcs_output=spec.output.gcs.uri_prefix if spec.output.gcs else None,
+    )
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,17 @@ from __future__ import annotations
 import datetime
 
 from ..api import TERMINAL_PHASES, Attempt, BatchInferenceJobSpec, BatchInferenceJobStatus, JobRef
-from .actions import Action, CancelJob, Decision, Event, RunPreflight, SubmitJob
+from .actions import Action, CancelJob, Decision, Event, SubmitJob, preflight_of
 from .admission import Queue, admission
 from .conditions import is_true, set_condition
 from .identity import Resource, attempt_labels, operator_labels, recreated_labels, spec_hash
 from .policy import Tenancy, location_problem, policy_violations
 from .record import fail, phase_event
+from .rerun import pending, start_rerun, take_rerun
 from .resume import after_attempt, attempts_used, hold, output_for
 from .vertex_jobs import CANCELLING, PAUSED, TERMINAL_STATES, JobRequest, ObservedJob, console_url, phase_of, summary
 from .watchdog import progressed, stall_of
+from .wording import plural
 
 
 def decide(
@@ -46,6 +48,9 @@ def decide(
     status = status.model_copy(deep=True)
     generation = resource.generation
     status.observed_generation = generation
+    rerun = take_rerun(spec, status, resource.rerun, now, generation)
+    if rerun is not None:
+        return rerun
     if status.phase in TERMINAL_PHASES:
         return Decision(status)
 
@@ -62,6 +67,8 @@ def decide(
         )
     status.project, status.location = project, location
 
+    if pending(status):
+        return start_rerun(spec, status, resource, now, generation, queue or Queue(), created)
     if not status.attempts:
         problem = location_problem(location, tenancy)
         if problem:
@@ -113,24 +120,22 @@ def _before_first_attempt(
     queue: Queue,
     created: str,
 ) -> Decision:
-    if spec.suspend:
-        return _suspended(status, now, generation)
-    status.start_time = status.start_time or now
     previous = status.phase
     if spec.preflight == "Enabled" and status.preflight is None:
+        # Before holding a suspended job too: its problems show now, not when it is resumed.
         status.phase = "Pending"
         status.message = "checking the input against Vertex's import rules"
         set_condition(status, "Ready", False, "Preflight", status.message, now, generation)
-        output = spec.output.bigquery.uri() if spec.output.bigquery else None
-        return Decision(
-            status,
-            actions=[RunPreflight(tuple(spec.input.uris()), status.location or "", status.project or "", output)],
-        )
+        return Decision(status, actions=[preflight_of(spec, status)])
+    if spec.suspend:
+        return _suspended(status, now, generation)
+    status.start_time = status.start_time or now
     admitted, running, position = admission(resource, created, status.project or "", status.location or "", queue)
     if not admitted:
         status.phase = "Queued"
         status.message = (
-            f"queued (position {position}): {running} of at most {queue.limit} jobs are running in "
+            f"queued (position {position}): {running} of at most {plural(queue.limit, 'job')} "
+            f"{'is' if running == 1 else 'are'} running in "
             f"{status.project}/{status.location}"
         )
         set_condition(status, "Ready", False, "Queued", status.message, now, generation)
@@ -163,6 +168,7 @@ def _submit_action(
 ) -> SubmitJob:
     assert status.project and status.location
     digest = spec_hash(spec, status.project, status.location)
+    started_rerun = status.rerun is not None and status.rerun.state == "Started"
     input_uris = tuple(attempt.input or spec.input.uris())
     request = JobRequest(
         project=status.project,
@@ -177,7 +183,8 @@ def _submit_action(
         attempt=attempt.attempt,
         request=request,
         identity_labels=attempt_labels(resource.uid, attempt.attempt),
-        adopt_labels=recreated_labels(resource, digest) if attempt.attempt == 1 else None,
+        # A re-run's attempt is new work: it never adopts an earlier resource's finished job.
+        adopt_labels=recreated_labels(resource, digest) if attempt.attempt == 1 and not started_rerun else None,
         marker=attempt.submitting,
     )
 

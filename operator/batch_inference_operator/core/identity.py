@@ -31,6 +31,7 @@ class Resource:
     name: str
     uid: str
     generation: int = 1
+    rerun: str = ""  # the batchinference.dev/rerun annotation's value (core/rerun.py)
 
 
 LABEL_VALUE_MAX = 63

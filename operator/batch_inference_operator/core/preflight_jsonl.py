@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from ..api import PreflightReport
+from .wording import article
 
 MAX_REQUESTS = 200_000
 MAX_FILE_BYTES = 1 << 30
@@ -131,7 +132,9 @@ class Preflight:
             return
         known = self._types.setdefault(path, kind)
         if known != kind:
-            problems.append(("one-type-per-key", f"{path} is a {kind} here but a {known} on an earlier line"))
+            problems.append(
+                ("one-type-per-key", f"{path} is {article(kind)} here but {article(known)} on an earlier line")
+            )
         if kind == "object":
             if depth > MAX_NESTING:
                 problems.append(("max-nesting", f"{path} is nested more than {MAX_NESTING} levels deep"))

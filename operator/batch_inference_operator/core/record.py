@@ -18,10 +18,13 @@ from ..api import (
     RowError,
     Usage,
 )
+from ..api.meta import RERUN_ANNOTATION
 from .actions import Decision, Event
 from .conditions import set_condition
+from .permissions import PERMISSION_DENIED_CODE
 from .uris import is_bigquery
 from .vertex_jobs import ObservedJob, console_url
+from .wording import plural
 
 # The code a terminal error of Cloud Storage or BigQuery is recorded with (google.rpc.Code NOT_FOUND).
 NOT_FOUND_CODE = 5
@@ -149,8 +152,8 @@ def record_preflight(status: BatchInferenceJobStatus, report: PreflightReport) -
 
 
 def preflight_passed_event(report: PreflightReport, uris: tuple[str, ...]) -> Event:
-    where = f"the table {uris[0]}" if is_bigquery(uris[0]) else f"{report.files} file(s)"
-    message = f"input checked: {report.requests} requests in {where}"
+    where = f"the table {uris[0]}" if is_bigquery(uris[0]) else plural(report.files, "file")
+    message = f"input checked: {plural(report.requests, 'request')} in {where}"
     if report.shared_prefix_requests is not None:
         message += f", {report.shared_prefix_requests} sharing a long prompt prefix"
     return Event("Normal", "PreflightPassed", message)
@@ -217,6 +220,32 @@ def retry_decision(
     message = f"{error_message}; retrying in {delay:.0f}s"
     reason = "RetryingSubmit" if submitting else "Retrying"
     return Decision(record_retry(status, message, now, generation), events=[Event("Warning", reason, message)])
+
+
+def record_permission_denied(
+    status: BatchInferenceJobStatus,
+    error_message: str,
+    advice: str,
+    delay: float,
+    tries: tuple[int, int | None],
+    now: datetime.datetime,
+    generation: int,
+) -> Decision:
+    """A 403: the Ready condition says which role to grant (reason PermissionDenied, the Reason column), a
+    Warning Event too; retried, since a grant heals it, and after `tries` (done, limit) the resource fails
+    instead of waiting Pending forever (limit None: retried as long as it takes)."""
+    done, limit = tries
+    if limit is not None and done >= limit:
+        message = (
+            f"{error_message}: {advice}. Gave up after {plural(done, 'try')}; once granted, re-run the job "
+            f"by giving its annotation {RERUN_ANNOTATION} a new value"
+        )
+        return record_failure(status, "PermissionDenied", PERMISSION_DENIED_CODE, message, now, generation)
+    shown = f" (try {done} of {limit})" if limit is not None else ""
+    message = f"{error_message}: {advice}; retrying in {delay:.0f}s{shown}"
+    status = record_retry(status, message, now, generation)
+    set_condition(status, "Ready", False, "PermissionDenied", message, now, generation)
+    return Decision(status, events=[Event("Warning", "PermissionDenied", message)])
 
 
 def failure_reason(reason: str | None, code: int | None) -> tuple[str, int]:

@@ -22,6 +22,7 @@ from .vertex_jobs import (
     ObservedJob,
     summary,
 )
+from .wording import plural
 
 
 def output_for(spec: BatchInferenceJobSpec, input_uris: tuple[str, ...]) -> str:
@@ -83,7 +84,15 @@ def unfinished(attempt: Attempt) -> int:
 def attempts_used(status: BatchInferenceJobStatus) -> int:
     """Attempts that count toward resume.maxAttempts: those cancelled to suspend do not; a resubmitted one
     (it never started) does, so a job that never gets capacity is not resubmitted forever."""
-    return sum(1 for attempt in status.attempts if not attempt.cancel_requested or attempt.resubmit)
+    rerun = status.rerun
+    first = 1
+    if rerun is not None and rerun.state == "Started" and rerun.attempt:
+        first = rerun.attempt  # a re-run has its own maxAttempts
+    return sum(
+        1
+        for attempt in status.attempts
+        if attempt.attempt >= first and (not attempt.cancel_requested or attempt.resubmit)
+    )
 
 
 def hold(status: BatchInferenceJobStatus, now: datetime.datetime, generation: int) -> Decision:
@@ -124,7 +133,7 @@ def settle(
             status.message = (
                 (
                     f"attempt {current.attempt} ended {current.state.removeprefix('JOB_STATE_').lower()}"
-                    f" with {unfinished(current)} unfinished requests; attempt {current.attempt + 1} "
+                    f" with {plural(unfinished(current), 'unfinished request')}; attempt {current.attempt + 1} "
                     f"starts at {resume_at.strftime('%H:%M:%SZ')}"
                 )
                 if current.state
@@ -157,7 +166,8 @@ def next_attempt(
     status.phase = "Resuming"
     status.message = (
         f"attempt {number} of {spec.resume.max_attempts}: resuming "
-        f"{unfinished(current) or 'the'} unfinished requests from {source[0]}"
+        f"{plural(unfinished(current), 'unfinished request') if unfinished(current) else 'the unfinished requests'} "
+        f"from {source[0]}"
     )
     set_condition(status, "Suspended", False, "NotSuspended", "", now, generation)
     set_condition(status, "Ready", False, "Resuming", status.message, now, generation)
@@ -193,11 +203,13 @@ def finish(
     job = ObservedJob(name=current.job_name or "", state=state, error=current.error, stats=current.completion_stats)
     status.message = summary(job)
     if nothing_succeeded:
-        status.message = f"no request succeeded: {remaining} requests failed or did not run (Vertex job {state})"
+        status.message = (
+            f"no request succeeded: {plural(remaining, 'request')} failed or did not run (Vertex job {state})"
+        )
     if current.attempt > 1:
-        status.message += f" after {current.attempt} attempts"
+        status.message += f" after {plural(current.attempt, 'attempt')}"
     if remaining and phase == "PartiallySucceeded":
-        status.message += f"; {remaining} requests did not succeed"
+        status.message += f"; {plural(remaining, 'request')} did not succeed"
     if current.row_errors and phase in ("PartiallySucceeded", "Failed"):
         status.message += f"; for example {describe_row_errors(current.row_errors)}"
     status.completion_time = status.completion_time or current.end_time or now
