@@ -9,6 +9,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from batch_inference_operator.adapters.gcs import split_lines
 from batch_inference_operator.core.usage import scan
 
 USAGE = {"promptTokenCount": 10, "candidatesTokenCount": 2, "totalTokenCount": 12}
@@ -66,3 +67,16 @@ rows = st.fixed_dictionaries(
 def test_any_rows_are_classified_as_whole_rows_would_be(values: list[object]) -> None:
     lines = [orjson.dumps(value) for value in values]
     assert scan(lines) == scan(lines, loads=orjson.loads)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=60).map(lambda b: b.replace(b"\x00", b"\n")), st.lists(st.integers(1, 20), max_size=8))
+def test_lines_are_split_the_same_however_the_stream_is_chunked(data: bytes, cuts: list[int]) -> None:
+    chunks, rest = [], data
+    for cut in cuts:
+        chunks.append(rest[:cut])
+        rest = rest[cut:]
+    chunks.append(rest)
+    whole = data.split(b"\n")
+    expected = whole[:-1] if whole[-1] == b"" else whole
+    assert list(split_lines(chunks)) == expected

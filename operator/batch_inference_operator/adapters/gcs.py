@@ -8,7 +8,7 @@ so callers run these methods in a worker thread.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from google.api_core import exceptions as gexc
 from google.cloud import storage
@@ -17,6 +17,20 @@ from ..core.uris import GcsUri
 from .errors import AdapterError
 
 CHUNK = 4 << 20
+
+
+def split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Lines of a stream of chunks, split on \\n; each byte is copied once (into its line), as the scans
+    that read these lines run at several hundred MB/s and a second copy of every chunk showed."""
+    pending = b""
+    for chunk in chunks:
+        parts = chunk.split(b"\n")
+        if pending:
+            parts[0] = pending + parts[0]
+        pending = parts.pop()
+        yield from parts
+    if pending:
+        yield pending
 
 
 def _missing(message: str) -> AdapterError:
@@ -67,16 +81,10 @@ class CloudStorage:
     def lines(self, uri: str) -> Iterator[bytes]:
         parsed = GcsUri.parse(uri)
         bucket_name, name = parsed.bucket, parsed.name
-        pending = b""
         try:
             with self.client.bucket(bucket_name).blob(name).open("rb", chunk_size=CHUNK) as reader:
-                while chunk := reader.read(CHUNK):
-                    parts = (pending + chunk).split(b"\n")
-                    pending = parts.pop()
-                    yield from parts
+                yield from split_lines(iter(lambda: reader.read(CHUNK), b""))
         except gexc.NotFound:
             raise _missing(f"{uri} does not exist") from None
         except gexc.GoogleAPIError as error:
             raise _failed(f"reading {uri} failed: {error}") from None
-        if pending:
-            yield pending
