@@ -29,8 +29,11 @@ def lines(path: pathlib.Path, limit: int | None = None) -> Iterator[bytes]:
     def chunks() -> Iterator[bytes]:
         read = 0
         with path.open("rb") as handle:
-            while (chunk := handle.read(CHUNK)) and not (limit and read >= limit):
+            while chunk := handle.read(CHUNK):
                 read += len(chunk)
+                if limit and read >= limit:
+                    yield chunk[: chunk.rfind(b"\n") + 1]  # whole lines only
+                    return
                 yield chunk
 
     return split_lines(chunks())
