@@ -11,6 +11,7 @@ For BigQuery, `usage_query()` is the same computation as one SQL query, run wher
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any, NamedTuple
 
@@ -45,23 +46,23 @@ class _Tally:
     """Counts rows by outcome as they are classified."""
 
     def __init__(self) -> None:
-        self.rows = RowCounts()
+        self.rows = Counter[str]()  # plain counts: a pydantic model's setattr per row showed in profiles
         self.errors: list[RowError] = []
         self.totals = dict.fromkeys(USAGE_FIELDS.values(), 0)
 
     def failed(self, status: str, number: int) -> None:
         if is_transient(status):
-            self.rows.failed_transient += 1
+            self.rows["failed_transient"] += 1
         else:
-            self.rows.failed_permanent += 1
+            self.rows["failed_permanent"] += 1
         if len(self.errors) < MAX_ROW_ERRORS:
             self.errors.append(row_error(status, number))
 
     def succeeded(self, counts: dict[str, int] | None) -> None:
         if counts is None:
-            self.rows.unreadable += 1
+            self.rows["unreadable"] += 1
             return
-        self.rows.succeeded += 1
+        self.rows["succeeded"] += 1
         for name, value in counts.items():
             self.totals[name] += value
 
@@ -71,23 +72,23 @@ class _Tally:
         try:
             row = loads(line)
         except ValueError:
-            self.rows.unreadable += 1
+            self.rows["unreadable"] += 1
             return
         if not isinstance(row, dict):
-            self.rows.unreadable += 1
+            self.rows["unreadable"] += 1
             return
         status, response = row.get("status"), row.get("response")
         if not isinstance(status, str | None) or not isinstance(response, dict | None):
-            self.rows.unreadable += 1
+            self.rows["unreadable"] += 1
         elif status:
             self.failed(status, number)
         elif not response:
-            self.rows.incomplete += 1
+            self.rows["incomplete"] += 1
         else:
             self.succeeded(token_counts(response.get("usageMetadata")))
 
     def scan(self) -> OutputScan:
-        usage, rows = summed(Usage(), self.rows, self.totals)
+        usage, rows = summed(Usage(), RowCounts(**self.rows), self.totals)
         return OutputScan(usage, rows, self.errors)
 
 
@@ -123,12 +124,12 @@ def scan(lines: Iterable[bytes], loads: Callable[[bytes], Any] | None = None) ->
             tally.generic(line, number, orjson.loads)
             continue
         except ValueError:
-            tally.rows.unreadable += 1
+            tally.rows["unreadable"] += 1
             continue
         if row.status:
             tally.failed(row.status, number)
         elif not row.response:
-            tally.rows.incomplete += 1
+            tally.rows["incomplete"] += 1
         else:
             tally.succeeded(_typed_counts(row.response.get("usageMetadata")))
     return tally.scan()
