@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test lint unit demo crds chart docs bench chaos clean control-plane
+.PHONY: test lint unit demo crds chart docs bench bench-more chaos clean control-plane
 
 $(STAMP): pyproject.toml local/pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,8 +54,14 @@ docs: $(STAMP)
 chart: $(STAMP)
 	$(BIN)/python tools/chart.py
 
+# One table of the performance figures (P1-P4) with goals; BIJ_BENCH_JOBS=1000,5000 adds the larger run.
+# The older single-purpose benchmarks (emulator rows/s, BigQuery usage) run on their own: bench-more.
+BIJ_BENCH_JOBS ?= 1000
 bench: $(STAMP)
-	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+	$(BIN)/python benchmarks/bench.py --jobs $(BIJ_BENCH_JOBS)
+
+bench-more: $(STAMP)
+	$(BIN)/python benchmarks/bench_emulator.py && $(BIN)/python benchmarks/bench_bigquery_usage.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

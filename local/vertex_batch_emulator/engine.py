@@ -23,6 +23,7 @@ from .faults import FaultPlan
 from .filtering import compile_filter
 from .jobs import TERMINAL, Job, project_number, rfc3339, utcnow
 from .lifecycle import Lifecycle
+from .listing import JobIndex
 from .processing import JobProcessor
 from .storage import Storage
 from .validation import parse_create_body
@@ -36,6 +37,7 @@ class Engine:
         self._bigquery = bigquery
         self.config = config or Config()
         self.jobs: dict[str, Job] = {}
+        self.index = JobIndex()
         self.faults = FaultPlan()
         self.stats: Counter[tuple[str, int]] = Counter()
         self.cache = inference.ImplicitCache(self.config.cache_threshold_tokens)
@@ -81,6 +83,7 @@ class Engine:
         self.jobs.clear()
         self.operations.clear()
         self.exchanges.clear()
+        self.index.clear()
         self.faults.clear()
         self.stats.clear()
         self.cache = inference.ImplicitCache(self.config.cache_threshold_tokens)
@@ -118,6 +121,7 @@ class Engine:
         )
         job.fault = self.faults.take_job_fault(request.display_name, job.labels)
         self.jobs[job.id] = job
+        self.index.add(job)
         self.lifecycle.start(job)
         return job
 
@@ -142,26 +146,9 @@ class Engine:
     ) -> tuple[list[Job], str | None]:
         predicate = compile_filter(filter_text)
         size = min(page_size or 100, 1000)
-        jobs = sorted(
-            (
-                j
-                for j in self.jobs.values()
-                if j.location == location and project in (j.project, project_number(j.project))
-            ),
-            key=lambda j: int(j.id),
-            reverse=True,
-        )
-        if page_token:
-            if not page_token.isdigit():
-                raise ApiError(400, "Invalid page token.")
-            jobs = [j for j in jobs if int(j.id) < int(page_token)]
-        matched: list[Job] = []
-        for job in jobs:
-            if predicate(job.to_rest()):
-                if len(matched) == size:
-                    return matched, matched[-1].id
-                matched.append(job)
-        return matched, None
+        if page_token and not page_token.isdigit():
+            raise ApiError(400, "Invalid page token.")
+        return self.index.page(self.jobs, project, location, predicate, size, int(page_token) if page_token else None)
 
     def cancel(self, project: str, location: str, job_id: str) -> None:
         self.lifecycle.cancel(self.get(project, location, job_id))
@@ -175,6 +162,7 @@ class Engine:
                 "FAILED_PRECONDITION",
             )
         del self.jobs[job_id]
+        self.index.remove(job)
         now = rfc3339(utcnow())
         parent = job.name.rsplit("/batchPredictionJobs/", 1)[0]
         operation_id = str(next(self._ids))

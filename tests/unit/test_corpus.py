@@ -97,6 +97,10 @@ def test_jsonl_is_refused_by_preflight_and_by_vertex_on_the_same_line(name: str)
     assert f"{uri} line {outcome['line']}: " in shown and outcome["message"] in str(first), shown
 
     importer = ImportValidator()
+    if outcome["vertex_rule"] in ("row", "job"):  # Vertex imports it, then fails the row or the job
+        for number, line in enumerate(lines_of(data), 1):
+            importer.check(uri, number, line)
+        return
     with pytest.raises(ImportViolation) as vertex_refusal:
         for number, line in enumerate(lines_of(data), 1):
             importer.check(uri, number, line)
@@ -108,7 +112,9 @@ def test_jsonl_is_refused_by_preflight_and_by_vertex_on_the_same_line(name: str)
 def test_the_lines_before_the_bad_one_are_good_input() -> None:
     """Each file is wrong in one place only: its lines before the expected one pass both checks."""
     for name, outcome in expected(JSONL).items():
-        good = lines_of((JSONL / name).read_bytes())[: outcome["line"] - 1]
+        good = lines_of((JSONL / name).read_bytes())[: max(outcome["line"] - 1, 0)]
+        if not good:
+            continue  # an input without lines is refused itself (empty-file)
         preflight = Preflight()
         preflight.check_file("gs://corpus-inputs/x.jsonl", 0, good)
         assert not preflight.failed, (name, preflight.violations)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from google.api_core import exceptions as gexc
 from google.cloud import storage
@@ -18,6 +18,20 @@ from ..core.uris import GcsUri
 from .errors import AdapterError
 
 CHUNK = 4 << 20
+
+
+def split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Lines of a stream of chunks, split on \\n; each byte is copied once (into its line), as the scans
+    that read these lines run at several hundred MB/s and a second copy of every chunk showed."""
+    pending = b""
+    for chunk in chunks:
+        parts = chunk.split(b"\n")
+        if pending:
+            parts[0] = pending + parts[0]
+        pending = parts.pop()
+        yield from parts
+    if pending:
+        yield pending
 
 
 def _missing(message: str) -> AdapterError:
@@ -99,16 +113,10 @@ class CloudStorage:
     def lines(self, uri: str) -> Iterator[bytes]:
         parsed = GcsUri.parse(uri)
         bucket_name, name = parsed.bucket, parsed.name
-        pending = b""
         try:
             with self.client.bucket(bucket_name).blob(name).open("rb", chunk_size=CHUNK) as reader:
-                while chunk := reader.read(CHUNK):
-                    parts = (pending + chunk).split(b"\n")
-                    pending = parts.pop()
-                    yield from parts
+                yield from split_lines(iter(lambda: reader.read(CHUNK), b""))
         except gexc.NotFound:
             raise _missing(f"{uri} does not exist") from None
         except gexc.GoogleAPIError as error:
             raise _failed(f"reading {uri} failed: {error}") from None
-        if pending:
-            yield pending
