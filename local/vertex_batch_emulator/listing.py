@@ -32,6 +32,7 @@ class JobIndex:
             self._ids.setdefault(key, []).append(int(job.id))
         self._fields[job.id] = {
             "displayName": job.display_name,
+            "model": job.model,
             "createTime": rfc3339(job.create_time),
             "labels": job.labels,
         }

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 
+import pytest
+
 from vertex_batch_emulator.filtering import compile_filter
 from vertex_batch_emulator.jobs import Job, project_number
 from vertex_batch_emulator.listing import JobIndex
@@ -64,3 +66,31 @@ def test_pages_hold_the_matching_jobs_newest_first_with_tokens_between() -> None
     assert [i for page in pages(index, jobs, "p", text, 1000) for i in page] == expected[:3] + expected[4:]
     index.clear()
     assert pages(index, jobs, "p", "", 10) == [[]]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'display_name="job-8"',
+        'display_name:"job-1*"',
+        'model_display_name="gemini-2.5-flash"',
+        'model_display_name!="gemini-2.5-flash"',
+        "state=JOB_STATE_RUNNING",
+        'create_time>="2026-11-01T00:01:00Z"',
+        "labels.team=b",
+        "labels.team:*",
+    ],
+)
+def test_every_documented_filter_field_pages_as_filtering_the_rendered_jobs(text: str) -> None:
+    """The index reads a job's fields without rendering it: each field must read as the rendered job."""
+    index, jobs = JobIndex(), {}
+    for number in range(1, 120):
+        made = job(number, "p")
+        if number % 4 == 0:
+            made.model = "publishers/google/models/gemini-2.0-flash"
+        jobs[made.id] = made
+        index.add(made)
+    predicate = compile_filter(text)
+    expected = sorted((j.id for j in jobs.values() if predicate(j.to_rest())), reverse=True)
+    assert expected, f"the case {text!r} should match some jobs"
+    assert [i for page in pages(index, jobs, "p", text, 25) for i in page] == expected

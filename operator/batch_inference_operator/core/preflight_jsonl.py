@@ -23,8 +23,8 @@ from typing import Any
 import msgspec
 
 from ..api import PreflightReport
-from .wording import article
 from .request_fields import request_field_problems
+from .wording import article
 
 MAX_REQUESTS = 200_000
 MAX_FILE_BYTES = 1 << 30
