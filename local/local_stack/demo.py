@@ -133,9 +133,9 @@ async def _demo(folder: pathlib.Path, console: Console) -> int:
                     continue
                 output = status["outputLocation"]
                 shown = output if output.startswith("bq://") else f"{output}/predictions.jsonl"
-                console.print(
-                    f"[green]{name}[/]: {status['completionStats']['successful']} requests succeeded; output: {shown}"
-                )
+                succeeded = status["completionStats"]["successful"]
+                requests = "request" if succeeded == 1 else "requests"
+                console.print(f"[green]{name}[/]: {succeeded} {requests} succeeded; output: {shown}")
                 usage = status.get("usage", {})
                 console.print(
                     f"    tokens: {usage.get('promptTokens', 0):,} prompt ({usage.get('cachedTokens', 0):,} from the "

@@ -44,7 +44,7 @@ def test_a_file_named_twice_is_refused_by_the_spec_with_the_duplicate_named() ->
         "input": {"gcs": {"uris": ["gs://in-bucket/a.jsonl", "gs://in-bucket/b.jsonl", "gs://in-bucket/a.jsonl"]}},
         "output": {"gcs": {"uriPrefix": "gs://out-bucket/x/"}},
     }
-    with pytest.raises(ValueError, match=r'spec.input.gcs.uris: Duplicate value: "gs://in-bucket/a.jsonl"'):
+    with pytest.raises(ValueError, match=r'spec.input.gcs.uris\[2\]: Duplicate value: "gs://in-bucket/a.jsonl"'):
         api.parse_spec(spec)
     schema = api.BatchInferenceJobSpec.model_json_schema(by_alias=True)["$defs"]["GcsInput"]["properties"]["uris"]
     assert schema["x-kubernetes-list-type"] == "set", "the apiserver refuses duplicates too"

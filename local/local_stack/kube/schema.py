@@ -166,6 +166,26 @@ def _cause_from_schema_error(error: jsonschema.ValidationError) -> Cause:
     return Cause(field, "FieldValueInvalid", f"Invalid value: {_quote(value)}: {error.message}")
 
 
+def _check_list_sets(value: Any, schema: dict[str, Any], path: str, causes: list[Cause]) -> None:
+    """`x-kubernetes-list-type: set`: an item equal to an earlier one is a `Duplicate value`, named by its
+    index; checked after the schema and before the CEL rules, as the apiserver does."""
+    if isinstance(value, list):
+        if schema.get("x-kubernetes-list-type") == "set":
+            for index, item in enumerate(value):
+                if item in value[:index]:
+                    causes.append(Cause(_join(path, index), "FieldValueDuplicate", f"Duplicate value: {_quote(item)}"))
+        if isinstance(schema.get("items"), dict):
+            for index, item in enumerate(value):
+                _check_list_sets(item, schema["items"], _join(path, index), causes)
+    elif isinstance(value, dict):
+        for key, child in value.items():
+            child_schema = (schema.get("properties") or {}).get(key)
+            if child_schema is None and isinstance(schema.get("additionalProperties"), dict):
+                child_schema = schema["additionalProperties"]
+            if child_schema is not None:
+                _check_list_sets(child, child_schema, _join(path, key), causes)
+
+
 class CrdSchema:
     """One version's openAPIV3Schema with compiled CEL programs."""
 
@@ -287,6 +307,7 @@ class CrdSchema:
             for e in sorted(self._validator.iter_errors(obj), key=_schema_error_order)
             for cause in _causes_from_schema_error(e)
         ]
+        _check_list_sets(obj, self.schema, "", causes)
         if any(cause.reason in BLOCKING_REASONS for cause in causes):
             if self._has_rules:
                 causes.append(RULES_NOT_CHECKED)

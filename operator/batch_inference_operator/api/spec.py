@@ -6,6 +6,7 @@ import json
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from . import cel
 from .base import ApiModel
@@ -45,14 +46,24 @@ class OneOf(ApiModel):
 
 
 def check_unique(uris: list[str]) -> list[str]:
-    """A file listed twice would be read, run and billed twice in one job (the apiserver says `Duplicate
-    value` for the same list, from `x-kubernetes-list-type: set`)."""
-    twice = sorted({uri for uri in uris if uris.count(uri) > 1})
-    if twice:
-        raise ValueError(
-            f"Duplicate value: {', '.join(json.dumps(uri) for uri in twice)}: each file is listed once "
-            "(Vertex would run and bill its requests once per listing)"
+    """A file listed twice would be read, run and billed twice in one job. Worded and placed as the
+    apiserver says it for `x-kubernetes-list-type: set`: `uris[2]: Duplicate value: "..."`."""
+    problems = [
+        InitErrorDetails(
+            type=PydanticCustomError(
+                "value_error",
+                "Duplicate value: {uri}: each file is listed once "
+                "(Vertex would run and bill its requests once per listing)",
+                {"uri": json.dumps(uri)},
+            ),
+            loc=(index,),
+            input=uri,
         )
+        for index, uri in enumerate(uris)
+        if uri in uris[:index]
+    ]
+    if problems:
+        raise ValidationError.from_exception_data("uris", problems)
     return uris
 
 
