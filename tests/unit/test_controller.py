@@ -18,8 +18,9 @@ from batch_inference_operator.adapters.bigquery import TableInfo
 from batch_inference_operator.adapters.errors import AdapterError
 from batch_inference_operator.adapters.vertex import observe
 from batch_inference_operator.controller import checks, executor
+from batch_inference_operator.controller.kube import StatusConflict
 from batch_inference_operator.controller.lifecycle import reconcile_resource, release_resource
-from batch_inference_operator.controller.runtime import Runtime
+from batch_inference_operator.controller.runtime import Marker, Runtime
 from batch_inference_operator.core.actions import CancelJob, Decision, RunPreflight, SubmitJob
 from batch_inference_operator.core.admission import Queue
 from batch_inference_operator.core.decide import decide
@@ -107,7 +108,7 @@ async def test_submit_creates_once_then_adopts_its_own_job() -> None:
     assert isinstance(action, SubmitJob)
 
     done = await executor.submit(vertex, action, True, T0, SETTLE, TIMEOUT)
-    assert done.how == "created" and vertex.calls == ["list", "list", "create", "get"]
+    assert done.how == "created" and vertex.calls == ["list", "list", "create"], "no GET: the create says it all"
 
     vertex.calls.clear()
     # e.g. after a crash before the status write
@@ -158,8 +159,41 @@ def runtime_with(vertex: FakeVertex, decision: Decision | None = None) -> Runtim
     runtime = Runtime(Settings(retry_base=5.0, retry_max=60.0, create_settle=150), vertex)  # type: ignore[arg-type]
     runtime.clock = lambda: T0
     if decision is not None and isinstance(decision.actions[0], SubmitJob) and decision.actions[0].marker:
-        runtime.fresh[RESOURCE.uid] = decision.actions[0].marker
+        runtime.fresh[RESOURCE.uid] = Marker(decision.actions[0].marker)
     return runtime
+
+
+class FakeKube:
+    """The status subresource as the API server keeps it: merge patches applied, each one recorded,
+    a resourceVersion precondition checked (409 when the object moved on)."""
+
+    def __init__(self, status: dict[str, Any] | None = None, version: str = "1") -> None:
+        self.status: dict[str, Any] = dict(status or {})
+        self.version = version
+        self.patches: list[dict[str, Any]] = []
+
+    async def patch_status(
+        self, namespace: str, name: str, patch: dict[str, Any], resource_version: str | None
+    ) -> dict[str, Any]:
+        if resource_version is not None and resource_version != self.version:
+            raise StatusConflict(f"{resource_version} is not {self.version}")
+        self.patches.append(patch)
+        self.status = merge(self.status, patch)
+        self.version = str(int(self.version) + 1)
+        return {"metadata": {"resourceVersion": self.version}, "status": self.status}
+
+
+def merge(target: Any, patch: Any) -> Any:
+    """What the API server does with a JSON merge patch (RFC 7386)."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge(merged.get(key), value)
+    return merged
 
 
 async def test_act_submits_and_records_the_job() -> None:
@@ -178,7 +212,7 @@ async def test_a_recoverable_error_backs_off_and_says_so() -> None:
     runtime = runtime_with(vertex, decision)
     result = await executor.act(runtime, decision, s, RESOURCE, TENANCY, Queue(), "")
     assert [e.reason for e in result.events] == ["RetryingSubmit"]
-    assert "retrying in" in (result.status.message or "") and result.status.phase == "Pending"
+    assert "retrying with backoff" in (result.status.message or "") and result.status.phase == "Pending"
     assert result.status.attempts[0].submitting is not None, "the marker stays: the next try lists first"
     assert not runtime.may_try(RESOURCE.uid), "backing off"
 
@@ -297,13 +331,13 @@ async def test_an_unexpected_error_ends_in_a_condition_and_a_backoff_never_a_los
     s, decision = submit_action()
     stored = decision.status.to_wire()
     body = kopf.Body({"metadata": {"name": "reviews", "namespace": "team-a"}, "spec": s.to_wire(), "status": stored})
-    patch = kopf.Patch()
+    kube = FakeKube(stored)
     runtime = runtime_with(Broken(), decision)
-    events = await reconcile_resource(runtime, body, patch, RESOURCE, "", TENANCY, Queue())
+    events = (await reconcile_resource(runtime, body, kube, RESOURCE, "", TENANCY, Queue())).events
 
     assert [(e.type, e.reason) for e in events] == [("Warning", "InternalError")]
-    assert "RuntimeError: an answer no one expected" in events[0].message and "retrying in" in events[0].message
-    written = dict(patch)["status"]
+    assert "RuntimeError: an answer no one expected" in events[0].message and "retrying" in events[0].message
+    [written] = kube.patches
     assert set(written) == {"message", "conditions"}, "attempts are never rewritten after an unexpected error"
     ready = next(c for c in written["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "InternalError")
@@ -314,10 +348,11 @@ async def test_a_stored_status_that_does_not_parse_is_reported_not_rewritten() -
     s = spec()
     stored = {"phase": "Running", "attempts": [{"attempt": 1, "jobName": "projects/1/x", "fromTheFuture": True}]}
     body = kopf.Body({"metadata": {"name": "reviews", "namespace": "team-a"}, "spec": s.to_wire(), "status": stored})
-    patch = kopf.Patch()
-    events = await reconcile_resource(runtime_with(FakeVertex()), body, patch, RESOURCE, "", TENANCY, Queue())
+    kube = FakeKube(stored)
+    turn = await reconcile_resource(runtime_with(FakeVertex()), body, kube, RESOURCE, "", TENANCY, Queue())
+    events = turn.events
     assert [e.reason for e in events] == ["InternalError"] and "fromTheFuture" in events[0].message
-    assert "attempts" not in dict(patch)["status"]
+    assert all("attempts" not in patch for patch in kube.patches)
 
 
 async def test_a_closed_endpoint_is_unreachable_and_fails_after_bounded_tries() -> None:
@@ -339,7 +374,7 @@ async def test_a_closed_endpoint_is_unreachable_and_fails_after_bounded_tries() 
     assert raised.value.reason == "UnreachableEndpoint" and raised.value.retryable
 
     runtime = Runtime(settings, vertex)
-    runtime.fresh[RESOURCE.uid] = action.marker  # type: ignore[assignment]
+    runtime.fresh[RESOURCE.uid] = Marker(action.marker)  # type: ignore[arg-type]
     s = spec()
     reasons = []
     for _ in range(3):
@@ -383,7 +418,9 @@ async def test_a_create_with_an_unknown_outcome_is_never_repeated_within_the_set
     assert vertex.calls.count("create") == 1, "after the window a new marker is written first"
     assert remarked.status.attempts[0].submitting != marker
 
-    runtime.fresh[RESOURCE.uid] = remarked.status.attempts[0].submitting  # as the lifecycle notes after the write
+    remark = remarked.status.attempts[0].submitting
+    assert remark is not None
+    runtime.fresh[RESOURCE.uid] = Marker(remark)  # as the lifecycle notes after the write
     created = await executor.act(runtime, again(remarked.status, later), s, RESOURCE, TENANCY, Queue(), "")
     assert vertex.calls.count("create") == 2 and created.status.attempts[0].job_name in vertex.jobs
 
@@ -415,11 +452,11 @@ async def test_a_spec_that_no_longer_validates_never_abandons_a_running_job() ->
     ).to_wire()
     manifest_spec = {**s.to_wire(), "model": "Gemini 2.5 Flash"}
     body = kopf.Body({"metadata": {"name": "reviews", "namespace": "team-a"}, "spec": manifest_spec, "status": stored})
-    patch = kopf.Patch()
+    kube = FakeKube(stored)
     runtime = runtime_with(FakeVertex())
-    events = await reconcile_resource(runtime, body, patch, RESOURCE, "", TENANCY, Queue())
+    events = (await reconcile_resource(runtime, body, kube, RESOURCE, "", TENANCY, Queue())).events
     assert [(e.type, e.reason) for e in events] == [("Warning", "InvalidSpec")]
-    written = dict(patch)["status"]
+    [written] = kube.patches
     assert "phase" not in written and "attempts" not in written, "not failed, attempts untouched"
     assert runtime.tracked[RESOURCE.uid].job_name == job, "the poller keeps following the job"
 

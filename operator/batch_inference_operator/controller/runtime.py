@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import random
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,12 @@ from ..core.actions import Event
 from ..core.pricing import DEFAULT_PRICES, Price, parse_prices
 from ..core.vertex_jobs import ObservedJob
 from ..settings import Settings
+from .kube import Kube
+from .limits import CreateLimiter
 from .status_patch import merge_patch
+
+# Released resources remembered (see Runtime.released).
+RELEASED_KEPT = 1024
 
 
 def now() -> datetime.datetime:
@@ -36,6 +42,15 @@ class Tracked:
     # After a create whose outcome was unknown: the attempt's labels, so the poller can find and cancel a
     # second job that lands late (within two settle windows of the first job's creation).
     duplicate_watch: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A `submitting` marker this process stored and has sent no create for yet (core/exactly_once.py).
+    `first`: the attempt had no marker before it, so no create was ever sent for the attempt."""
+
+    at: datetime.datetime
+    first: bool = False
 
 
 @dataclass
@@ -62,18 +77,25 @@ class Runtime:
     phases: dict[str, str | None] = field(default_factory=dict)  # by resource uid, for the jobs gauge
     faulted: set[str] = field(default_factory=set)  # resources whose last turn raised an unexpected error
     # Markers this process wrote and has sent no create for yet (core/exactly_once.py), by resource uid.
-    fresh: dict[str, datetime.datetime] = field(default_factory=dict)
+    fresh: dict[str, Marker] = field(default_factory=dict)
     # Markers this process wrote that only refused calls followed (no create for them may land), by uid.
     clean: dict[str, datetime.datetime] = field(default_factory=dict)
     # Events found outside a resource's turn (the poller's duplicate check), posted on its next turn.
     notices: dict[str, list[Event]] = field(default_factory=dict)
-    released: set[str] = field(default_factory=set)  # deleted resources: nothing more is tracked for them
+    # Deleted resources, so a turn still running at the deletion does not track them again; bounded (a
+    # turn outlives its resource's release by seconds, not by thousands of deletions).
+    released: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    # One wake-up per resource's loop: a watch event or a poll that changed its job sets it.
+    wakers: dict[str, asyncio.Event] = field(default_factory=dict)
     poller: asyncio.Task[None] | None = None
+    kube: Kube = field(default_factory=Kube)  # status writes and Events (controller/kube.py)
+    limiter: CreateLimiter = field(default_factory=lambda: CreateLimiter(0, 0))  # from_settings sets it
     clock: Callable[[], datetime.datetime] = now  # the time decisions are made at (tests pass their own)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
         runtime = cls(settings, Vertex(settings))
+        runtime.limiter = CreateLimiter(settings.create_rate, settings.create_concurrency)
         if settings.prices_json:
             runtime.prices.update(parse_prices(settings.prices_json))
         return runtime
@@ -94,12 +116,25 @@ class Runtime:
     def recovered(self, uid: str) -> None:
         self.faulted.discard(uid)
 
+    def until_retry(self, uid: str) -> float:
+        """Seconds until this resource's backoff has passed (0 when it has)."""
+        entry = self.backoff.get(uid)
+        return 0.0 if entry is None else max(0.0, entry.next_attempt - asyncio.get_running_loop().time())
+
     def held(self, uid: str) -> bool:
         """True while a resource that met an unexpected error waits out its backoff."""
         return uid in self.faulted and not self.may_try(uid)
 
+    def wake(self, uid: str) -> None:
+        waker = self.wakers.get(uid)
+        if waker is not None:
+            waker.set()
+
     def forget(self, uid: str) -> None:
-        self.released.add(uid)
+        self.released[uid] = None
+        while len(self.released) > RELEASED_KEPT:
+            self.released.popitem(last=False)
+        self.wakers.pop(uid, None)
         self.faulted.discard(uid)
         self.fresh.pop(uid, None)
         self.clean.pop(uid, None)
