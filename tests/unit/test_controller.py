@@ -20,6 +20,7 @@ from batch_inference_operator.adapters.vertex import observe
 from batch_inference_operator.controller import checks, executor
 from batch_inference_operator.controller.kube import StatusConflict
 from batch_inference_operator.controller.lifecycle import reconcile_resource, release_resource
+from batch_inference_operator.controller.limits import CreateLimiter
 from batch_inference_operator.controller.runtime import Marker, Runtime
 from batch_inference_operator.core.actions import CancelJob, Decision, RunPreflight, SubmitJob
 from batch_inference_operator.core.admission import Queue
@@ -522,3 +523,67 @@ async def test_deleting_cancels_an_adopted_job_of_an_earlier_resource_too() -> N
     done = await release_resource(runtime_with(vertex), deleting(status), RESOURCE.uid)
     assert vertex.jobs[adopted.name][0].state == "JOB_STATE_CANCELLING" and done.again_in is None
     assert [e.reason for e in done.events] == ["CancelledOnDelete"] and adopted.name in done.events[0].message
+
+
+def body_of(status: dict[str, Any], **spec_changes: Any) -> kopf.Body:
+    meta = {"name": "reviews", "namespace": "team-a", "uid": RESOURCE.uid, "resourceVersion": "1"}
+    return kopf.Body({"metadata": meta, "spec": spec(**spec_changes).to_wire(), "status": status})
+
+
+async def test_one_turn_stores_the_marker_then_creates_with_one_lookup_and_no_get() -> None:
+    """Before, the marker was written in one turn and the create sent on the next timer tick, after two
+    lookups, and followed by a GET. Now: marker stored (and answered) first, then in the same turn one
+    lookup (a re-created resource's job) and the create; the job's name is the turn's second write."""
+    vertex, kube = FakeVertex(), FakeKube()
+    runtime = runtime_with(vertex)
+    turn = await reconcile_resource(runtime, body_of({}), kube, RESOURCE, "", TENANCY, Queue())
+    assert vertex.calls == ["list", "create"]
+    marker, recorded = kube.patches
+    assert marker["attempts"][0]["submitting"] and "jobName" not in marker["attempts"][0], "the marker comes first"
+    assert recorded["attempts"][0]["jobName"] in vertex.jobs
+    assert [e.reason for e in turn.events] == ["Accepted", "Submitted"]
+    assert runtime.tracked[RESOURCE.uid].job_name in vertex.jobs
+
+
+async def test_a_refused_create_keeps_its_fresh_marker_and_the_retry_needs_no_lookup() -> None:
+    """A 429 made no job: the marker stays this process's own, so the retry creates at once; the retry
+    changes neither the status (one message per problem) nor adds a second Warning reason."""
+    vertex, kube = FakeVertex(), FakeKube()
+    vertex.fail_next["create"] = AdapterError("create: Vertex AI answered 429", retryable=True, code=429)
+    runtime = runtime_with(vertex)
+    first = await reconcile_resource(runtime, body_of({}), kube, RESOURCE, "", TENANCY, Queue())
+    assert [e.reason for e in first.events] == ["Accepted", "RetryingSubmit"] and first.requeue_after
+    writes = len(kube.patches)
+    runtime.backoff[RESOURCE.uid].next_attempt = 0  # as if the backoff had passed
+    vertex.calls.clear()
+    second = await reconcile_resource(runtime, body_of(kube.status), kube, RESOURCE, "", TENANCY, Queue())
+    assert vertex.calls == ["list", "create"], "the re-created resource lookup only: no job of this attempt can exist"
+    assert kube.status["attempts"][0]["jobName"] in vertex.jobs and len(kube.patches) == writes + 1
+    assert [e.reason for e in second.events] == ["Submitted"]
+
+
+async def test_the_same_retried_problem_writes_status_once() -> None:
+    vertex, kube = FakeVertex(), FakeKube()
+    runtime = runtime_with(vertex)
+    for _ in range(4):
+        vertex.fail_next["create"] = AdapterError("create: Vertex AI answered 429", retryable=True, code=429)
+        runtime.backoff.pop(RESOURCE.uid, None)
+        await reconcile_resource(runtime, body_of(kube.status), kube, RESOURCE, "", TENANCY, Queue())
+    assert vertex.calls.count("create") == 4
+    assert len(kube.patches) == 2, "the marker, then the retry's message once: the same problem rewrites nothing"
+
+
+async def test_a_burst_beyond_the_create_pace_waits_in_queued_without_a_marker() -> None:
+    vertex, kube = FakeVertex(), FakeKube()
+    runtime = runtime_with(vertex)
+    runtime.limiter = CreateLimiter(rate=1.0, concurrency=0, burst=1)
+    await reconcile_resource(runtime, body_of({}), kube, RESOURCE, "", TENANCY, Queue())
+    assert vertex.calls.count("create") == 1
+    other, other_kube = Resource("team-a", "second", "uid-2"), FakeKube()
+    body = kopf.Body({"metadata": {"name": "second", "namespace": "team-a"}, "spec": spec().to_wire(), "status": {}})
+    paced = await reconcile_resource(runtime, body, other_kube, other, "", TENANCY, Queue())
+    assert vertex.calls.count("create") == 1, "no slot: no create"
+    assert other_kube.status["phase"] == "Queued" and not other_kube.status.get("attempts"), "no marker while waiting"
+    ready = next(c for c in other_kube.status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "CreatePaced" and paced.requeue_after and 0 < paced.requeue_after <= 1.0
+    assert [e.reason for e in paced.events] == ["Queued"]

@@ -126,17 +126,16 @@ async def _reconcile(
     stored, before = old, current
     permit: tuple[str, str] | None = None
     try:
-        for round_ in range(MARKER_ROUNDS):
+        for _ in range(MARKER_ROUNDS):
             marker = new_marker(before, decision.status)
             if marker is not None:
                 if permit is None:
                     key = (decision.status.project or "", decision.status.location or "")
                     wait = runtime.limiter.acquire(key, asyncio.get_running_loop().time())
                     if wait > 0:  # no create slot: Queued, without the marker, until one frees
-                        queued = record_create_queued(
-                            before, decision.status, *key, wait, runtime.clock(), resource.generation
+                        decision = record_create_queued(
+                            before, decision, *key, wait, runtime.clock(), resource.generation
                         )
-                        decision = queued if round_ == 0 else Decision(before, requeue_after=wait)
                         break
                     permit = key
                 # The submit protocol's first step: the marker is stored, and the store said so, before

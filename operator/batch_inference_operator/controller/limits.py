@@ -22,11 +22,12 @@ class _Bucket:
 
 @dataclass
 class CreateLimiter:
-    """A token bucket (`rate` per second, bursts up to `rate`, at least 1) and at most `concurrency` creates
-    in flight, per key. 0 turns either off. Times are the event loop's clock, passed in."""
+    """A token bucket (`rate` per second, bursts of up to `burst`, at least 1) and at most `concurrency`
+    creates in flight, per key. A rate or concurrency of 0 turns it off. Times are the event loop's clock."""
 
     rate: float
     concurrency: int
+    burst: float = 1.0
     buckets: dict[Key, _Bucket] = field(default_factory=dict)
 
     def acquire(self, key: Key, now: float) -> float:
@@ -53,4 +54,4 @@ class CreateLimiter:
 
     @property
     def _burst(self) -> float:
-        return max(1.0, self.rate)
+        return max(1.0, self.burst)

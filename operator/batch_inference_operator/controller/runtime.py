@@ -95,7 +95,7 @@ class Runtime:
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
         runtime = cls(settings, Vertex(settings))
-        runtime.limiter = CreateLimiter(settings.create_rate, settings.create_concurrency)
+        runtime.limiter = CreateLimiter(settings.create_rate, settings.create_concurrency, settings.create_burst)
         if settings.prices_json:
             runtime.prices.update(parse_prices(settings.prices_json))
         return runtime

@@ -258,7 +258,7 @@ def record_failure(
 
 def record_create_queued(
     before: BatchInferenceJobStatus,
-    after: BatchInferenceJobStatus,
+    decision: Decision,
     project: str,
     location: str,
     wait: float,
@@ -267,8 +267,9 @@ def record_create_queued(
 ) -> Decision:
     """`after` would store a submitting marker, but no create slot is free in this project/location (the
     operator paces creates): keep `after` without the marker, in phase Queued, and try again in `wait`
-    seconds. No marker is stored while waiting, so none ages (core/exactly_once.py)."""
-    status = after.model_copy(deep=True)
+    seconds. No marker is stored while waiting, so none ages (core/exactly_once.py). The Events of the
+    submit itself (Accepted, Resuming) wait for it; the others (a preflight passed) are kept."""
+    status = decision.status.model_copy(deep=True)
     latest = status.attempts[-1]
     earlier = next((a for a in before.attempts if a.attempt == latest.attempt), None)
     if earlier is None:
@@ -280,6 +281,6 @@ def record_create_queued(
     status.phase = "Queued"
     status.message = f"waiting for a create slot: the operator paces Vertex job creation in {project}/{location}"
     set_condition(status, "Ready", False, "CreatePaced", status.message, now, generation)
-    events: list[Event] = []
+    events = [event for event in decision.events if event.reason not in ("Accepted", "Resuming")]
     phase_event(previous, status, events)
     return Decision(status, events=events, requeue_after=wait)
