@@ -40,6 +40,13 @@ BIJ = "/apis/batchinference.dev/v1alpha1/namespaces/default/batchinferencejobs"
 LOOP_DEFAULTS = ("BIJ_RECONCILE_INTERVAL", "BIJ_POLL_INTERVAL", "BIJ_RETRY_BASE")
 
 
+def rss_mb(pid: int) -> float:
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def manifest(name: str, source: str, bucket: str) -> dict[str, Any]:
     return {
         "apiVersion": "batchinference.dev/v1alpha1",
@@ -203,9 +210,18 @@ async def main(args: argparse.Namespace) -> None:
         row = {"request": {"contents": [{"role": "user", "parts": [{"text": "hello"}]}]}}
         blob.upload_from_string(json.dumps(row) + "\n")
         source = "gs://bench-control-loop/in.jsonl"
-        rows = []
+        assert stack.operator is not None
+        await asyncio.sleep(2.0)  # settle after start
+        idle = rss_mb(stack.operator.pid)
+        rows = [f"{'operator RSS idle':<28} {idle:.0f} MB"]
         if args.serial or args.burst:
             rows += await p1(stack, source, bucket.name, args.serial, args.burst)
+            resources = args.serial + args.burst
+            loaded = rss_mb(stack.operator.pid)
+            rows.append(
+                f"{'operator RSS after P1':<28} {loaded:.0f} MB with {resources} resources "
+                f"({(loaded - idle) * 1024 / max(1, resources):.0f} KB per resource)"
+            )
         if args.writes:
             rows += await p4(stack, source, bucket.name, args.writes, args.faults)
         print(f"bench_control_loop ({datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M}Z, {sys.platform})")

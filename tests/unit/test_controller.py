@@ -21,7 +21,7 @@ from batch_inference_operator.controller import checks, executor
 from batch_inference_operator.controller.kube import StatusConflict
 from batch_inference_operator.controller.lifecycle import reconcile_resource, release_resource
 from batch_inference_operator.controller.limits import CreateLimiter
-from batch_inference_operator.controller.runtime import Marker, Runtime
+from batch_inference_operator.controller.runtime import Backoff, Marker, Runtime
 from batch_inference_operator.core.actions import CancelJob, Decision, RunPreflight, SubmitJob
 from batch_inference_operator.core.admission import Queue
 from batch_inference_operator.core.decide import decide
@@ -207,15 +207,22 @@ async def test_act_submits_and_records_the_job() -> None:
 
 
 async def test_a_recoverable_error_backs_off_and_says_so() -> None:
+    """The first failure is an Event and a backoff (its retry may clear it: no status write); from the
+    second on, the status says so too, in a message that does not change with each retry."""
     vertex = FakeVertex()
-    vertex.fail_next["create"] = AdapterError("create: Vertex AI answered 429", retryable=True, code=429)
     s, decision = submit_action()
     runtime = runtime_with(vertex, decision)
-    result = await executor.act(runtime, decision, s, RESOURCE, TENANCY, Queue(), "")
-    assert [e.reason for e in result.events] == ["RetryingSubmit"]
-    assert "retrying with backoff" in (result.status.message or "") and result.status.phase == "Pending"
-    assert result.status.attempts[0].submitting is not None, "the marker stays: the next try lists first"
-    assert not runtime.may_try(RESOURCE.uid), "backing off"
+    messages = []
+    for _ in range(2):
+        vertex.fail_next["create"] = AdapterError("create: Vertex AI answered 429", retryable=True, code=429)
+        runtime.backoff.get(RESOURCE.uid, Backoff()).next_attempt = 0
+        result = await executor.act(runtime, decision, s, RESOURCE, TENANCY, Queue(), "")
+        assert [e.reason for e in result.events] == ["RetryingSubmit"]
+        messages.append(result.status.message or "")
+        assert result.status.attempts[0].submitting is not None, "the marker stays"
+        assert not runtime.may_try(RESOURCE.uid), "backing off"
+    assert messages[0] == decision.status.message, "first failure: status unchanged"
+    assert "retrying with backoff" in messages[1] and result.status.phase == "Pending"
 
 
 @pytest.mark.parametrize(
@@ -567,10 +574,12 @@ async def test_the_same_retried_problem_writes_status_once() -> None:
     runtime = runtime_with(vertex)
     for _ in range(4):
         vertex.fail_next["create"] = AdapterError("create: Vertex AI answered 429", retryable=True, code=429)
-        runtime.backoff.pop(RESOURCE.uid, None)
+        runtime.backoff.get(RESOURCE.uid, Backoff()).next_attempt = 0  # as if the backoff had passed
         await reconcile_resource(runtime, body_of(kube.status), kube, RESOURCE, "", TENANCY, Queue())
     assert vertex.calls.count("create") == 4
-    assert len(kube.patches) == 2, "the marker, then the retry's message once: the same problem rewrites nothing"
+    # The marker; nothing for the first failure (its retry may clear it); the message at the second;
+    # nothing more for the same problem.
+    assert len(kube.patches) == 2, kube.patches
 
 
 async def test_a_burst_beyond_the_create_pace_waits_in_queued_without_a_marker() -> None:

@@ -217,9 +217,12 @@ def after_error(
         if error.reason == UNREACHABLE and tries >= runtime.settings.unreachable_tries:
             message = f"{error.message} ({tries} tries): check spec.location and the operator's network"
             return record_failure(status, UNREACHABLE, UNAVAILABLE_CODE, message, runtime.clock(), resource.generation)
-        return retry_decision(
+        retried = retry_decision(
             status, error.message, delay, isinstance(action, SubmitJob), runtime.clock(), resource.generation
         )
+        if tries == 1:  # a problem its first retry may clear is an Event only; status says so from the second
+            return Decision(status, events=retried.events)
+        return retried
     reason, code = failure_reason(error.reason, error.code)
     return record_failure(status, reason, code, error.message, runtime.clock(), resource.generation)
 

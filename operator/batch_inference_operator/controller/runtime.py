@@ -11,8 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..adapters.bigquery import BigQuery
-from ..adapters.gcs import CloudStorage
 from ..adapters.vertex import Vertex
 from ..api import BatchInferenceJobStatus
 from ..core.actions import Event
@@ -63,8 +61,10 @@ class Backoff:
 class Runtime:
     settings: Settings
     vertex: Vertex
-    gcs: CloudStorage = field(default_factory=CloudStorage)
-    bigquery: BigQuery = field(default_factory=BigQuery)
+    # Cloud Storage and BigQuery clients, made on first use: an operator that never preflights or reads
+    # an output of one of them does not import its library (tens of MB resident).
+    _gcs: Any = None
+    _bigquery: Any = None
     prices: dict[str, Price] = field(default_factory=lambda: dict(DEFAULT_PRICES))
     observations: dict[str, ObservedJob] = field(default_factory=dict)
     tracked: dict[str, Tracked] = field(default_factory=dict)  # by resource uid
@@ -91,6 +91,22 @@ class Runtime:
     kube: Kube = field(default_factory=Kube)  # status writes and Events (controller/kube.py)
     limiter: CreateLimiter = field(default_factory=lambda: CreateLimiter(0, 0))  # from_settings sets it
     clock: Callable[[], datetime.datetime] = now  # the time decisions are made at (tests pass their own)
+
+    @property
+    def gcs(self) -> Any:
+        if self._gcs is None:
+            from ..adapters.gcs import CloudStorage
+
+            self._gcs = CloudStorage()
+        return self._gcs
+
+    @property
+    def bigquery(self) -> Any:
+        if self._bigquery is None:
+            from ..adapters.bigquery import BigQuery
+
+            self._bigquery = BigQuery()
+        return self._bigquery
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
