@@ -103,7 +103,10 @@ def latency_row(label: str, values: list[float], expected: int) -> str:
 
 
 async def p1(stack: LocalStack, source: str, bucket: str, serial: int, burst: int) -> list[str]:
+    """Apply -> create latencies; and the operator's RSS after the serial resources (its libraries all
+    loaded by then: the first outputs were read) and after the burst, whose difference is per resource."""
     rows = []
+    assert stack.operator is not None
     kube_url = str(stack.kube.url).rstrip("/")
     async with aiohttp.ClientSession() as session:
         one = []
@@ -113,12 +116,21 @@ async def p1(stack: LocalStack, source: str, bucket: str, serial: int, burst: in
             if uid in done:
                 one.append(done[uid] - applied)
         rows.append(latency_row("P1 serial apply->create", one, serial))
+        await asyncio.sleep(3.0)  # the serial jobs finish and their outputs are read
+        warm = rss_mb(stack.operator.pid)
+        rows.append(f"{'operator RSS after serial':<28} {warm:.0f} MB with {serial} resources")
         if burst:
             bodies = [manifest(f"burst-{i}", source, bucket) for i in range(burst)]
             applied = await asyncio.gather(*(apply(session, kube_url, body) for body in bodies))
             done = await wait_created(stack, [uid for uid, _ in applied], 120)
             many = [done[uid] - at for uid, at in applied if uid in done]
             rows.append(latency_row(f"P1 burst of {burst}", many, burst))
+            await asyncio.sleep(3.0)
+            loaded = rss_mb(stack.operator.pid)
+            rows.append(
+                f"{'operator RSS after burst':<28} {loaded:.0f} MB with {serial + burst} resources "
+                f"({(loaded - warm) * 1024 / burst:.0f} KB per resource of the burst)"
+            )
     return rows
 
 
@@ -216,12 +228,6 @@ async def main(args: argparse.Namespace) -> None:
         rows = [f"{'operator RSS idle':<28} {idle:.0f} MB"]
         if args.serial or args.burst:
             rows += await p1(stack, source, bucket.name, args.serial, args.burst)
-            resources = args.serial + args.burst
-            loaded = rss_mb(stack.operator.pid)
-            rows.append(
-                f"{'operator RSS after P1':<28} {loaded:.0f} MB with {resources} resources "
-                f"({(loaded - idle) * 1024 / max(1, resources):.0f} KB per resource)"
-            )
         if args.writes:
             rows += await p4(stack, source, bucket.name, args.writes, args.faults)
         print(f"bench_control_loop ({datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M}Z, {sys.platform})")

@@ -66,7 +66,11 @@ class Kube:
             if self.info is None:
                 raise WriteFailed("no Kubernetes credentials yet (the login handler has not run)")
             info = self.info
-            headers = {"Content-Type": "application/merge-patch+json", "Accept": "application/json"}
+            headers = {
+                "Content-Type": "application/merge-patch+json",
+                "Accept": "application/json",
+                "User-Agent": "batch-inference-operator",
+            }
             if info.token:
                 headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
             auth = aiohttp.BasicAuth(info.username, info.password or "") if info.username else None
