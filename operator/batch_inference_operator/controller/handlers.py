@@ -1,7 +1,7 @@
 """kopf registration: each handler a few lines, handing over to lifecycle, executor and poller.
 
 `register(settings)` is called once by `python -m batch_inference_operator run`, before kopf starts:
-the settings are read once, fix the timer's interval, and reach the handlers through kopf's memo.
+the settings are read once and reach the handlers through kopf's memo.
 Handler ids are the function names, as kopf stores them in annotations: keep them stable.
 """
 
@@ -30,13 +30,15 @@ GVR = (api.GROUP, api.VERSION, api.PLURAL)
 
 
 class _QuietTimers(logging.Filter):
-    """kopf logs every successful timer run at INFO; that is noise for a timer that usually does nothing."""
+    """kopf logs every successful handler run at INFO: one line per watch event of every resource for
+    `wake`, which only wakes its loop. Noise, and at thousands of resources a cost."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
         return not (
             record.levelno == logging.INFO
-            and str(record.msg).startswith("Timer ")
-            and str(record.msg).endswith(" succeeded.")
+            and text.startswith(("Timer ", "Handler 'wake'"))
+            and text.endswith(" succeeded.")
         )
 
 

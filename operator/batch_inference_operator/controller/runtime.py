@@ -21,6 +21,9 @@ from .kube import Kube
 from .limits import CreateLimiter
 from .status_patch import merge_patch
 
+# Seconds a turn waits for its own last status write to come back through the watch before deciding
+# without it (a write that never echoes must not stall a resource for good).
+WRITE_GRACE = 30.0
 # Released resources remembered (see Runtime.released).
 RELEASED_KEPT = 1024
 
@@ -68,7 +71,7 @@ class Runtime:
     prices: dict[str, Price] = field(default_factory=lambda: dict(DEFAULT_PRICES))
     observations: dict[str, ObservedJob] = field(default_factory=dict)
     tracked: dict[str, Tracked] = field(default_factory=dict)  # by resource uid
-    # Read-your-writes: after a status write, the status written, and when. A timer run on a body whose
+    # Read-your-writes: after a status write, the status written, and when. A turn on a body whose
     # status is not that one yet (the watch has not delivered the write; another write, such as kopf's
     # finalizer, came first) would decide from an older status (a second marker, a second lookup), so it
     # waits for the write to come back, at most `write_grace` seconds.
@@ -187,7 +190,7 @@ class Runtime:
 
     @property
     def write_grace(self) -> float:
-        return max(10.0, 5 * self.settings.reconcile_interval)
+        return WRITE_GRACE
 
     def may_try(self, uid: str) -> bool:
         entry = self.backoff.get(uid)
