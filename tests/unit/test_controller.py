@@ -4,6 +4,7 @@ monkeypatching: the fakes are passed in where the real adapters would be."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import itertools
 from collections.abc import Iterable, Iterator
@@ -596,3 +597,40 @@ async def test_a_burst_beyond_the_create_pace_waits_in_queued_without_a_marker()
     ready = next(c for c in other_kube.status["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == "CreatePaced" and paced.requeue_after and 0 < paced.requeue_after <= 1.0
     assert [e.reason for e in paced.events] == ["Queued"]
+
+
+class ListingVertex(FakeVertex):
+    """Lists live jobs only, as the poller's state filter asks Vertex to."""
+
+    async def list_managed(self, project: str, location: str, since: datetime.datetime | None) -> list[ObservedJob]:
+        self.calls.append("list")
+        return [job for job, _ in self.jobs.values() if not job.terminal]
+
+
+async def test_a_poll_round_lists_live_jobs_reads_a_finished_one_once_and_wakes_only_what_moved() -> None:
+    from batch_inference_operator.controller import poller
+    from batch_inference_operator.controller.runtime import Tracked
+
+    vertex = ListingVertex()
+    runtime = runtime_with(vertex)
+    queued = vertex.add("JOB_STATE_QUEUED", {})
+    finished = vertex.add("JOB_STATE_RUNNING", {})
+    for uid, job in (("a", queued), ("b", finished)):
+        runtime.tracked[uid] = Tracked("demo-project", "us-central1", job.name, T0)
+        runtime.wakers[uid] = asyncio.Event()
+    assert await poller.poll_round(runtime) and vertex.calls == ["list"]
+    assert runtime.wakers["a"].is_set() and runtime.wakers["b"].is_set(), "first sight of both jobs"
+    for waker in runtime.wakers.values():
+        waker.clear()
+
+    vertex.jobs[finished.name] = (ObservedJob(finished.name, "JOB_STATE_SUCCEEDED", T0), {})
+    vertex.calls.clear()
+    assert await poller.poll_round(runtime)
+    assert vertex.calls == ["list", "get"], "one LIST of live jobs, one GET for the job that left it"
+    assert runtime.observations[finished.name].state == "JOB_STATE_SUCCEEDED"
+    assert runtime.wakers["b"].is_set() and not runtime.wakers["a"].is_set(), "only the resource whose job moved"
+
+    del runtime.tracked["b"]
+    assert not await poller.poll_round(runtime), "nothing moved"
+    assert poller.next_interval(runtime, moved=False) == runtime.settings.queued_poll_interval
+    assert poller.next_interval(runtime, moved=True) == runtime.settings.poll_interval
