@@ -28,6 +28,32 @@ WRITE_GRACE = 30.0
 RELEASED_KEPT = 1024
 
 
+class OnFirstUse:
+    """An adapter made, and its library imported, when first used: handing a BigQuery adapter to a scan
+    of a Cloud Storage output must not load google-cloud-bigquery (with pyarrow and numpy)."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._made: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._made is None:
+            self._made = self._make()
+        return getattr(self._made, name)
+
+
+def _cloud_storage() -> Any:
+    from ..adapters.gcs import CloudStorage
+
+    return CloudStorage()
+
+
+def _bigquery() -> Any:
+    from ..adapters.bigquery import BigQuery
+
+    return BigQuery()
+
+
 def now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -98,17 +124,13 @@ class Runtime:
     @property
     def gcs(self) -> Any:
         if self._gcs is None:
-            from ..adapters.gcs import CloudStorage
-
-            self._gcs = CloudStorage()
+            self._gcs = OnFirstUse(_cloud_storage)
         return self._gcs
 
     @property
     def bigquery(self) -> Any:
         if self._bigquery is None:
-            from ..adapters.bigquery import BigQuery
-
-            self._bigquery = BigQuery()
+            self._bigquery = OnFirstUse(_bigquery)
         return self._bigquery
 
     @classmethod
