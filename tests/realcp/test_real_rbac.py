@@ -107,7 +107,7 @@ async def first_broken_step(stack: Any, kube_client: Any, bucket: Any) -> str | 
         ),
         ("status", lambda: stored(kube_client, namespace, "flow").get("status", {}).get("phase") == "Succeeded", 15),
         ("events", lambda: "Succeeded" in reasons(kube_client, namespace, "flow"), 5),
-        ("event-count", lambda: retry_count(kube_client, namespace) >= 2, 5),
+        ("event-count", lambda: retry_count(kube_client, namespace) >= 2, 15),
         ("ttl-delete", lambda: stored(kube_client, namespace, "flow") is None, 30),
     ]
     for step, check, within in checks:
