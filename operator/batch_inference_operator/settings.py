@@ -19,6 +19,20 @@ def _float(name: str, default: float) -> float:
     return value
 
 
+def _positive(name: str, default: float) -> float:
+    value = _float(name, default)
+    if value == 0:
+        raise ValueError(f"{name}=0: must be above 0 (seconds)")
+    return value
+
+
+def _whole(name: str, default: int) -> int:
+    value = _float(name, default)
+    if value != int(value):
+        raise ValueError(f"{name}={os.environ.get(name)!r} must be a whole number")
+    return int(value)
+
+
 # Regions where Generative AI on Vertex AI (and so Gemini batch prediction) is served, from Google's
 # "Generative AI on Vertex AI locations" page, plus the global and multi-region (us, eu) endpoints the SDK
 # knows. Models differ by region; BIJ_LOCATIONS replaces this list.
@@ -48,8 +62,16 @@ class Settings:
 
     default_project: str | None = None  # BIJ_DEFAULT_PROJECT
     default_location: str = "us-central1"  # BIJ_DEFAULT_LOCATION
-    poll_interval: float = 30.0  # BIJ_POLL_INTERVAL: seconds between Vertex LIST rounds
-    reconcile_interval: float = 5.0  # BIJ_RECONCILE_INTERVAL: seconds between per-resource decisions
+    poll_interval: float = 30.0  # BIJ_POLL_INTERVAL: seconds between Vertex LIST rounds while jobs move
+    poll_interval_queued: float | None = None  # BIJ_POLL_INTERVAL_QUEUED: ... all queued; default 2 x poll
+    # BIJ_RECONCILE_INTERVAL: the longest a resource goes without a turn when nothing happens (a resync);
+    # turns follow watch events and poll results at once, and backoffs and waits at their own times.
+    reconcile_interval: float = 60.0
+    # BIJ_EVENT_UPDATE_INTERVAL: a recurring Event's count is written at most this often (seconds)
+    event_update_interval: float = 30.0
+    create_rate: float = 10.0  # BIJ_CREATE_RATE: Vertex creates per second per project/location; 0 = no limit
+    create_burst: int = 100  # BIJ_CREATE_BURST: creates sent at once before the rate applies
+    create_concurrency: int = 20  # BIJ_CREATE_CONCURRENCY: creates in flight per project/location; 0 = no limit
     vertex_endpoint: str | None = None  # BIJ_VERTEX_ENDPOINT: a base URL instead of Google's (the emulator)
     vertex_token: str | None = None  # BIJ_VERTEX_TOKEN: static bearer token with BIJ_VERTEX_ENDPOINT
     vertex_api_version: str = "v1"  # BIJ_VERTEX_API_VERSION
@@ -69,6 +91,13 @@ class Settings:
     create_settle: float | None = None  # BIJ_CREATE_SETTLE: seconds; default 2 x BIJ_VERTEX_TIMEOUT + 30
     stall_queued_after: int = 12 * 3600  # BIJ_STALL_QUEUED_AFTER: seconds in Vertex's queue before Stalled
     stall_running_after: int = 6 * 3600  # BIJ_STALL_RUNNING_AFTER: seconds running without progress
+
+    @property
+    def queued_poll_interval(self) -> float:
+        """Seconds between poll rounds while every followed job waits in Vertex's queue."""
+        if self.poll_interval_queued is not None:
+            return max(self.poll_interval, self.poll_interval_queued)
+        return 2 * self.poll_interval
 
     @property
     def create_settle_window(self) -> float:
@@ -95,8 +124,15 @@ class Settings:
             stall_queued_after=int(_float("BIJ_STALL_QUEUED_AFTER", 12 * 3600)),
             stall_running_after=int(_float("BIJ_STALL_RUNNING_AFTER", 6 * 3600)),
             create_settle=_float("BIJ_CREATE_SETTLE", -1) if os.environ.get("BIJ_CREATE_SETTLE") else None,
-            poll_interval=_float("BIJ_POLL_INTERVAL", 30.0),
-            reconcile_interval=_float("BIJ_RECONCILE_INTERVAL", 5.0),
+            poll_interval=_positive("BIJ_POLL_INTERVAL", 30.0),
+            poll_interval_queued=_positive("BIJ_POLL_INTERVAL_QUEUED", 1)
+            if os.environ.get("BIJ_POLL_INTERVAL_QUEUED")
+            else None,
+            reconcile_interval=_positive("BIJ_RECONCILE_INTERVAL", 60.0),
+            event_update_interval=_float("BIJ_EVENT_UPDATE_INTERVAL", 30.0),
+            create_rate=_float("BIJ_CREATE_RATE", 10.0),
+            create_burst=max(1, _whole("BIJ_CREATE_BURST", 100)),
+            create_concurrency=_whole("BIJ_CREATE_CONCURRENCY", 20),
             vertex_endpoint=os.environ.get("BIJ_VERTEX_ENDPOINT") or None,
             vertex_token=os.environ.get("BIJ_VERTEX_TOKEN") or None,
             vertex_api_version=os.environ.get("BIJ_VERTEX_API_VERSION") or "v1",
@@ -111,10 +147,11 @@ class Settings:
             max_concurrent_jobs=int(_float("BIJ_MAX_CONCURRENT_JOBS", 0)),
             log_format=_choice("BIJ_LOG_FORMAT", ("text", "json"), "text"),
         )
-        if settings.create_settle_window <= settings.vertex_timeout + settings.reconcile_interval:
-            # A fresh marker must leave time for its create to land inside the window, or none is ever sent.
+        if settings.create_settle_window <= 2 * settings.vertex_timeout:
+            # A create is sent only in the first half of its marker's window and must land inside the window
+            # (core/exactly_once.py): the window must hold two client timeouts.
             raise ValueError(
                 f"BIJ_CREATE_SETTLE={settings.create_settle_window:g} must exceed BIJ_VERTEX_TIMEOUT "
-                f"({settings.vertex_timeout:g}) plus BIJ_RECONCILE_INTERVAL ({settings.reconcile_interval:g})"
+                f"({settings.vertex_timeout:g}) twice"
             )
         return settings

@@ -89,12 +89,14 @@ async def test_the_gcs_example_runs_to_success_with_kubectl(stack: Any, gcs: Any
 
 async def test_a_crash_between_create_and_status_write_costs_no_second_job(stack: Any, bucket: Any) -> None:
     src = write_jsonl(bucket, "in.jsonl", requests_rows(5))
-    # The GET that follows the create hangs, so the operator dies with the job created but not recorded.
-    await control(stack, "POST", "/emulator/v1/faults", {"api": [{"method": "get", "hangSeconds": 60}]})
+    # The create is held 2 s and then carried out, so the operator dies with the create sent (its marker
+    # stored first) and its job's name never recorded; the job lands while no operator runs.
+    await control(stack, "POST", "/emulator/v1/faults", {"api": [{"method": "create", "hangSeconds": 2}]})
     await call(stack.kube, "POST", bij_path(), job_manifest("crashy", src, f"gs://{bucket.name}/out/"))
     uid = await eventually(lambda: (stored(stack, "crashy") or {}).get("metadata", {}).get("uid"))
-    await eventually(lambda: stack.engine.stats["create", 200] == 1, message="the create call happened")
+    await eventually(lambda: not stack.engine.faults.describe()["api"], message="the create is being held")
     await stack.stop_operator(kill=True)
+    await eventually(lambda: stack.engine.stats["create", 200] == 1, message="the held create made its job")
     status = stored(stack, "crashy")["status"]
     assert status["attempts"][0].get("submitting") and "jobName" not in status["attempts"][0], (
         "the crash came after the create and before the status write"
@@ -132,11 +134,10 @@ async def test_throttled_create_is_retried_with_backoff_and_warnings(stack: Any,
     done = await phase_of(stack, "throttled")
     assert done["status"]["phase"] == "Succeeded"
     assert stack.engine.stats["create", 429] == 3 and stack.engine.stats["create", 200] == 1
-    await eventually(
-        lambda: [r for t, r in events_for(stack, "throttled") if t == "Warning"] == ["RetryingSubmit"] * 3,
-        timeout=10,
-        message="three RetryingSubmit warnings",
-    )
+    # One Warning Event for the one problem, however often it was retried (counted on the Event, as the
+    # kubelet aggregates), never one Event object per retry.
+    await has_event(stack, "throttled", ("Warning", "RetryingSubmit"))
+    assert [r for t, r in events_for(stack, "throttled") if t == "Warning"] == ["RetryingSubmit"]
 
 
 async def test_a_job_vertex_fails_reads_as_failed(stack: Any, bucket: Any) -> None:
@@ -246,13 +247,15 @@ async def test_fifty_resources_cost_constant_vertex_calls_per_round(stack: Any, 
     assert all(stored(stack, n)["status"]["phase"] == "Succeeded" for n in names)
     stats = stack.engine.stats
     assert stats["create", 200] == 50
-    per_resource = stats["get", 200] / 50
-    assert per_resource == 1, "one GET right after each submit, no per-resource polling"
-    # Polling is one LIST per round for the one project/location (every 0.3 s here); submitting costs two
-    # lookups per resource, once. Per-resource polling would cost 50 calls a round instead.
+    # No GET after a submit; a GET only for a job that left the list of live jobs (it finished), once,
+    # or again if a round came before its resource's turn took it off the followed list.
+    assert stats["get", 200] <= 2 * 50, "no per-resource polling"
+    # Polling is one LIST of live jobs per round for the one project/location (every 0.3 s here);
+    # submitting costs one lookup per resource (a re-created resource's job). Per-resource polling would
+    # cost 50 calls a round instead.
     rounds = (asyncio.get_running_loop().time() - started) / 0.3 + 2
     lists = stats["list", 200]
-    assert lists <= 2 * 50 + rounds, f"{lists} LIST calls in about {rounds:.0f} poll rounds"
+    assert lists <= 50 + rounds, f"{lists} LIST calls in about {rounds:.0f} poll rounds"
 
     for name in names:
         writes = [

@@ -18,7 +18,7 @@ from test_real_operator_flows import jobs_of, reasons, stored
 
 from batch_inference_operator import api
 from batch_inference_operator.api import meta
-from conftest import eventually, fast_stack, job_manifest, requests_rows, run_kubectl, write_jsonl
+from conftest import control, eventually, fast_stack, job_manifest, requests_rows, run_kubectl, write_jsonl
 
 pytestmark = pytest.mark.slow
 
@@ -73,6 +73,11 @@ async def install_rbac(kubeconfig: pathlib.Path, kube_client: Any, objects: list
     return token.strip()
 
 
+def retry_count(kube_client: Any, namespace: str) -> int:
+    events = kubernetes.client.CoreV1Api(kube_client).list_namespaced_event(namespace).items
+    return max((e.count or 0 for e in events if e.reason == "RetryingSubmit"), default=0)
+
+
 async def first_broken_step(stack: Any, kube_client: Any, bucket: Any) -> str | None:
     """Runs the flow a user sees and returns the first step that did not happen (None: all did)."""
     try:
@@ -87,6 +92,8 @@ async def first_broken_step(stack: Any, kube_client: Any, bucket: Any) -> str | 
     manifest["metadata"]["namespace"] = namespace
     del manifest["spec"]["project"]
     manifest["spec"]["ttlSecondsAfterFinished"] = 5
+    # Three refused creates: one problem, so one Warning Event whose count grows (a patch of the Event).
+    await control(stack, "POST", "/emulator/v1/faults", {"api": [{"method": "create", "code": 429, "count": 3}]})
     code, _, err = await run_kubectl(stack.kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(manifest))
     assert code == 0, err
     uid = stored(kube_client, namespace, "flow")["metadata"]["uid"]
@@ -100,6 +107,7 @@ async def first_broken_step(stack: Any, kube_client: Any, bucket: Any) -> str | 
         ),
         ("status", lambda: stored(kube_client, namespace, "flow").get("status", {}).get("phase") == "Succeeded", 15),
         ("events", lambda: "Succeeded" in reasons(kube_client, namespace, "flow"), 5),
+        ("event-count", lambda: retry_count(kube_client, namespace) >= 2, 15),
         ("ttl-delete", lambda: stored(kube_client, namespace, "flow") is None, 30),
     ]
     for step, check, within in checks:
@@ -126,6 +134,7 @@ async def sa_stack(
         operator_kubeconfig=operator_kubeconfig,
         start_operator=False,
     ) as running:
+        running.operator_env["BIJ_EVENT_UPDATE_INTERVAL"] = "0"  # a recurring Event's count is written at once
         yield running
 
 
@@ -145,6 +154,7 @@ NEEDED_FOR: dict[tuple[str, str, str], str] = {
     ("batchinference.dev", "batchinferencejobs", "delete"): "ttl-delete",
     ("batchinference.dev", "batchinferencejobs/status", "patch"): "submitted",
     ("", "events", "create"): "events",
+    ("", "events", "patch"): "event-count",
 }
 
 

@@ -123,3 +123,31 @@ def test_up_with_examples_outside_the_repository_says_where_it_looked(
     assert exited.value.code == 2
     assert f"--with-examples: no examples in {tmp_path}/ (run from the repository" in capsys.readouterr().err
     assert not (tmp_path / "stack").exists(), "refused before anything started"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("BIJ_CREATE_RATE", "-1", "must not be negative"),
+        ("BIJ_CREATE_CONCURRENCY", "2.5", "must be a whole number"),
+        ("BIJ_POLL_INTERVAL", "0", "must be above 0"),
+        ("BIJ_POLL_INTERVAL_QUEUED", "fast", "is not a number"),
+    ],
+)
+def test_the_pace_and_poll_settings_are_checked_at_start(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, problem: str
+) -> None:
+    from batch_inference_operator.settings import Settings
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=f"{name}=.*{problem}"):
+        Settings.from_env()
+
+
+def test_the_queued_poll_interval_defaults_to_twice_the_poll_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    from batch_inference_operator.settings import Settings
+
+    monkeypatch.setenv("BIJ_POLL_INTERVAL", "7")
+    assert Settings.from_env().queued_poll_interval == 14
+    monkeypatch.setenv("BIJ_POLL_INTERVAL_QUEUED", "3")
+    assert Settings.from_env().queued_poll_interval == 7, "never shorter than the moving interval"

@@ -4,6 +4,7 @@ monkeypatching: the fakes are passed in where the real adapters would be."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import itertools
 from collections.abc import Iterable, Iterator
@@ -18,8 +19,10 @@ from batch_inference_operator.adapters.bigquery import TableInfo
 from batch_inference_operator.adapters.errors import AdapterError
 from batch_inference_operator.adapters.vertex import observe
 from batch_inference_operator.controller import checks, executor
+from batch_inference_operator.controller.kube import StatusConflict
 from batch_inference_operator.controller.lifecycle import reconcile_resource, release_resource
-from batch_inference_operator.controller.runtime import Runtime
+from batch_inference_operator.controller.limits import CreateLimiter
+from batch_inference_operator.controller.runtime import Backoff, Marker, Runtime
 from batch_inference_operator.core.actions import CancelJob, Decision, RunPreflight, SubmitJob
 from batch_inference_operator.core.admission import Queue
 from batch_inference_operator.core.decide import decide
@@ -107,7 +110,7 @@ async def test_submit_creates_once_then_adopts_its_own_job() -> None:
     assert isinstance(action, SubmitJob)
 
     done = await executor.submit(vertex, action, True, T0, SETTLE, TIMEOUT)
-    assert done.how == "created" and vertex.calls == ["list", "list", "create", "get"]
+    assert done.how == "created" and vertex.calls == ["list", "list", "create"], "no GET: the create says it all"
 
     vertex.calls.clear()
     # e.g. after a crash before the status write
@@ -158,8 +161,41 @@ def runtime_with(vertex: FakeVertex, decision: Decision | None = None) -> Runtim
     runtime = Runtime(Settings(retry_base=5.0, retry_max=60.0, create_settle=150), vertex)  # type: ignore[arg-type]
     runtime.clock = lambda: T0
     if decision is not None and isinstance(decision.actions[0], SubmitJob) and decision.actions[0].marker:
-        runtime.fresh[RESOURCE.uid] = decision.actions[0].marker
+        runtime.fresh[RESOURCE.uid] = Marker(decision.actions[0].marker)
     return runtime
+
+
+class FakeKube:
+    """The status subresource as the API server keeps it: merge patches applied, each one recorded,
+    a resourceVersion precondition checked (409 when the object moved on)."""
+
+    def __init__(self, status: dict[str, Any] | None = None, version: str = "1") -> None:
+        self.status: dict[str, Any] = dict(status or {})
+        self.version = version
+        self.patches: list[dict[str, Any]] = []
+
+    async def patch_status(
+        self, namespace: str, name: str, patch: dict[str, Any], resource_version: str | None
+    ) -> dict[str, Any]:
+        if resource_version is not None and resource_version != self.version:
+            raise StatusConflict(f"{resource_version} is not {self.version}")
+        self.patches.append(patch)
+        self.status = merge(self.status, patch)
+        self.version = str(int(self.version) + 1)
+        return {"metadata": {"resourceVersion": self.version}, "status": self.status}
+
+
+def merge(target: Any, patch: Any) -> Any:
+    """What the API server does with a JSON merge patch (RFC 7386)."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge(merged.get(key), value)
+    return merged
 
 
 async def test_act_submits_and_records_the_job() -> None:
@@ -172,15 +208,22 @@ async def test_act_submits_and_records_the_job() -> None:
 
 
 async def test_a_recoverable_error_backs_off_and_says_so() -> None:
+    """The first failure is an Event and a backoff (its retry may clear it: no status write); from the
+    second on, the status says so too, in a message that does not change with each retry."""
     vertex = FakeVertex()
-    vertex.fail_next["create"] = AdapterError("create: Vertex AI answered 429", retryable=True, code=429)
     s, decision = submit_action()
     runtime = runtime_with(vertex, decision)
-    result = await executor.act(runtime, decision, s, RESOURCE, TENANCY, Queue(), "")
-    assert [e.reason for e in result.events] == ["RetryingSubmit"]
-    assert "retrying in" in (result.status.message or "") and result.status.phase == "Pending"
-    assert result.status.attempts[0].submitting is not None, "the marker stays: the next try lists first"
-    assert not runtime.may_try(RESOURCE.uid), "backing off"
+    messages = []
+    for _ in range(2):
+        vertex.fail_next["create"] = AdapterError("create: Vertex AI answered 429", retryable=True, code=429)
+        runtime.backoff.get(RESOURCE.uid, Backoff()).next_attempt = 0
+        result = await executor.act(runtime, decision, s, RESOURCE, TENANCY, Queue(), "")
+        assert [e.reason for e in result.events] == ["RetryingSubmit"]
+        messages.append(result.status.message or "")
+        assert result.status.attempts[0].submitting is not None, "the marker stays"
+        assert not runtime.may_try(RESOURCE.uid), "backing off"
+    assert messages[0] == decision.status.message, "first failure: status unchanged"
+    assert "retrying with backoff" in messages[1] and result.status.phase == "Pending"
 
 
 @pytest.mark.parametrize(
@@ -297,13 +340,13 @@ async def test_an_unexpected_error_ends_in_a_condition_and_a_backoff_never_a_los
     s, decision = submit_action()
     stored = decision.status.to_wire()
     body = kopf.Body({"metadata": {"name": "reviews", "namespace": "team-a"}, "spec": s.to_wire(), "status": stored})
-    patch = kopf.Patch()
+    kube = FakeKube(stored)
     runtime = runtime_with(Broken(), decision)
-    events = await reconcile_resource(runtime, body, patch, RESOURCE, "", TENANCY, Queue())
+    events = (await reconcile_resource(runtime, body, kube, RESOURCE, "", TENANCY, Queue())).events
 
     assert [(e.type, e.reason) for e in events] == [("Warning", "InternalError")]
-    assert "RuntimeError: an answer no one expected" in events[0].message and "retrying in" in events[0].message
-    written = dict(patch)["status"]
+    assert "RuntimeError: an answer no one expected" in events[0].message and "retrying" in events[0].message
+    [written] = kube.patches
     assert set(written) == {"message", "conditions"}, "attempts are never rewritten after an unexpected error"
     ready = next(c for c in written["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "InternalError")
@@ -314,10 +357,11 @@ async def test_a_stored_status_that_does_not_parse_is_reported_not_rewritten() -
     s = spec()
     stored = {"phase": "Running", "attempts": [{"attempt": 1, "jobName": "projects/1/x", "fromTheFuture": True}]}
     body = kopf.Body({"metadata": {"name": "reviews", "namespace": "team-a"}, "spec": s.to_wire(), "status": stored})
-    patch = kopf.Patch()
-    events = await reconcile_resource(runtime_with(FakeVertex()), body, patch, RESOURCE, "", TENANCY, Queue())
+    kube = FakeKube(stored)
+    turn = await reconcile_resource(runtime_with(FakeVertex()), body, kube, RESOURCE, "", TENANCY, Queue())
+    events = turn.events
     assert [e.reason for e in events] == ["InternalError"] and "fromTheFuture" in events[0].message
-    assert "attempts" not in dict(patch)["status"]
+    assert all("attempts" not in patch for patch in kube.patches)
 
 
 async def test_a_closed_endpoint_is_unreachable_and_fails_after_bounded_tries() -> None:
@@ -339,7 +383,7 @@ async def test_a_closed_endpoint_is_unreachable_and_fails_after_bounded_tries() 
     assert raised.value.reason == "UnreachableEndpoint" and raised.value.retryable
 
     runtime = Runtime(settings, vertex)
-    runtime.fresh[RESOURCE.uid] = action.marker  # type: ignore[assignment]
+    runtime.fresh[RESOURCE.uid] = Marker(action.marker)  # type: ignore[arg-type]
     s = spec()
     reasons = []
     for _ in range(3):
@@ -383,7 +427,9 @@ async def test_a_create_with_an_unknown_outcome_is_never_repeated_within_the_set
     assert vertex.calls.count("create") == 1, "after the window a new marker is written first"
     assert remarked.status.attempts[0].submitting != marker
 
-    runtime.fresh[RESOURCE.uid] = remarked.status.attempts[0].submitting  # as the lifecycle notes after the write
+    remark = remarked.status.attempts[0].submitting
+    assert remark is not None
+    runtime.fresh[RESOURCE.uid] = Marker(remark)  # as the lifecycle notes after the write
     created = await executor.act(runtime, again(remarked.status, later), s, RESOURCE, TENANCY, Queue(), "")
     assert vertex.calls.count("create") == 2 and created.status.attempts[0].job_name in vertex.jobs
 
@@ -415,11 +461,11 @@ async def test_a_spec_that_no_longer_validates_never_abandons_a_running_job() ->
     ).to_wire()
     manifest_spec = {**s.to_wire(), "model": "Gemini 2.5 Flash"}
     body = kopf.Body({"metadata": {"name": "reviews", "namespace": "team-a"}, "spec": manifest_spec, "status": stored})
-    patch = kopf.Patch()
+    kube = FakeKube(stored)
     runtime = runtime_with(FakeVertex())
-    events = await reconcile_resource(runtime, body, patch, RESOURCE, "", TENANCY, Queue())
+    events = (await reconcile_resource(runtime, body, kube, RESOURCE, "", TENANCY, Queue())).events
     assert [(e.type, e.reason) for e in events] == [("Warning", "InvalidSpec")]
-    written = dict(patch)["status"]
+    [written] = kube.patches
     assert "phase" not in written and "attempts" not in written, "not failed, attempts untouched"
     assert runtime.tracked[RESOURCE.uid].job_name == job, "the poller keeps following the job"
 
@@ -546,3 +592,106 @@ async def test_a_403_says_which_role_to_grant_and_gives_up_after_the_bounded_tri
     assert failed.reason == "PermissionDenied" and "batchinference.dev/rerun" in failed.message
     assert second.status.attempts[0].error == api.JobError(code=7, message=failed.message)
     assert vertex.jobs == {}, "no job was made"
+
+
+def body_of(status: dict[str, Any], **spec_changes: Any) -> kopf.Body:
+    meta = {"name": "reviews", "namespace": "team-a", "uid": RESOURCE.uid, "resourceVersion": "1"}
+    return kopf.Body({"metadata": meta, "spec": spec(**spec_changes).to_wire(), "status": status})
+
+
+async def test_one_turn_stores_the_marker_then_creates_with_one_lookup_and_no_get() -> None:
+    """Before, the marker was written in one turn and the create sent on the next timer tick, after two
+    lookups, and followed by a GET. Now: marker stored (and answered) first, then in the same turn one
+    lookup (a re-created resource's job) and the create; the job's name is the turn's second write."""
+    vertex, kube = FakeVertex(), FakeKube()
+    runtime = runtime_with(vertex)
+    turn = await reconcile_resource(runtime, body_of({}), kube, RESOURCE, "", TENANCY, Queue())
+    assert vertex.calls == ["list", "create"]
+    marker, recorded = kube.patches
+    assert marker["attempts"][0]["submitting"] and "jobName" not in marker["attempts"][0], "the marker comes first"
+    assert recorded["attempts"][0]["jobName"] in vertex.jobs
+    assert [e.reason for e in turn.events] == ["Accepted", "Submitted"]
+    assert runtime.tracked[RESOURCE.uid].job_name in vertex.jobs
+
+
+async def test_a_refused_create_keeps_its_fresh_marker_and_the_retry_needs_no_lookup() -> None:
+    """A 429 made no job: the marker stays this process's own, so the retry creates at once; the retry
+    changes neither the status (one message per problem) nor adds a second Warning reason."""
+    vertex, kube = FakeVertex(), FakeKube()
+    vertex.fail_next["create"] = AdapterError("create: Vertex AI answered 429", retryable=True, code=429)
+    runtime = runtime_with(vertex)
+    first = await reconcile_resource(runtime, body_of({}), kube, RESOURCE, "", TENANCY, Queue())
+    assert [e.reason for e in first.events] == ["Accepted", "RetryingSubmit"] and first.requeue_after
+    writes = len(kube.patches)
+    runtime.backoff[RESOURCE.uid].next_attempt = 0  # as if the backoff had passed
+    vertex.calls.clear()
+    second = await reconcile_resource(runtime, body_of(kube.status), kube, RESOURCE, "", TENANCY, Queue())
+    assert vertex.calls == ["list", "create"], "the re-created resource lookup only: no job of this attempt can exist"
+    assert kube.status["attempts"][0]["jobName"] in vertex.jobs and len(kube.patches) == writes + 1
+    assert [e.reason for e in second.events] == ["Submitted"]
+
+
+async def test_the_same_retried_problem_writes_status_once() -> None:
+    vertex, kube = FakeVertex(), FakeKube()
+    runtime = runtime_with(vertex)
+    for _ in range(4):
+        vertex.fail_next["create"] = AdapterError("create: Vertex AI answered 429", retryable=True, code=429)
+        runtime.backoff.get(RESOURCE.uid, Backoff()).next_attempt = 0  # as if the backoff had passed
+        await reconcile_resource(runtime, body_of(kube.status), kube, RESOURCE, "", TENANCY, Queue())
+    assert vertex.calls.count("create") == 4
+    # The marker; nothing for the first failure (its retry may clear it); the message at the second;
+    # nothing more for the same problem.
+    assert len(kube.patches) == 2, kube.patches
+
+
+async def test_a_burst_beyond_the_create_pace_waits_in_queued_without_a_marker() -> None:
+    vertex, kube = FakeVertex(), FakeKube()
+    runtime = runtime_with(vertex)
+    runtime.limiter = CreateLimiter(rate=1.0, concurrency=0, burst=1)
+    await reconcile_resource(runtime, body_of({}), kube, RESOURCE, "", TENANCY, Queue())
+    assert vertex.calls.count("create") == 1
+    other, other_kube = Resource("team-a", "second", "uid-2"), FakeKube()
+    body = kopf.Body({"metadata": {"name": "second", "namespace": "team-a"}, "spec": spec().to_wire(), "status": {}})
+    paced = await reconcile_resource(runtime, body, other_kube, other, "", TENANCY, Queue())
+    assert vertex.calls.count("create") == 1, "no slot: no create"
+    assert other_kube.status["phase"] == "Queued" and not other_kube.status.get("attempts"), "no marker while waiting"
+    ready = next(c for c in other_kube.status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "CreatePaced" and paced.requeue_after and 0 < paced.requeue_after <= 1.0
+    assert [e.reason for e in paced.events] == ["Queued"]
+
+
+class ListingVertex(FakeVertex):
+    """Lists live jobs only, as the poller's state filter asks Vertex to."""
+
+    async def list_managed(self, project: str, location: str, since: datetime.datetime | None) -> list[ObservedJob]:
+        self.calls.append("list")
+        return [job for job, _ in self.jobs.values() if not job.terminal]
+
+
+async def test_a_poll_round_lists_live_jobs_reads_a_finished_one_once_and_wakes_only_what_moved() -> None:
+    from batch_inference_operator.controller import poller
+    from batch_inference_operator.controller.runtime import Tracked
+
+    vertex = ListingVertex()
+    runtime = runtime_with(vertex)
+    queued = vertex.add("JOB_STATE_QUEUED", {})
+    finished = vertex.add("JOB_STATE_RUNNING", {})
+    for uid, job in (("a", queued), ("b", finished)):
+        runtime.tracked[uid] = Tracked("demo-project", "us-central1", job.name, T0)
+        runtime.wakers[uid] = asyncio.Event()
+    assert await poller.poll_round(runtime) and vertex.calls == ["list"]
+    assert runtime.wakers["a"].is_set() and runtime.wakers["b"].is_set(), "first sight of both jobs"
+    for waker in runtime.wakers.values():
+        waker.clear()
+
+    vertex.jobs[finished.name] = (ObservedJob(finished.name, "JOB_STATE_SUCCEEDED", T0), {})
+    vertex.calls.clear()
+    assert await poller.poll_round(runtime)
+    assert vertex.calls == ["list", "get"], "one LIST of live jobs, one GET for the job that left it"
+    assert runtime.observations[finished.name].state == "JOB_STATE_SUCCEEDED"
+    assert runtime.wakers["b"].is_set() and not runtime.wakers["a"].is_set(), "only the resource whose job moved"
+
+    del runtime.tracked["b"]
+    assert not await poller.poll_round(runtime), "nothing moved"
+    assert poller.next_interval(runtime, moved=False) == runtime.settings.queued_poll_interval
+    assert poller.next_interval(runtime, moved=True) == runtime.settings.poll_interval

@@ -9,6 +9,7 @@ from test_controller import RESOURCE, SETTLE, T0, TENANCY, FakeVertex, runtime_w
 from batch_inference_operator import api
 from batch_inference_operator.adapters.errors import AdapterError
 from batch_inference_operator.controller import executor
+from batch_inference_operator.controller.runtime import Marker
 from batch_inference_operator.core.actions import Decision
 from batch_inference_operator.core.admission import Queue
 from batch_inference_operator.core.decide import decide
@@ -33,7 +34,7 @@ async def test_a_create_sent_long_after_its_marker_is_never_followed_by_another_
         )
         marker = result.status.attempts[0].submitting
         if marker is not None and marker != status.attempts[0].submitting:
-            runtime.fresh[RESOURCE.uid] = marker  # as the lifecycle notes a marker it has written
+            runtime.fresh[RESOURCE.uid] = Marker(marker)  # as the lifecycle notes a marker it has written
         return result
 
     vertex.fail_next["list"] = AdapterError("list: Vertex AI answered 503 UNAVAILABLE", retryable=True, code=503)

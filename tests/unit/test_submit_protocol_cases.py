@@ -31,7 +31,7 @@ def test_a_create_sent_long_after_its_marker_is_not_followed_by_a_second_create(
     counted from the marker had passed already, so the next turn found no job, wrote a new marker, and
     the turn after it created a second job; the first landed after it, and Vertex ran both."""
     model = replay(
-        lambda m: m.calm_turn("ok"),  # 09:00:00 the attempt's marker; this process may create right away
+        lambda m: m.turn(lists=[True]),  # 09:00:00 the marker is stored; its lookup fails, so no create yet
         lambda m: m.jump(1),  # 09:02:31 the next turn comes after the settle window
         lambda m: m.calm_turn("late"),  # the create times out; Vertex makes the job by 09:03:31
         lambda m: m.restart(),  # (a new process: no backoff to wait out)
@@ -47,7 +47,7 @@ def test_a_list_outage_then_a_restart_does_not_lead_to_a_second_create() -> None
     """The same hole without a clock jump: after the marker, LISTs fail for a while and the backoff grows
     (5, 10, 20, 40, 60 s, each +-20 %), so the create is sent 162 s after the marker; it times out, and
     the operator restarts (no backoff left to wait out)."""
-    steps: list[Callable[[SubmitProtocolModel], object]] = [lambda m: m.calm_turn("ok")]
+    steps: list[Callable[[SubmitProtocolModel], object]] = [lambda m: m.turn(lists=[True])]
     for wait in (6, 12, 24, 48, 72):  # each backoff passed, with room for its jitter
         steps += [lambda m: m.turn(lists=[True]), lambda m, wait=wait: m.tick(wait)]
     steps += [

@@ -2,11 +2,12 @@
 interleavings hypothesis finds of turns, faults, restarts, clock moves, poller rounds, Vertex's own
 progress, suspend and deletion.
 
-The operator's code is the real one: `lifecycle.reconcile_resource` (decide, act, the status patch,
-marker noting, tracking) behind the guard `handlers.reconcile` puts before it, `poller.poll_round`,
-and `executor.cancel_all` as `release_resource` calls it. Only Vertex is simulated, at the adapter
-boundary, and kopf's part is the model's: applying the status patch, or failing to. A failed write
-loses the patch, not the runtime's bookkeeping (marker noting, read-your-writes), as in the operator.
+The operator's code is the real one: `lifecycle.reconcile_resource` (decide, act, the status writes,
+marker noting, tracking) behind the guard `handlers.turn` puts before it, `poller.poll_round`, and
+`executor.cancel_all` as `release_resource` calls it. Vertex is simulated at the adapter boundary, and
+the API server's status subresource at the writer's (`SimKube`): each write of a turn (the marker
+before its create, the status after it) is stored, lost (refused, nothing stored), or stored without
+an answer (the operator sees an error), as the step plans.
 
 Invariants, after every step:
 1. for each attempt, at most one of its jobs has reached RUNNING without a cancel reaching it before it
@@ -48,6 +49,7 @@ from batch_inference_operator.adapters.vertex import UNREACHABLE
 from batch_inference_operator.api import TERMINAL_PHASES, BatchInferenceJobStatus
 from batch_inference_operator.api.meta import LABEL_ATTEMPT, LABEL_MANAGED_BY, LABEL_UID
 from batch_inference_operator.controller import executor, poller
+from batch_inference_operator.controller.kube import StatusConflict, WriteFailed
 from batch_inference_operator.controller.lifecycle import reconcile_resource
 from batch_inference_operator.controller.runtime import Runtime
 from batch_inference_operator.core.admission import Queue
@@ -85,6 +87,8 @@ SPEC: dict[str, Any] = {
 CREATE_OUTCOMES = ("ok", "late", "lost", "made-then-5xx", "throttled", "unreachable", "refused")
 # Which of a step's LISTs (or GETs) fail with a 503, in call order; calls past the list succeed.
 FAILURES = st.lists(st.booleans(), max_size=3)
+# What becomes of a turn's status writes, in call order: stored, lost (refused), or stored unanswered.
+WRITES = st.lists(st.sampled_from(("stored", "lost", "unanswered")), max_size=3)
 LIVENESS_ROUNDS = 10
 
 EXAMPLES = int(os.environ.get("BIJ_MODEL_EXAMPLES") or 0)
@@ -227,6 +231,32 @@ class SimVertex:
             self.notes.append("a job that ran was cancelled" if job.ran else "a job was cancelled before it ran")
 
 
+@dataclass
+class SimKube:
+    """The resource's status subresource: merge patches, a resourceVersion, planned write failures."""
+
+    status: dict[str, Any] = field(default_factory=dict)
+    version: int = 1
+    _writes: list[str] = field(default_factory=list)
+
+    def plan(self, writes: Iterable[str] = ()) -> None:
+        self._writes = list(writes)
+
+    async def patch_status(
+        self, namespace: str, name: str, patch: dict[str, Any], resource_version: str | None
+    ) -> dict[str, Any]:
+        outcome = self._writes.pop(0) if self._writes else "stored"
+        if resource_version is not None and resource_version != str(self.version):
+            raise StatusConflict(f"{resource_version} is not {self.version}")
+        if outcome == "lost":
+            raise WriteFailed("PATCH status: 503")
+        self.status = apply_merge_patch(self.status, copy.deepcopy(patch))
+        self.version += 1
+        if outcome == "unanswered":
+            raise WriteFailed("PATCH status: timed out")
+        return {"metadata": {"resourceVersion": str(self.version)}, "status": copy.deepcopy(self.status)}
+
+
 def apply_merge_patch(target: Any, patch: Any) -> Any:
     """What the API server does with a JSON merge patch (RFC 7386)."""
     if not isinstance(patch, dict):
@@ -248,10 +278,10 @@ class SubmitProtocolModel(RuleBasedStateMachine):
         self.now = T0
         self.loop = ModelLoop(lambda: self.now)
         self.vertex = SimVertex(lambda: self.now)
+        self.kube = SimKube()  # the status as the API server stores it
         self.runtime = self._new_runtime()
         self.resource = RESOURCE
         self.spec = dict(SPEC)
-        self.status: dict[str, Any] = {}  # as the API server stores it
         self.deleting = self.deleted = False
         self.steps = -1
 
@@ -265,17 +295,21 @@ class SubmitProtocolModel(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ the operator
 
+    @property
+    def status(self) -> dict[str, Any]:
+        return self.kube.status
+
     @precondition(lambda self: not self.deleting)
-    @rule(create=st.sampled_from(CREATE_OUTCOMES), lists=FAILURES, gets=FAILURES, persisted=st.booleans())
+    @rule(create=st.sampled_from(CREATE_OUTCOMES), lists=FAILURES, gets=FAILURES, writes=WRITES)
     def turn(
-        self, create: str = "ok", lists: Iterable[bool] = (), gets: Iterable[bool] = (), persisted: bool = True
+        self, create: str = "ok", lists: Iterable[bool] = (), gets: Iterable[bool] = (), writes: Iterable[str] = ()
     ) -> None:
-        """One timer run, then kopf applying its status patch, or failing to (`persisted`)."""
+        """One turn, its status writes stored, lost or unanswered as `writes` says."""
         self.vertex.plan(lists, gets, create)
-        patch = self._run(self._turn())
+        self.kube.plan(writes)
+        self._run(self._turn())
         self.vertex.plan()
-        if patch and persisted:
-            self.status = apply_merge_patch(self.status, patch)
+        self.kube.plan()
 
     @precondition(lambda self: not self.deleting)
     @rule(create=st.sampled_from(CREATE_OUTCOMES))
@@ -290,17 +324,20 @@ class SubmitProtocolModel(RuleBasedStateMachine):
         self.advance(datetime.timedelta(seconds=SETTINGS.reconcile_interval))
         self.turn(create)
 
-    async def _turn(self) -> dict[str, Any]:
+    async def _turn(self) -> None:
         runtime, uid = self.runtime, self.resource.uid
-        if runtime.held(uid) or runtime.stale(uid, self.status):  # as handlers.reconcile
-            return {}
-        meta = {"name": self.resource.name, "namespace": self.resource.namespace, "uid": uid}
+        if runtime.held(uid) or runtime.stale(uid, self.status):  # as handlers.turn
+            return
+        meta = {
+            "name": self.resource.name,
+            "namespace": self.resource.namespace,
+            "uid": uid,
+            "resourceVersion": str(self.kube.version),
+        }
         body = kopf.Body({"metadata": meta, "spec": copy.deepcopy(self.spec), "status": copy.deepcopy(self.status)})
-        patch = kopf.Patch()
-        events = await reconcile_resource(runtime, body, patch, self.resource, "", TENANCY, Queue())
-        internal = [event.message for event in events if event.reason == "InternalError"]
+        done = await reconcile_resource(runtime, body, self.kube, self.resource, "", TENANCY, Queue())
+        internal = [event.message for event in done.events if event.reason == "InternalError"]
         assert not internal, internal
-        return copy.deepcopy(dict(patch).get("status", {}))
 
     @rule(lists=FAILURES)
     def poll(self, lists: Iterable[bool] = ()) -> None:

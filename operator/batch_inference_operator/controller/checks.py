@@ -6,9 +6,8 @@ Synchronous (the Google data clients are): the executor runs these in a worker t
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from ..adapters.bigquery import TableInfo
 from ..api import BatchInferenceJobStatus, PreflightReport
 from ..core.actions import RunPreflight
 from ..core.preflight_bigquery import bigquery_input_problems, region_problem
@@ -16,6 +15,9 @@ from ..core.preflight_gcs import bucket_region_problem, listed_twice
 from ..core.preflight_jsonl import Preflight
 from ..core.uris import is_bigquery, predictions_file
 from ..core.usage import OutputScan, scan
+
+if TYPE_CHECKING:  # google-cloud-bigquery is imported when a BigQuery job is first checked, not at start
+    from ..adapters.bigquery import TableInfo
 
 
 class Objects(Protocol):

@@ -66,7 +66,6 @@ ALREADY_FINISHED = "FAILED_PRECONDITION"
 class VertexJobs(Protocol):
     """What the executor needs of Vertex (adapters.vertex.Vertex)."""
 
-    async def get(self, project: str, location: str, name: str) -> ObservedJob: ...
     async def find_by_labels(
         self, project: str, location: str, labels: dict[str, str], states: Iterable[str] = ()
     ) -> list[ObservedJob]: ...
@@ -97,23 +96,30 @@ async def submit(
     now: datetime.datetime,
     settle: datetime.timedelta,
     lands_within: datetime.timedelta,
+    first: bool = False,
 ) -> Submitted:
     """The adoption protocol. Adopt this attempt's job if one exists (cancelling any second one: a create
     that landed late), or a job of a re-created resource with the same name and spec; otherwise create,
-    but only when `create_gate` allows it (core/exactly_once.py)."""
+    but only when `create_gate` allows it (core/exactly_once.py).
+
+    Vertex calls: the lookup of this attempt's job is skipped for the attempt's `first` marker, stored
+    by this process and followed by no create yet: no create for the attempt was ever sent, so no job
+    can exist. A first attempt looks once for a re-created resource's job (GitOps adoption). The job
+    the create answers with is the job: no GET follows (the poller follows it)."""
     project, location = action.request.project, action.request.location
-    existing = await vertex.find_by_labels(project, location, action.identity_labels)
-    if existing:
-        keep, *extra = sorted(existing, key=lambda job: (job.create_time is None, job.create_time, job.name))
-        duplicates = await cancel_each(vertex, project, location, extra)
-        metrics.DUPLICATES_CANCELLED.inc(len(duplicates))
-        return Submitted(await _latest(vertex, keep, project, location), "adopted", duplicates)
+    if not (fresh and first):
+        existing = await vertex.find_by_labels(project, location, action.identity_labels)
+        if existing:
+            keep, *extra = sorted(existing, key=lambda job: (job.create_time is None, job.create_time, job.name))
+            duplicates = await cancel_each(vertex, project, location, extra)
+            metrics.DUPLICATES_CANCELLED.inc(len(duplicates))
+            return Submitted(keep, "adopted", duplicates)
     if action.adopt_labels:
         earlier = await vertex.find_by_labels(project, location, action.adopt_labels, ADOPTABLE_STATES)
         if earlier:
             # Vertex documents no list order: prefer a job still running, then the newest.
             best = max(earlier, key=lambda job: (job.state not in TERMINAL_STATES, job.create_time or now))
-            return Submitted(await _latest(vertex, best, project, location), "adopted-recreated")
+            return Submitted(best, "adopted-recreated")
     gate = create_gate(action.marker, fresh, now, settle, lands_within)
     if gate != "create":
         return Submitted(None, gate)
@@ -123,15 +129,7 @@ async def submit(
         if ambiguous(error.code, error.retryable, connected=error.reason != UNREACHABLE):
             raise CreateOutcomeUnknown(error) from error
         raise
-    return Submitted(await _latest(vertex, created, project, location), "created")
-
-
-async def _latest(vertex: VertexJobs, job: ObservedJob, project: str, location: str) -> ObservedJob:
-    """The job as Vertex has it now; what we have if that read fails (the job is known either way)."""
-    try:
-        return await vertex.get(project, location, job.name)
-    except AdapterError:
-        return job
+    return Submitted(created, "created")
 
 
 async def cancel_each(vertex: VertexJobs, project: str, location: str, jobs: list[ObservedJob]) -> list[str]:
@@ -181,19 +179,21 @@ async def act(
             break
         action = decision.actions[0]
         if not isinstance(action, CancelJob) and not runtime.may_try(resource.uid):
-            return Decision(decision.status, events=events)
+            return Decision(decision.status, events=events, requeue_after=runtime.until_retry(resource.uid))
         try:
             status, observed, extra = await perform(runtime, action, decision.status, spec, resource)
         except AdapterError as error:
             failed = after_error(runtime, error, decision.status, resource, action)
             metrics.RECONCILE_ERRORS.labels(failed.events[0].reason).inc()
-            return Decision(failed.status, events=events + failed.events)
+            retry = runtime.until_retry(resource.uid) if failed.status.phase != "Failed" else None
+            return Decision(failed.status, events=events + failed.events, requeue_after=retry)
         runtime.backoff.pop(resource.uid, None)
         events += extra
         if isinstance(action, CancelJob):
             return Decision(decision.status, events=events)
         if isinstance(action, SubmitJob) and observed is None:  # waiting, or a new marker to write first
-            return Decision(status, events=events)
+            wait = ((action.marker or runtime.clock()) + runtime.settle - runtime.clock()).total_seconds()
+            return Decision(status, events=events, requeue_after=max(0.0, wait))
         decision = decide(spec, status, observed, resource, tenancy, runtime.clock(), queue, created)
         events += decision.events
     return Decision(decision.status, decision.actions, events)
@@ -222,9 +222,12 @@ def after_error(
         if error.reason == UNREACHABLE and tries >= runtime.settings.unreachable_tries:
             message = f"{error.message} ({plural(tries, 'try')}): check spec.location and the operator's network"
             return record_failure(status, UNREACHABLE, UNAVAILABLE_CODE, message, runtime.clock(), resource.generation)
-        return retry_decision(
+        retried = retry_decision(
             status, error.message, delay, isinstance(action, SubmitJob), runtime.clock(), resource.generation
         )
+        if tries == 1:  # a problem its first retry may clear is an Event only; status says so from the second
+            return Decision(status, events=retried.events)
+        return retried
     reason, code = failure_reason(error.reason, error.code)
     return record_failure(status, reason, code, error.message, runtime.clock(), resource.generation)
 
@@ -238,12 +241,16 @@ async def perform(
 ) -> tuple[BatchInferenceJobStatus, ObservedJob | None, list[Event]]:
     """One action against the outside world; returns the status to decide from next."""
     if isinstance(action, SubmitJob):
-        fresh = action.marker is not None and runtime.fresh.pop(resource.uid, None) == action.marker
+        marker = runtime.fresh.pop(resource.uid, None)
+        fresh = marker is not None and action.marker is not None and marker.at == action.marker
+        first = fresh and marker is not None and marker.first
         try:
-            done = await submit(runtime.vertex, action, fresh, runtime.clock(), runtime.settle, runtime.lands_within)
+            done = await submit(
+                runtime.vertex, action, fresh, runtime.clock(), runtime.settle, runtime.lands_within, first
+            )
         except AdapterError as error:
-            if fresh and not isinstance(error, CreateOutcomeUnknown) and action.marker is not None:
-                runtime.fresh[resource.uid] = action.marker  # nothing was created: the marker still holds
+            if fresh and not isinstance(error, CreateOutcomeUnknown) and marker is not None:
+                runtime.fresh[resource.uid] = marker  # nothing was created: the marker still holds
             raise
         if done.job is None:
             if done.how == "remark":

@@ -3,15 +3,15 @@ when). The finalizer then lets it go at once: a finished job needs no cancel."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import logging
+from dataclasses import dataclass
 
 import kopf
 
-from ..adapters.errors import AdapterError
 from ..core.expiry import expires_at, expiry_message
 from ..core.identity import Resource
+from .kube import StatusConflict, WriteFailed
 from .runtime import Runtime
 
 log = logging.getLogger("batch_inference_operator")
@@ -23,21 +23,29 @@ def _time(text: object) -> datetime.datetime | None:
     return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-async def expire(runtime: Runtime, body: kopf.Body, resource: Resource) -> bool:
-    """Delete the resource if its TTL after finishing has passed; True when this turn is over (deleted, or
-    the delete failed and is tried again next turn)."""
+@dataclass(frozen=True)
+class TtlCheck:
+    done: bool  # this turn is over: deleted, or the delete failed and is tried again after `again_in`
+    again_in: float | None  # seconds until the TTL passes (or until the retry); None: no TTL applies
+
+
+async def expire(runtime: Runtime, body: kopf.Body, resource: Resource) -> TtlCheck:
+    """Delete the resource if its TTL after finishing has passed; else say when it will."""
     spec, status, meta = body.get("spec") or {}, body.get("status") or {}, body.get("metadata") or {}
     ttl = spec.get("ttlSecondsAfterFinished")
     if not isinstance(ttl, int) or isinstance(ttl, bool):
-        return False
+        return TtlCheck(False, None)
     due = expires_at(
         ttl, status.get("phase"), _time(status.get("completionTime")), _time(meta.get("creationTimestamp"))
     )
-    if due is None or runtime.clock() < due:
-        return False
+    if due is None:
+        return TtlCheck(False, None)
+    if runtime.clock() < due:
+        return TtlCheck(False, (due - runtime.clock()).total_seconds())
     kopf.event(body, type="Normal", reason="TTLExpired", message=expiry_message(ttl, due))
     try:
-        await asyncio.to_thread(runtime.kube.delete_job, resource.namespace, resource.name, resource.uid)
-    except AdapterError as error:
-        log.warning("ttlSecondsAfterFinished: %s; trying again", error.message)
-    return True
+        await runtime.kube.delete_job(resource.namespace, resource.name, resource.uid)
+    except (StatusConflict, WriteFailed) as error:
+        log.warning("ttlSecondsAfterFinished: deleting %s failed: %s; trying again", resource.name, error)
+        return TtlCheck(True, runtime.settings.retry_base)
+    return TtlCheck(True, None)

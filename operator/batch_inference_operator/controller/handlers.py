@@ -1,7 +1,7 @@
 """kopf registration: each handler a few lines, handing over to lifecycle, executor and poller.
 
 `register(settings)` is called once by `python -m batch_inference_operator run`, before kopf starts:
-the settings are read once, fix the timer's interval, and reach the handlers through kopf's memo.
+the settings are read once and reach the handlers through kopf's memo.
 Handler ids are the function names, as kopf stores them in annotations: keep them stable.
 """
 
@@ -16,13 +16,15 @@ from typing import Any
 import kopf
 
 from .. import api, metrics
+from ..core.actions import Event
 from ..core.admission import Peer, Queue
 from ..core.identity import MANAGED_BY, Resource
 from ..core.policy import NamespaceAnnotations, Tenancy
 from ..core.watchdog import StallLimits
 from ..settings import Settings
 from .expiry import expire
-from .lifecycle import post, reconcile_resource, release_resource
+from .kube import StatusConflict, WriteFailed, involved_object
+from .lifecycle import reconcile_resource, release_resource
 from .poller import poll_forever
 from .runtime import Runtime
 
@@ -30,13 +32,15 @@ GVR = (api.GROUP, api.VERSION, api.PLURAL)
 
 
 class _QuietTimers(logging.Filter):
-    """kopf logs every successful timer run at INFO; that is noise for a timer that usually does nothing."""
+    """kopf logs every successful handler run at INFO: one line per watch event of every resource for
+    `wake`, which only wakes its loop. Noise, and at thousands of resources a cost."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
         return not (
             record.levelno == logging.INFO
-            and str(record.msg).startswith("Timer ")
-            and str(record.msg).endswith(" succeeded.")
+            and text.startswith(("Timer ", "Handler 'wake'"))
+            and text.endswith(" succeeded.")
         )
 
 
@@ -71,7 +75,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.server_timeout = 300  # re-establish watches regularly (stale streams, kopf #1276)
     settings.watching.client_timeout = 330
     logging.getLogger("kopf.objects").addFilter(_QuietTimers())
+    settings.batching.batch_window = 0.01  # a watch event is acted on at once, not after 0.1 s of quiet
     runtime = Runtime.from_settings(memo.settings)
+    runtime.kube.info = getattr(memo, "connection", None)
     runtime.poller = asyncio.create_task(poll_forever(runtime), name="vertex-poller")
     metrics.serve(runtime.settings.metrics_port)
     memo.runtime = runtime
@@ -83,6 +89,18 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
         runtime.poller.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await runtime.poller
+    if runtime:
+        await runtime.kube.close()
+
+
+async def post(runtime: Runtime, body: kopf.Body, events: list[Event]) -> None:
+    """Post a turn's Events, aggregated (controller/kube.py); a failure to post is logged, never fatal."""
+    if not events:
+        return
+    try:
+        await runtime.kube.post_events(involved_object(body), events, asyncio.get_running_loop().time())
+    except (StatusConflict, WriteFailed) as error:
+        logging.getLogger("batch_inference_operator").warning("posting Events failed: %s", error)
 
 
 def namespace_annotations(name: str, annotations: kopf.Annotations, **_: Any) -> dict[str, NamespaceAnnotations]:
@@ -100,38 +118,101 @@ def peers(
     return {"all": Peer(uid, created, f"{namespace}/{name}", project, location, status.get("phase"), attempted)}
 
 
+async def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    """kopf's own minimal logins (a service account, else a kubeconfig), kept for the operator's writes
+    too (controller/kube.py); no Kubernetes client library is imported."""
+    info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    runtime: Runtime | None = getattr(memo, "runtime", None)
+    if runtime is not None and info is not None:
+        runtime.kube.info = info
+    memo.connection = info
+    return info
+
+
+def wake(uid: str, memo: kopf.Memo, **_: Any) -> None:
+    """Every watch event of a resource (its creation, a spec edit, a status write echoed) wakes its loop."""
+    runtime: Runtime | None = getattr(memo, "runtime", None)
+    if runtime is not None:
+        runtime.wake(uid)
+
+
 async def reconcile(
     body: kopf.Body,
     meta: kopf.Meta,
     namespace: str,
     name: str,
     uid: str,
-    patch: kopf.Patch,
     memo: kopf.Memo,
+    stopped: kopf.DaemonStopped,
     namespace_annotations: kopf.Index[str, NamespaceAnnotations],
     peers: kopf.Index[str, Peer],
     **_: Any,
 ) -> None:
+    """One loop per resource: a turn, then sleep until a watch event, a poll that moved its job, or the
+    delay the decision asked for (a backoff, a settle window, a resume delay); `resync` at the latest."""
     runtime: Runtime = memo.runtime
-    if meta.get("deletionTimestamp"):  # being deleted: the delete handler owns the jobs now, nothing new starts
+    waker = runtime.wakers.setdefault(uid, asyncio.Event())
+    resync = runtime.settings.reconcile_interval
+    while not stopped and not meta.get("deletionTimestamp"):
+        waker.clear()
+        delay = await turn(runtime, body, meta, namespace, name, uid, namespace_annotations, peers)
+        if stopped or meta.get("deletionTimestamp"):
+            break
+        await sleep_until_woken(waker, stopped, resync if delay is None else min(delay, resync))
+
+
+async def sleep_until_woken(waker: asyncio.Event, stopped: kopf.DaemonStopped, seconds: float) -> None:
+    if waker.is_set():
         return
-    if runtime.held(uid) or runtime.stale(uid, body.get("status") or {}):
-        return
+    woken = asyncio.ensure_future(waker.wait())
+    ended = asyncio.ensure_future(stopped.wait())
+    try:
+        await asyncio.wait({woken, ended}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        woken.cancel()
+        ended.cancel()
+
+
+async def turn(
+    runtime: Runtime,
+    body: kopf.Body,
+    meta: kopf.Meta,
+    namespace: str,
+    name: str,
+    uid: str,
+    namespace_annotations: kopf.Index[str, NamespaceAnnotations],
+    peers: kopf.Index[str, Peer],
+) -> float | None:
+    """One resource's turn; returns the delay its decision asked for (None: until woken)."""
+    if runtime.held(uid):
+        return runtime.until_retry(uid)
+    if runtime.stale(uid, body.get("status") or {}):  # this process's last write is not in the body yet
+        return runtime.write_grace
     rerun = (meta.get("annotations") or {}).get(api.RERUN_ANNOTATION) or ""
     resource = Resource(namespace, name, uid, meta.get("generation") or 1, rerun)
-    if await expire(runtime, body, resource):  # finished, and spec.ttlSecondsAfterFinished has passed
-        return
+    ttl = await expire(runtime, body, resource)  # spec.ttlSecondsAfterFinished
+    if ttl.done:
+        return ttl.again_in
     tenancy = tenancy_of(namespace, namespace_annotations, runtime.settings)
     if tenancy is None:
-        return
+        return runtime.settings.retry_base
     created = meta.get("creationTimestamp") or ""
-    queue = queue_of(peers, runtime.settings)
-    post(body, await reconcile_resource(runtime, body, patch, resource, created, tenancy, queue))
+    done = await reconcile_resource(
+        runtime, body, runtime.kube, resource, created, tenancy, queue_of(peers, runtime.settings)
+    )
+    await post(runtime, body, done.events)
+    return soonest(done.requeue_after, ttl.again_in)
+
+
+def soonest(*delays: float | None) -> float | None:
+    """The shortest of the delays given; None when none is."""
+    given = [delay for delay in delays if delay is not None]
+    return min(given) if given else None
 
 
 async def release(body: kopf.Body, uid: str, memo: kopf.Memo, retry: int, **_: Any) -> None:
     done = await release_resource(memo.runtime, body, uid, retry)
-    post(body, done.events)
+    await post(memo.runtime, body, done.events)
     if done.again_in is not None:  # a create may still land: keep the finalizer, look (and cancel) again
         raise kopf.TemporaryError("a create of the Vertex job may still land", delay=done.again_in)
 
@@ -142,6 +223,8 @@ def register(settings: Settings) -> kopf.Memo:
     kopf.on.cleanup()(shutdown)
     kopf.index("namespaces")(namespace_annotations)
     kopf.index(*GVR)(peers)
-    kopf.timer(*GVR, interval=settings.reconcile_interval, initial_delay=0)(reconcile)
+    kopf.on.login()(login)
+    kopf.on.event(*GVR)(wake)
+    kopf.daemon(*GVR, cancellation_timeout=settings.vertex_timeout + 30)(reconcile)
     kopf.on.delete(*GVR)(release)
     return kopf.Memo(settings=settings)

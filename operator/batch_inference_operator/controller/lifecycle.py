@@ -3,9 +3,11 @@ what to follow; and its release when it is deleted (cancel or abandon its Vertex
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -20,66 +22,88 @@ from ..core.exactly_once import release_wait
 from ..core.identity import Resource, attempt_labels, owner_labels
 from ..core.policy import Tenancy
 from ..core.pricing import model_id
-from ..core.record import record_failure, record_invalid_spec_of_live_job
+from ..core.record import record_create_queued, record_failure, record_invalid_spec_of_live_job
 from ..core.vertex_jobs import TERMINAL_STATES
 from . import executor
-from .runtime import Runtime, Tracked
+from .kube import StatusConflict, StatusWriter, WriteFailed
+from .runtime import Marker, Runtime, Tracked
 from .status_patch import internal_error_patch, status_diff
 
 log = logging.getLogger("batch_inference_operator")
 
 
-def post(body: kopf.Body, events: list[Event]) -> None:
-    for event in events:
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])
+@dataclasses.dataclass
+class Turn:
+    """What one turn did: Events to post, and when to decide again with nothing else happening."""
+
+    events: list[Event]
+    requeue_after: float | None = None
 
 
-def write_status(patch: kopf.Patch, old: dict[str, Any], new: BatchInferenceJobStatus) -> bool:
-    """Patch only what changed; False when nothing did (no write at all)."""
-    diff = status_diff(old, new)
-    for key, value in diff.items():
-        patch.status[key] = value
-    return bool(diff)
+async def write_status(
+    runtime: Runtime,
+    writer: StatusWriter,
+    resource: Resource,
+    stored: dict[str, Any],
+    new: BatchInferenceJobStatus,
+) -> dict[str, Any] | None:
+    """Patch only what changed (None when nothing did: no write at all); returns the stored object."""
+    diff = status_diff(stored, new)
+    if not diff:
+        return None
+    written = await writer.patch_status(resource.namespace, resource.name, diff, None)
+    runtime.expect(resource.uid, new)
+    return written
 
 
 async def reconcile_resource(
     runtime: Runtime,
-    body: kopf.Body,
-    patch: kopf.Patch,
+    body: Mapping[str, Any],
+    writer: StatusWriter,
     resource: Resource,
     created: str,
     tenancy: Tenancy,
     queue: Queue,
-) -> list[Event]:
-    """One turn for one resource; returns the Events to post. Any exception ends in a condition, an Event
-    and a backoff, never in kopf retrying a traceback forever with nothing on the resource."""
-    old = dict(body.get("status") or {})
+) -> Turn:
+    """One turn for one resource. Any exception ends in a condition, an Event and a backoff, never in
+    a traceback retried forever with nothing on the resource."""
+    old = {k: v for k, v in dict(body.get("status") or {}).items() if k != "kopf"}
     try:
-        return await _reconcile(runtime, body, patch, old, resource, created, tenancy, queue)
+        return await _reconcile(runtime, body, writer, old, resource, created, tenancy, queue)
+    except StatusConflict as conflict:  # the object moved on under this turn: its watch event brings the next
+        log.debug("%s/%s changed under its turn: %s", resource.namespace, resource.name, conflict)
+        return Turn([], runtime.settings.retry_base)
+    except WriteFailed as error:
+        delay = runtime.delay_for(resource.uid)
+        log.warning("writing the status of %s/%s failed: %s", resource.namespace, resource.name, error)
+        return Turn([], delay)
     except Exception as error:
         log.exception("reconciling %s/%s failed", resource.namespace, resource.name)
         metrics.RECONCILE_ERRORS.labels("InternalError").inc()
         delay = runtime.fault(resource.uid)
         message = (
-            f"the operator met an unexpected error ({type(error).__name__}: {error}); retrying in {delay:.0f}s. "
+            f"the operator met an unexpected error ({type(error).__name__}: {error}); retrying with backoff. "
             "This is a bug: please report it with the operator's log"
         )
-        for key, value in internal_error_patch(old, message, runtime.clock()).items():
-            patch.status[key] = value
-        return [Event("Warning", "InternalError", message)]
+        patch = internal_error_patch(old, message, runtime.clock())
+        try:
+            await writer.patch_status(resource.namespace, resource.name, patch, None)
+        except (StatusConflict, WriteFailed) as failed:
+            log.warning("writing the error of %s/%s failed: %s", resource.namespace, resource.name, failed)
+        return Turn([Event("Warning", "InternalError", message)], delay)
 
 
 async def _reconcile(
     runtime: Runtime,
-    body: kopf.Body,
-    patch: kopf.Patch,
+    body: Mapping[str, Any],
+    writer: StatusWriter,
     old: dict[str, Any],
     resource: Resource,
     created: str,
     tenancy: Tenancy,
     queue: Queue,
-) -> list[Event]:
-    current = BatchInferenceJobStatus.model_validate({k: v for k, v in old.items() if k != "kopf"})
+) -> Turn:
+    current = BatchInferenceJobStatus.model_validate(old)
     try:
         spec = parse_spec(dict(body.get("spec") or {}))
     except ValueError as error:
@@ -92,32 +116,69 @@ async def _reconcile(
             track(runtime, resource.uid, current)
         else:
             decision = record_failure(current, "InvalidSpec", 0, str(error), runtime.clock(), resource.generation)
-        if current.phase == "Failed" or not write_status(patch, old, decision.status):
-            return []
-        return decision.events
+        if current.phase == "Failed" or await write_status(runtime, writer, resource, old, decision.status) is None:
+            return Turn([])
+        return Turn(decision.events)
     job_name = current.attempts[-1].job_name if current.attempts else None
     observed = runtime.observations.get(job_name or "")
     decision = decide(spec, current, observed, resource, tenancy, runtime.clock(), queue, created)
-    decision = await executor.act(runtime, decision, spec, resource, tenancy, queue, created)
+    events: list[Event] = []
+    stored, before = old, current
+    permit: tuple[str, str] | None = None
+    try:
+        for _ in range(MARKER_ROUNDS):
+            marker = new_marker(before, decision.status)
+            if marker is not None:
+                if permit is None:
+                    key = (decision.status.project or "", decision.status.location or "")
+                    wait = runtime.limiter.acquire(key, asyncio.get_running_loop().time())
+                    if wait > 0:  # no create slot: Queued, without the marker, until one frees
+                        decision = record_create_queued(
+                            before, decision, *key, wait, runtime.clock(), resource.generation
+                        )
+                        break
+                    permit = key
+                # The submit protocol's first step: the marker is stored, and the store said so, before
+                # any create is sent; the create follows in this very turn (core/exactly_once.py). Only
+                # this operator writes status, one turn at a time per resource, and a turn never decides
+                # from a body older than its own last write (Runtime.stale): no resourceVersion
+                # precondition, which kopf's own metadata writes would turn into needless conflicts.
+                written = await write_status(runtime, writer, resource, stored, decision.status)
+                if written is not None:
+                    stored = {k: v for k, v in (written.get("status") or {}).items() if k != "kopf"}
+                runtime.fresh[resource.uid] = marker
+                events += decision.events
+                before = decision.status
+                decision = decide(spec, before, observed, resource, tenancy, runtime.clock(), queue, created)
+            decision = await executor.act(runtime, decision, spec, resource, tenancy, queue, created)
+            if new_marker(before, decision.status) is None:
+                break
+    finally:
+        if permit is not None:
+            runtime.limiter.release(permit)
     runtime.recovered(resource.uid)
-    if write_status(patch, old, decision.status):
-        runtime.expect(resource.uid, decision.status)
-        note_new_marker(runtime, resource.uid, current, decision.status)
+    await write_status(runtime, writer, resource, stored, decision.status)
     track(runtime, resource.uid, decision.status)
     count(runtime, resource, spec, current, decision)
-    return decision.events + runtime.notices.pop(resource.uid, [])
+    return Turn(events + decision.events + runtime.notices.pop(resource.uid, []), decision.requeue_after)
 
 
-def note_new_marker(
-    runtime: Runtime, uid: str, before: BatchInferenceJobStatus, after: BatchInferenceJobStatus
-) -> None:
-    """A `submitting` marker this turn wrote: the next turn may create right away (core/exactly_once.py)."""
+# A turn writes at most this many markers before its create (a first one, or one replacing a marker
+# whose settle window has passed).
+MARKER_ROUNDS = 3
+
+
+def new_marker(before: BatchInferenceJobStatus, after: BatchInferenceJobStatus) -> Marker | None:
+    """The `submitting` marker `after` sets that `before` has not: one to store before its create.
+    `first`: the attempt had no marker and no job, so no create was ever sent for it."""
     latest = after.attempts[-1] if after.attempts else None
     if latest is None or latest.job_name is not None or latest.submitting is None:
-        return
+        return None
     earlier = next((a for a in before.attempts if a.attempt == latest.attempt), None)
-    if earlier is None or earlier.submitting != latest.submitting:
-        runtime.fresh[uid] = latest.submitting
+    if earlier is not None and earlier.submitting == latest.submitting:
+        return None
+    first = earlier is None or (earlier.submitting is None and earlier.job_name is None)
+    return Marker(latest.submitting, first)
 
 
 def count(
@@ -139,6 +200,10 @@ def count(
         ):
             metrics.STALLED.labels(condition.reason).inc()
     finished = after.phase in TERMINAL_PHASES and before.phase not in TERMINAL_PHASES
+    if finished:  # a concurrency slot may have freed: resources waiting for one decide again now
+        for uid, phase in list(runtime.phases.items()):
+            if phase == "Queued":
+                runtime.wake(uid)
     if finished and after.usage is not None:
         metrics.record_usage(after.usage, model_id(spec.model), resource.namespace)
 
@@ -210,7 +275,7 @@ async def release_resource(runtime: Runtime, body: kopf.Body, uid: str, retry: i
         events.append(Event("Normal", "CancelledOnDelete", message))
     latest = raw["attempts"][-1]
     marker = _timestamp(latest["submitting"]) if latest.get("submitting") and not latest.get("jobName") else None
-    until = release_wait(marker, marker is not None and fresh == marker, runtime.clock(), runtime.settle)
+    until = release_wait(marker, fresh is not None and fresh.at == marker, runtime.clock(), runtime.settle)
     if until is None:
         return Release(events)
     if out_of_time:

@@ -1,5 +1,10 @@
-"""One poller per operator: one label-filtered LIST per (project, location) per round, so Vertex calls do
-not grow with the number of resources. The resources' timers read what it stored."""
+"""One poller per operator: one LIST of live jobs per (project, location) per round, so Vertex calls do not
+grow with the number of resources, and a GET only for a followed job that left the live list (it
+finished, or its state is one this version does not know). A resource whose job changed is woken at once.
+
+The interval adapts: `poll_interval` while any followed job runs or moved in the last round,
+`queued_poll_interval` (2x by default) while all of them wait in Vertex's queue (nothing to show until
+one starts)."""
 
 from __future__ import annotations
 
@@ -9,44 +14,77 @@ import logging
 from .. import metrics
 from ..adapters.errors import AdapterError
 from ..core.record import duplicates_event
+from ..core.vertex_jobs import PENDING, QUEUED, ObservedJob
 from . import executor
 from .runtime import Runtime, Tracked
 
 log = logging.getLogger("batch_inference_operator")
+WAITING_STATES = frozenset({QUEUED, PENDING})
 
 
 async def poll_forever(runtime: Runtime) -> None:
     while True:
+        moved = True
         try:
             with metrics.POLL_ROUND.time():
-                await poll_round(runtime)
+                moved = await poll_round(runtime)
         except Exception:  # a bad round must not stop polling; the next one tries again
             metrics.RECONCILE_ERRORS.labels("PollFailed").inc()
             log.exception("polling Vertex failed")
-        await asyncio.sleep(runtime.settings.poll_interval)
+        await asyncio.sleep(next_interval(runtime, moved))
 
 
-async def poll_round(runtime: Runtime) -> None:
-    """One LIST per (project, location) with followed jobs, limited to jobs created since the oldest one."""
-    groups: dict[tuple[str, str], list[Tracked]] = {}
-    for tracked in list(runtime.tracked.values()):
-        groups.setdefault((tracked.project, tracked.location), []).append(tracked)
+def next_interval(runtime: Runtime, moved: bool) -> float:
+    """Short while jobs move; longer while every followed job waits in Vertex's queue."""
+    settings = runtime.settings
+    if moved:
+        return settings.poll_interval
+    followed = [runtime.observations.get(t.job_name) for t in runtime.tracked.values()]
+    if followed and all(job is not None and job.state in WAITING_STATES for job in followed):
+        return settings.queued_poll_interval
+    return settings.poll_interval
+
+
+async def poll_round(runtime: Runtime) -> bool:
+    """One LIST of live jobs per (project, location) with followed jobs, limited to jobs created since the
+    oldest one; a GET for each followed job the LIST no longer shows. Returns whether any job changed."""
+    groups: dict[tuple[str, str], list[tuple[str, Tracked]]] = {}
+    for uid, tracked in list(runtime.tracked.items()):
+        groups.setdefault((tracked.project, tracked.location), []).append((uid, tracked))
+    moved = False
     for (project, location), members in groups.items():
-        times = [m.create_time for m in members]
+        times = [m.create_time for _, m in members]
         since = None if None in times else min(t for t in times if t is not None)
         try:
-            jobs = await runtime.vertex.list_managed(project, location, since)
+            live = {job.name: job for job in await runtime.vertex.list_managed(project, location, since)}
         except Exception as error:  # one group's failure (or an answer the SDK cannot parse) stops no other
             metrics.RECONCILE_ERRORS.labels("PollFailed").inc()
             log.warning("polling %s/%s failed: %s", project, location, getattr(error, "message", repr(error)))
             continue
-        for job in jobs:
-            runtime.observations[job.name] = job
+        for uid, tracked in members:
+            job = live.get(tracked.job_name)
+            if job is None:  # left the live list: finished (or a state we do not list); read it once
+                try:
+                    job = await runtime.vertex.get(project, location, tracked.job_name)
+                except AdapterError as error:
+                    log.warning("reading %s failed: %s", tracked.job_name, error.message)
+                    continue
+            if observe(runtime, job):
+                moved = True
+                runtime.wake(uid)
     await reap_duplicates(runtime)
     followed = {tracked.job_name for tracked in runtime.tracked.values()}
     for name in list(runtime.observations):
         if name not in followed:
             del runtime.observations[name]
+    return moved
+
+
+def observe(runtime: Runtime, job: ObservedJob) -> bool:
+    """Store what Vertex said of a job; True when it differs from what was known."""
+    known = runtime.observations.get(job.name)
+    runtime.observations[job.name] = job
+    return known != job
 
 
 async def reap_duplicates(runtime: Runtime) -> None:
@@ -65,3 +103,4 @@ async def reap_duplicates(runtime: Runtime) -> None:
             continue
         if cancelled:
             runtime.notices.setdefault(uid, []).append(duplicates_event(cancelled, tracked.job_name))
+            runtime.wake(uid)

@@ -6,20 +6,52 @@ from __future__ import annotations
 import asyncio
 import datetime
 import random
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..adapters.bigquery import BigQuery
-from ..adapters.gcs import CloudStorage
-from ..adapters.kube import Kube
 from ..adapters.vertex import Vertex
 from ..api import BatchInferenceJobStatus
 from ..core.actions import Event
 from ..core.pricing import DEFAULT_PRICES, Price, parse_prices
 from ..core.vertex_jobs import ObservedJob
 from ..settings import Settings
+from .kube import Kube
+from .limits import CreateLimiter
 from .status_patch import merge_patch
+
+# Seconds a turn waits for its own last status write to come back through the watch before deciding
+# without it (a write that never echoes must not stall a resource for good).
+WRITE_GRACE = 30.0
+# Released resources remembered (see Runtime.released).
+RELEASED_KEPT = 1024
+
+
+class OnFirstUse:
+    """An adapter made, and its library imported, when first used: handing a BigQuery adapter to a scan
+    of a Cloud Storage output must not load google-cloud-bigquery (with pyarrow and numpy)."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._made: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._made is None:
+            self._made = self._make()
+        return getattr(self._made, name)
+
+
+def _cloud_storage() -> Any:
+    from ..adapters.gcs import CloudStorage
+
+    return CloudStorage()
+
+
+def _bigquery() -> Any:
+    from ..adapters.bigquery import BigQuery
+
+    return BigQuery()
 
 
 def now() -> datetime.datetime:
@@ -39,6 +71,15 @@ class Tracked:
     duplicate_watch: dict[str, str] | None = None
 
 
+@dataclass(frozen=True)
+class Marker:
+    """A `submitting` marker this process stored and has sent no create for yet (core/exactly_once.py).
+    `first`: the attempt had no marker before it, so no create was ever sent for the attempt."""
+
+    at: datetime.datetime
+    first: bool = False
+
+
 @dataclass
 class Backoff:
     failures: int = 0
@@ -49,13 +90,14 @@ class Backoff:
 class Runtime:
     settings: Settings
     vertex: Vertex
-    gcs: CloudStorage = field(default_factory=CloudStorage)
-    bigquery: BigQuery = field(default_factory=BigQuery)
-    kube: Kube = field(default_factory=Kube)  # deletes resources past ttlSecondsAfterFinished
+    # Cloud Storage and BigQuery clients, made on first use: an operator that never preflights or reads
+    # an output of one of them does not import its library (tens of MB resident).
+    _gcs: Any = None
+    _bigquery: Any = None
     prices: dict[str, Price] = field(default_factory=lambda: dict(DEFAULT_PRICES))
     observations: dict[str, ObservedJob] = field(default_factory=dict)
     tracked: dict[str, Tracked] = field(default_factory=dict)  # by resource uid
-    # Read-your-writes: after a status write, the status written, and when. A timer run on a body whose
+    # Read-your-writes: after a status write, the status written, and when. A turn on a body whose
     # status is not that one yet (the watch has not delivered the write; another write, such as kopf's
     # finalizer, came first) would decide from an older status (a second marker, a second lookup), so it
     # waits for the write to come back, at most `write_grace` seconds.
@@ -64,18 +106,38 @@ class Runtime:
     phases: dict[str, str | None] = field(default_factory=dict)  # by resource uid, for the jobs gauge
     faulted: set[str] = field(default_factory=set)  # resources whose last turn raised an unexpected error
     # Markers this process wrote and has sent no create for yet (core/exactly_once.py), by resource uid.
-    fresh: dict[str, datetime.datetime] = field(default_factory=dict)
+    fresh: dict[str, Marker] = field(default_factory=dict)
     # Markers this process wrote that only refused calls followed (no create for them may land), by uid.
     clean: dict[str, datetime.datetime] = field(default_factory=dict)
     # Events found outside a resource's turn (the poller's duplicate check), posted on its next turn.
     notices: dict[str, list[Event]] = field(default_factory=dict)
-    released: set[str] = field(default_factory=set)  # deleted resources: nothing more is tracked for them
+    # Deleted resources, so a turn still running at the deletion does not track them again; bounded (a
+    # turn outlives its resource's release by seconds, not by thousands of deletions).
+    released: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    # One wake-up per resource's loop: a watch event or a poll that changed its job sets it.
+    wakers: dict[str, asyncio.Event] = field(default_factory=dict)
     poller: asyncio.Task[None] | None = None
+    kube: Kube = field(default_factory=Kube)  # status writes and Events (controller/kube.py)
+    limiter: CreateLimiter = field(default_factory=lambda: CreateLimiter(0, 0))  # from_settings sets it
     clock: Callable[[], datetime.datetime] = now  # the time decisions are made at (tests pass their own)
+
+    @property
+    def gcs(self) -> Any:
+        if self._gcs is None:
+            self._gcs = OnFirstUse(_cloud_storage)
+        return self._gcs
+
+    @property
+    def bigquery(self) -> Any:
+        if self._bigquery is None:
+            self._bigquery = OnFirstUse(_bigquery)
+        return self._bigquery
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
         runtime = cls(settings, Vertex(settings))
+        runtime.limiter = CreateLimiter(settings.create_rate, settings.create_concurrency, settings.create_burst)
+        runtime.kube = Kube(settings.event_update_interval)
         if settings.prices_json:
             runtime.prices.update(parse_prices(settings.prices_json))
         return runtime
@@ -96,12 +158,25 @@ class Runtime:
     def recovered(self, uid: str) -> None:
         self.faulted.discard(uid)
 
+    def until_retry(self, uid: str) -> float:
+        """Seconds until this resource's backoff has passed (0 when it has)."""
+        entry = self.backoff.get(uid)
+        return 0.0 if entry is None else max(0.0, entry.next_attempt - asyncio.get_running_loop().time())
+
     def held(self, uid: str) -> bool:
         """True while a resource that met an unexpected error waits out its backoff."""
         return uid in self.faulted and not self.may_try(uid)
 
+    def wake(self, uid: str) -> None:
+        waker = self.wakers.get(uid)
+        if waker is not None:
+            waker.set()
+
     def forget(self, uid: str) -> None:
-        self.released.add(uid)
+        self.released[uid] = None
+        while len(self.released) > RELEASED_KEPT:
+            self.released.popitem(last=False)
+        self.wakers.pop(uid, None)
         self.faulted.discard(uid)
         self.fresh.pop(uid, None)
         self.clean.pop(uid, None)
@@ -138,7 +213,7 @@ class Runtime:
 
     @property
     def write_grace(self) -> float:
-        return max(10.0, 5 * self.settings.reconcile_interval)
+        return WRITE_GRACE
 
     def may_try(self, uid: str) -> bool:
         entry = self.backoff.get(uid)

@@ -77,3 +77,6 @@ class Decision:
     status: BatchInferenceJobStatus
     actions: list[Action] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    # Seconds until the decision may come out differently with nothing else happening (a backoff, a
+    # settle window, a resume delay); None: only an event (a watch event, a poll result) changes it.
+    requeue_after: float | None = None

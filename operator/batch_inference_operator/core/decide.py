@@ -5,11 +5,15 @@ is unit-tested by calling `decide()` with values. The controller performs the ac
 writes the status it returns, and only when that status differs from the stored one.
 
 The submit protocol makes paid jobs idempotent although Vertex's create has no request id:
-1. `decide` first records the attempt with a `submitting` marker; the controller writes it.
-2. On the next decision the marker is in status, so `decide` asks for `SubmitJob`. The controller lists
-   jobs labelled with this resource's uid and attempt, adopts one if it exists, creates otherwise.
+1. `decide` first records the attempt with a `submitting` marker; the controller writes it and waits
+   for the API server's answer.
+2. In the same turn it decides again from the written status, which now asks for `SubmitJob`. The
+   controller lists jobs labelled with this resource's uid and attempt (unless this process has just
+   stored the attempt's first marker: then no create was ever sent for it), adopts one if it exists,
+   creates otherwise.
 3. `record_submission` writes the job name and clears the marker.
-A crash anywhere in between leads back to step 2, whose list finds the job created before the crash.
+A crash anywhere in between leads back to step 2 in a later turn, whose list finds the job created
+before the crash.
 """
 
 from __future__ import annotations

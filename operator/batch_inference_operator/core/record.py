@@ -216,8 +216,11 @@ def retry_decision(
     now: datetime.datetime,
     generation: int,
 ) -> Decision:
-    """A recoverable error met while performing an action: the message, and a Warning Event."""
-    message = f"{error_message}; retrying in {delay:.0f}s"
+    """A recoverable error met while performing an action: the message, and a Warning Event. The text
+    is the same on every retry of one problem (the delay is not in it), so the status is not rewritten
+    per retry and the Event aggregates into one with a count (controller/kube.py)."""
+    del delay  # in the log and the requeue, not in the text
+    message = f"{error_message}; retrying with backoff"
     reason = "RetryingSubmit" if submitting else "Retrying"
     return Decision(record_retry(status, message, now, generation), events=[Event("Warning", reason, message)])
 
@@ -280,3 +283,33 @@ def record_failure(
         status.attempts[-1].submitting = None
         status.attempts[-1].error = JobError(code=code, message=message)
     return fail(status, reason, message, now, generation)
+
+
+def record_create_queued(
+    before: BatchInferenceJobStatus,
+    decision: Decision,
+    project: str,
+    location: str,
+    wait: float,
+    now: datetime.datetime,
+    generation: int,
+) -> Decision:
+    """`after` would store a submitting marker, but no create slot is free in this project/location (the
+    operator paces creates): keep `after` without the marker, in phase Queued, and try again in `wait`
+    seconds. No marker is stored while waiting, so none ages (core/exactly_once.py). The Events of the
+    submit itself (Accepted, Resuming) wait for it; the others (a preflight passed) are kept."""
+    status = decision.status.model_copy(deep=True)
+    latest = status.attempts[-1]
+    earlier = next((a for a in before.attempts if a.attempt == latest.attempt), None)
+    if earlier is None:
+        status.attempts.pop()
+        status.attempt = before.attempt
+    else:
+        latest.submitting = earlier.submitting
+    previous = before.phase
+    status.phase = "Queued"
+    status.message = f"waiting for a create slot: the operator paces Vertex job creation in {project}/{location}"
+    set_condition(status, "Ready", False, "CreatePaced", status.message, now, generation)
+    events = [event for event in decision.events if event.reason not in ("Accepted", "Resuming")]
+    phase_event(previous, status, events)
+    return Decision(status, events=events, requeue_after=wait)

@@ -141,7 +141,7 @@ def settle(
             )
             set_condition(status, "Ready", False, "Resuming", status.message or "", now, generation)
             phase_event(previous, status, events)
-            return Decision(status, events=events)
+            return Decision(status, events=events, requeue_after=(resume_at - now).total_seconds())
         return next_attempt(spec, status, current, now, generation)
     return finish(status, current, now, generation, previous)
 

@@ -46,7 +46,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
   verbs: ["patch"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["create", "patch"]  # patch: a recurring problem's Event counts up instead of a new one
 {{- if gt (int .Values.replicaCount) 1 }}
 - apiGroups: ["kopf.dev"]
   resources: ["kopfpeerings"]
