@@ -4,6 +4,7 @@ any one permission removed, a named step of the flow breaks, so no grant is ther
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import pathlib
@@ -14,7 +15,7 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 from test_chart import by_kind, render
-from test_real_operator_flows import jobs_of, reasons, stored
+from test_real_operator_flows import GROUP, PLURAL, VERSION, jobs_of, reasons, stored
 
 from batch_inference_operator import api
 from batch_inference_operator.api import meta
@@ -78,13 +79,23 @@ def retry_count(kube_client: Any, namespace: str) -> int:
     return max((e.count or 0 for e in events if e.reason == "RetryingSubmit"), default=0)
 
 
-async def first_broken_step(stack: Any, kube_client: Any, bucket: Any) -> str | None:
+def remove_jobs(kube_client: Any, namespace: str) -> None:
+    """A case whose flow broke leaves its resource behind, unsubmitted; the next case's operator (which
+    watches every namespace) would submit it and spend that case's emulator faults. Gone, finalizer too."""
+    jobs = kubernetes.client.CustomObjectsApi(kube_client)
+    for job in jobs.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]:
+        name = job["metadata"]["name"]
+        jobs.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, {"metadata": {"finalizers": None}})
+        with contextlib.suppress(ApiException):
+            jobs.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+
+
+async def first_broken_step(stack: Any, kube_client: Any, bucket: Any, namespace: str) -> str | None:
     """Runs the flow a user sees and returns the first step that did not happen (None: all did)."""
     try:
         await stack.start_operator(within=15)
     except RuntimeError:
         return "watching"
-    namespace = f"rbac-{bucket.name[-6:]}"
     kubernetes.client.CoreV1Api(kube_client).create_namespace(
         {"metadata": {"name": namespace, "annotations": {meta.PROJECT_ANNOTATION: "team-project"}}}
     )
@@ -177,7 +188,12 @@ async def test_the_flow_needs_each_rule_of_the_chart(
     token = await install_rbac(admin_kubeconfig, kube_client, objects)
     control_plane.write_kubeconfig(sa_stack.operator_kubeconfig, token)
 
-    broken = await first_broken_step(sa_stack, kube_client, bucket)
+    namespace = f"rbac-{bucket.name[-6:]}"
+    try:
+        broken = await first_broken_step(sa_stack, kube_client, bucket, namespace)
+    finally:
+        await sa_stack.stop_operator()
+        remove_jobs(kube_client, namespace)
     expected = None if removed is None else NEEDED_FOR[removed]
     assert broken == expected, (
         f"without {removed}: expected the {expected!r} step to break, saw {broken!r}\n"
