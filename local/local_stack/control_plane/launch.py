@@ -31,12 +31,19 @@ class ControlPlaneUnavailable(RuntimeError):
     """The binaries could not be built (no Go, no module proxy) or did not start."""
 
 
-def build_binaries(timeout: float = 3600) -> pathlib.Path:
-    """The directory holding kube-apiserver, etcd and helm: built once per version, then cached."""
+def _run_build_script(timeout: float, check_only: bool) -> subprocess.CompletedProcess[str]:
     bash = shutil.which("bash")
     if bash is None:
         raise ControlPlaneUnavailable("bash is needed to build the control plane")
-    result = subprocess.run([bash, str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=timeout, check=False)
+    env = {**os.environ, "BIJ_CONTROL_PLANE_CHECK_ONLY": "1"} if check_only else None
+    return subprocess.run(
+        [bash, str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=timeout, check=False, env=env
+    )
+
+
+def build_binaries(timeout: float = 3600) -> pathlib.Path:
+    """The directory holding kube-apiserver, etcd and helm: built once per version, then cached."""
+    result = _run_build_script(timeout, check_only=False)
     if result.returncode != 0:
         raise ControlPlaneUnavailable(f"building the control plane failed:\n{result.stderr[-4000:]}")
     return pathlib.Path(result.stdout.strip().splitlines()[-1])
@@ -44,13 +51,7 @@ def build_binaries(timeout: float = 3600) -> pathlib.Path:
 
 def cached_binaries() -> pathlib.Path | None:
     """The binaries if they are already built (no build is started)."""
-    result = subprocess.run(
-        ["bash", str(BUILD_SCRIPT)],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "BIJ_CONTROL_PLANE_CHECK_ONLY": "1"},
-    )
+    result = _run_build_script(60, check_only=True)
     return pathlib.Path(result.stdout.strip()) if result.returncode == 0 else None
 
 

@@ -166,6 +166,14 @@ def _cause_from_schema_error(error: jsonschema.ValidationError) -> Cause:
     return Cause(field, "FieldValueInvalid", f"Invalid value: {_quote(value)}: {error.message}")
 
 
+def _child_schema(schema: dict[str, Any], key: str) -> tuple[dict[str, Any] | None, bool]:
+    """The schema of an object's field `key`, and whether it is a map's entry (additionalProperties)."""
+    declared = (schema.get("properties") or {}).get(key)
+    if declared is None and isinstance(schema.get("additionalProperties"), dict):
+        return schema["additionalProperties"], True
+    return declared, False
+
+
 def _check_list_sets(value: Any, schema: dict[str, Any], path: str, causes: list[Cause]) -> None:
     """`x-kubernetes-list-type: set`: an item equal to an earlier one is a `Duplicate value`, named by its
     index; checked after the schema and before the CEL rules, as the apiserver does."""
@@ -179,9 +187,7 @@ def _check_list_sets(value: Any, schema: dict[str, Any], path: str, causes: list
                 _check_list_sets(item, schema["items"], _join(path, index), causes)
     elif isinstance(value, dict):
         for key, child in value.items():
-            child_schema = (schema.get("properties") or {}).get(key)
-            if child_schema is None and isinstance(schema.get("additionalProperties"), dict):
-                child_schema = schema["additionalProperties"]
+            child_schema, _ = _child_schema(schema, key)
             if child_schema is not None:
                 _check_list_sets(child, child_schema, _join(path, key), causes)
 
@@ -341,11 +347,9 @@ class CrdSchema:
                 causes.append(Cause(field, reason, f"Invalid value: {shown}{failure}"))
         if isinstance(value, dict):
             for key, child in value.items():
-                child_schema = (schema.get("properties") or {}).get(key)
-                child_path = _join(path, key)
-                if child_schema is None and isinstance(schema.get("additionalProperties"), dict):
-                    child_schema = schema["additionalProperties"]
-                    child_path = f"{path}[{key}]"  # CEL names a map's entry by its key in brackets
+                child_schema, map_entry = _child_schema(schema, key)
+                # CEL names a map's entry by its key in brackets
+                child_path = f"{path}[{key}]" if map_entry else _join(path, key)
                 if child_schema is not None:
                     child_old = old.get(key, _MISSING) if isinstance(old, dict) else _MISSING
                     self._check_rules(child, child_old, child_schema, child_path, causes)
