@@ -4,7 +4,8 @@
 {
   "rows": [{"code": 429, "rate": 0.2, "seed": 7},              // transient, drawn anew in every job
            {"code": 400, "match": "forbidden topic"},           // permanent, on requests containing the text
-           {"code": 500, "match": "flaky", "times": 1}],        // fails the first time that request is seen
+           {"code": 500, "match": "flaky", "times": 1},         // fails the first time that request is seen
+           {"drop": true, "match": "lost", "times": 1}],        // left out of the output, counted as succeeded
   "jobs": [{"outcome": "FAILED", "afterFraction": 0.6, "code": 13},
            {"outcome": "EXPIRED"},                              // never runs
            {"outcome": "CANCELLED", "afterFraction": 0.3},
@@ -15,6 +16,9 @@
            {"method": "get", "code": 503, "rate": 0.4, "seed": 7, "count": 5}]  // 40 % of calls, 5 at most
 }
 ```
+A `drop` row fault writes no output row for the request at all while the job counts it as succeeded:
+the lost row a results ledger has to find by key.
+
 Job faults apply to the next `count` (default 1) created jobs that match; API faults to the next
 `count` calls of the method (`create`, `get`, `list`, `cancel`, `delete`). With a `rate` below 1,
 each call of the method draws (from `seed` and the call's number, so a run repeats) and only that
@@ -43,12 +47,13 @@ class FaultPlanError(ValueError):
 
 @dataclass
 class RowFault:
-    code: int
+    code: int | None  # None: a drop
     rate: float = 1.0
     seed: int = 0
     match: str | None = None
     times: int | None = None
     seen: dict[str, int] = field(default_factory=dict)
+    drop: bool = False
 
     def fails(self, job_id: str, request_key: str, request_text: str) -> bool:
         if self.match is not None and self.match not in request_text:
@@ -152,15 +157,21 @@ class FaultPlan:
     def row_failure(self, job_id: str, request_key: str, request_text: str) -> int | None:
         with self.lock:
             for fault in self.rows:
-                if fault.fails(job_id, request_key, request_text):
+                if not fault.drop and fault.fails(job_id, request_key, request_text):
                     return fault.code
         return None
+
+    def row_dropped(self, job_id: str, request_key: str, request_text: str) -> bool:
+        """Whether this request's output row is lost (a `drop` fault)."""
+        with self.lock:
+            return any(f.drop and f.fails(job_id, request_key, request_text) for f in self.rows)
 
     def describe(self) -> dict[str, Any]:
         with self.lock:
             return {
                 "rows": [
                     {"code": f.code, "rate": f.rate, "seed": f.seed, "match": f.match, "times": f.times}
+                    | ({"drop": True} if f.drop else {})
                     for f in self.rows
                 ],
                 "jobs": [
@@ -188,14 +199,21 @@ class FaultPlan:
 
 
 def _row(item: dict[str, Any]) -> RowFault:
-    code = int(item["code"])
-    if code not in ROW_CODES:
+    drop = item.get("drop", False)
+    if not isinstance(drop, bool):
+        raise ValueError("drop must be true or false")
+    if drop and "code" in item:
+        raise ValueError("a row fault either drops the row or fails it with a code, not both")
+    code = None if drop else int(item["code"])
+    if code is not None and code not in ROW_CODES:
         raise ValueError(f"row fault code must be one of {sorted(ROW_CODES)}")
     rate = float(item.get("rate", 1.0))
     if not 0 <= rate <= 1:
         raise ValueError("rate must be between 0 and 1")
     times = item.get("times")
-    return RowFault(code, rate, int(item.get("seed", 0)), item.get("match"), None if times is None else int(times))
+    return RowFault(
+        code, rate, int(item.get("seed", 0)), item.get("match"), None if times is None else int(times), drop=drop
+    )
 
 
 def _job(item: dict[str, Any]) -> JobFault:

@@ -32,6 +32,7 @@ from .errors import status_envelope
 from .faults import FaultPlan
 from .importrules import MAX_FILE_BYTES, ImportValidator, ImportViolation
 from .jobs import Counts, Job, utcnow
+from .reserialize import echoed
 from .storage import BucketMissing, GcsPath, Storage
 
 OUTPUT_ONLY_KEYS = ("request", "response", "status", "processed_time")
@@ -259,18 +260,25 @@ class JobProcessor:
                     emit(row)
                 elif stopped_by is not None:
                     counts.incomplete += 1
-                    emit({key: value for key, value in row.items() if key not in ("response", "status")})
-                else:
-                    emit(self._infer(job, row, counts))
+                    kept = {key: value for key, value in row.items() if key not in ("response", "status")}
+                    emit(kept | {"request": echoed(row["request"])})
+                elif (result := self._infer(job, row, counts)) is not None:
+                    emit(result)
             rng.shuffle(buffer)
             for item in buffer:
                 out.write(item + b"\n")
         return _outcome(job, stopped_by, source.total)
 
-    def _infer(self, job: Job, row: dict[str, Any], counts: Counts) -> dict[str, Any]:
+    def _infer(self, job: Job, row: dict[str, Any], counts: Counts) -> dict[str, Any] | None:
+        """The output row of one request; None when a `drop` fault loses it (counted as succeeded)."""
         request = row["request"]
-        encoded = orjson.dumps(request, option=orjson.OPT_SORT_KEYS)
+        # Keyed by the echoed form, so a request fed back by a resume (already echoed) is the same request.
+        encoded = orjson.dumps(echoed(request), option=orjson.OPT_SORT_KEYS)
         key = hashlib.sha256(encoded).hexdigest()[:24]
+        if self._services.faults.row_dropped(job.id, key, encoded.decode()):
+            counts.processed += 1
+            counts.successful += 1
+            return None
         code = self._services.faults.row_failure(job.id, key, encoded.decode())
         message = _ROW_FAULT_MESSAGES.get(code or 0, "")
         if code is None and (problem := request_problem(request)):
@@ -278,7 +286,7 @@ class JobProcessor:
         result: dict[str, Any] = {k: v for k, v in row.items() if k not in OUTPUT_ONLY_KEYS}
         result["status"] = ""
         result["processed_time"] = utcnow().isoformat(timespec="milliseconds")
-        result["request"] = request
+        result["request"] = echoed(request)
         counts.processed += 1
         if code is not None:
             counts.failed += 1

@@ -279,6 +279,51 @@ async def test_row_fault_times_fails_only_the_first_attempt(vertex: Any, bucket:
     assert second.completion_stats.successful_count == 4 and second.completion_stats.failed_count is None
 
 
+async def test_output_rows_echo_extra_fields_re_serialize_the_request_and_come_out_reordered(
+    vertex: Any, bucket: Any, gcs: Any
+) -> None:
+    """As on Vertex: join on a key, never on position or on the request's text."""
+    url, _ = vertex
+    client = genai_client(url)
+    rows = [
+        {"key": f"k{i}", "request": {"system_instruction": {"parts": [{"text": "brief"}]}, **row["request"]}}
+        for i, row in enumerate(requests_rows(80))
+    ]
+    done = await finished(client, (await submit(client, write_jsonl(bucket, "in.jsonl", rows), bucket)).name)
+    out = read_jsonl(gcs, f"{done.output_info.gcs_output_directory}/predictions.jsonl")
+    assert sorted(r["key"] for r in out) == sorted(r["key"] for r in rows), "the extra field on every row"
+    assert [r["key"] for r in out] != [r["key"] for r in rows], "not in input order"
+    echoed = {r["key"]: r["request"] for r in out}["k3"]
+    assert "system_instruction" not in echoed and echoed["systemInstruction"] == {
+        "parts": [{"text": "brief", "inlineData": None, "fileData": None}]
+    }
+    assert echoed["contents"][0]["parts"][0] == {"text": "question 3", "inlineData": None, "fileData": None}
+
+
+async def test_a_drop_fault_leaves_a_row_out_of_the_output_once(vertex: Any, bucket: Any, gcs: Any) -> None:
+    url, _ = vertex
+    client = genai_client(url)
+    rows = requests_rows(6)
+    rows[2]["request"]["contents"][0]["parts"][0]["text"] = "lost one"
+    await control(url, "POST", "/emulator/v1/faults", {"rows": [{"drop": True, "match": "lost one", "times": 1}]})
+    first = await finished(client, (await submit(client, write_jsonl(bucket, "in.jsonl", rows), bucket)).name)
+    assert first.state.name == "JOB_STATE_SUCCEEDED" and first.completion_stats.successful_count == 6
+    out = read_jsonl(gcs, f"{first.output_info.gcs_output_directory}/predictions.jsonl")
+    assert sorted(r["id"] for r in out) == ["r0", "r1", "r3", "r4", "r5"], "r2 is in no output row"
+    again = await finished(client, (await submit(client, write_jsonl(bucket, "r2.jsonl", [rows[2]]), bucket)).name)
+    out = read_jsonl(gcs, f"{again.output_info.gcs_output_directory}/predictions.jsonl")
+    assert [r["id"] for r in out] == ["r2"], "times: 1 drops it only once"
+
+
+async def test_a_drop_fault_with_a_code_is_refused(vertex: Any) -> None:
+    url, _ = vertex
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url + "/emulator/v1/faults", json={"rows": [{"drop": True, "code": 500}]}) as response,
+    ):
+        assert response.status == 400 and "not both" in await response.text()
+
+
 @pytest.mark.parametrize(
     ("outcome", "state", "code"),
     [

@@ -7,10 +7,9 @@ import datetime
 from typing import Any
 
 import pytest
-from test_reconcile import DEFAULTS, RESOURCE, T0, condition, observed, spec, submitted
+from test_reconcile import DEFAULTS, RESOURCE, T0, condition, decide, observed, spec, submitted
 
 from batch_inference_operator import api
-from batch_inference_operator.core.decide import decide
 from batch_inference_operator.core.outcomes import row_error
 from batch_inference_operator.core.record import record_failure, record_scan
 from batch_inference_operator.core.usage import scan

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from typing import Any
 
@@ -16,9 +17,11 @@ from batch_inference_operator.api.meta import (
     LABEL_SPEC_HASH,
     LABEL_UID,
 )
-from batch_inference_operator.core.actions import CancelJob, RunPreflight, ScanOutput, SubmitJob
-from batch_inference_operator.core.decide import decide
+from batch_inference_operator.core.actions import CancelJob, RunPreflight, ScanOutput, SubmitJob, WriteManifest
+from batch_inference_operator.core.decide import decide as decide_once
 from batch_inference_operator.core.identity import Resource, label_value, spec_hash
+from batch_inference_operator.core.ledger import Totals
+from batch_inference_operator.core.manifest import record_manifest
 from batch_inference_operator.core.policy import Tenancy
 from batch_inference_operator.core.record import (
     record_failure,
@@ -29,6 +32,21 @@ from batch_inference_operator.core.record import (
 )
 from batch_inference_operator.core.resume import output_for
 from batch_inference_operator.core.vertex_jobs import ObservedJob
+
+
+def decide(*args: Any, **kwargs: Any) -> Any:
+    """`decide`, then, as the executor does, the results manifest it asks for (written with the last
+    read output's counts) and the decision that follows; the manifest step itself is tested in test_ledger."""
+    decision = decide_once(*args, **kwargs)
+    write = next((a for a in decision.actions if isinstance(a, WriteManifest)), None)
+    if write is None:
+        return decision
+    rows = next(a.rows for a in reversed(decision.status.attempts) if a.rows is not None)
+    failed = rows.failed_transient + rows.failed_permanent + rows.incomplete
+    totals = Totals(total=rows.succeeded + failed, succeeded=rows.succeeded, failed=failed)
+    after = decide_once(args[0], record_manifest(decision.status, write.uri, totals), *args[2:], **kwargs)
+    return dataclasses.replace(after, events=decision.events + after.events)
+
 
 T0 = datetime.datetime(2026, 11, 24, 10, 0, tzinfo=datetime.UTC)
 RESOURCE = Resource("team-a", "reviews", "0b9f3c1e-uid", generation=1)
@@ -329,7 +347,8 @@ def test_a_bigquery_attempt_is_read_by_query_and_resumed_from_its_output_table()
     end = T0 + datetime.timedelta(minutes=10)
     job = observed("JOB_STATE_FAILED", start_time=T0, end_time=end, output_location=BQ_OUTPUT)
     ended = decide(s, status, job, RESOURCE, DEFAULTS, end)
-    assert ended.actions == [ScanOutput(1, BQ_OUTPUT)] and ended.status.output_location == BQ_OUTPUT
+    assert ended.actions == [ScanOutput(1, BQ_OUTPUT, ("bq://demo-project.ds.requests",))]
+    assert ended.status.output_location == BQ_OUTPUT
     read = record_scan(ended.status, 1, api.Usage(requests=10), api.RowCounts(succeeded=6, incomplete=4))
     resumed = decide(s, read, job, RESOURCE, DEFAULTS, end)
     assert resumed.status.attempts[1].input == [BQ_OUTPUT], "the next attempt reads the previous output table"

@@ -6,11 +6,10 @@ from __future__ import annotations
 import dataclasses
 import datetime
 
-from test_reconcile import AFTER_BACKOFF, DEFAULTS, RESOURCE, condition, finished_attempt, spec, submitted
+from test_reconcile import AFTER_BACKOFF, DEFAULTS, RESOURCE, condition, decide, finished_attempt, spec, submitted
 
 from batch_inference_operator import api
 from batch_inference_operator.core.actions import RunPreflight, SubmitJob
-from batch_inference_operator.core.decide import decide
 from batch_inference_operator.core.record import record_preflight, record_submission
 from batch_inference_operator.core.vertex_jobs import ObservedJob
 

@@ -8,6 +8,7 @@ and are billed in the job's project. The client is synchronous, so callers use a
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,3 +105,32 @@ class BigQuery:
         totals = self._query(uri, project, location, usage_query(table_id))
         failed = self._query(uri, project, location, row_errors_query(table_id))
         return from_totals(dict(totals[0]), [row["status"] for row in failed])
+
+    def rows(self, uri: str, project: str, columns: Iterable[str]) -> Iterator[dict[str, Any]]:
+        """A table's rows, these columns of them (those it has), page by page; a JSON column as its value."""
+        client = self.client(project)
+        table = self._call("BigQuery table", uri, lambda: client.get_table(BigQueryUri.parse(uri).table_id))
+        wanted = [f for f in table.schema if f.name in set(columns)]
+        pages = self._call("BigQuery table", uri, lambda: client.list_rows(table, selected_fields=wanted))
+        try:
+            for row in pages:
+                yield dict(row.items())
+        except gexc.GoogleAPIError as error:
+            raise AdapterError(f"reading BigQuery table {uri} failed: {error}", retryable=True) from None
+
+    def load_rows(self, uri: str, project: str, location: str, rows: Iterable[dict[str, Any]], schema: Any) -> None:
+        """Replace a table's content with these rows by a load job (a new table, or the whole table at once)."""
+        client = self.client(project)
+        config = bigquery.LoadJobConfig(
+            schema=[bigquery.SchemaField(name, kind) for name, kind in schema],
+            write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+        )
+        table_id = BigQueryUri.parse(uri).table_id
+        self._call(
+            "BigQuery table",
+            uri,
+            lambda: client.load_table_from_json(list(rows), table_id, job_config=config, location=location).result(
+                timeout=TIMEOUT
+            ),
+            missing="OutputNotFound",
+        )

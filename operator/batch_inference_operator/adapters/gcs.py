@@ -120,3 +120,37 @@ class CloudStorage:
             raise _missing(f"{uri} does not exist") from None
         except gexc.GoogleAPIError as error:
             raise _failed(f"reading {uri} failed: {error}") from None
+
+    def object_metadata(self, uri: str) -> tuple[int, dict[str, str]] | None:
+        """An object's generation and custom metadata; None when it does not exist."""
+        parsed = GcsUri.parse(uri)
+        try:
+            blob = self.client.bucket(parsed.bucket).get_blob(parsed.name)
+        except gexc.NotFound:
+            raise _missing(f"bucket {parsed.bucket} of {uri} does not exist") from None
+        except gexc.GoogleAPIError as error:
+            raise _failed(f"reading {uri} failed: {error}") from None
+        return None if blob is None else (blob.generation or 0, dict(blob.metadata or {}))
+
+    def write_lines(self, uri: str, lines: Iterable[bytes], metadata: dict[str, str], generation: int = 0) -> None:
+        """Stream lines into an object, uploaded in chunks (never whole in memory). The write is conditional:
+        with generation 0 only if no such object exists, else only over that generation, so two writers
+        (a restart racing a slow first try) never both land; the loser's `Conflict` is retried and finds
+        the winner's object."""
+        parsed = GcsUri.parse(uri)
+        blob = self.client.bucket(parsed.bucket).blob(parsed.name)
+        blob.metadata = metadata
+        try:
+            with blob.open(
+                "wb", chunk_size=CHUNK, if_generation_match=generation, content_type="application/jsonl"
+            ) as writer:
+                for line in lines:
+                    writer.write(line)
+        except gexc.PreconditionFailed:
+            raise AdapterError(f"{uri} was written meanwhile", retryable=True, reason="Conflict") from None
+        except gexc.NotFound:
+            raise _missing(f"bucket {parsed.bucket} of {uri} does not exist") from None
+        except gexc.Forbidden as error:
+            raise AdapterError(f"no permission to write {uri}: {error.message}", retryable=True, code=403) from None
+        except gexc.GoogleAPIError as error:
+            raise _failed(f"writing {uri} failed: {error}") from None

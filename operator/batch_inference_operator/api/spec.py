@@ -88,6 +88,13 @@ class InputSpec(OneOf):
 
     gcs: GcsInput | None = None
     bigquery: BigQueryInput | None = None
+    key_field: str = Field(
+        default="key",
+        min_length=1,
+        max_length=300,
+        description="Top-level JSONL field (or BigQuery column) holding each row's stable key; a row without "
+        "it is keyed by a SHA-256 of its request. Results are joined to requests by this key.",
+    )
 
     def uris(self) -> list[str]:
         return list(self.gcs.uris) if self.gcs else [self.bigquery.table]  # type: ignore[union-attr]

@@ -98,6 +98,21 @@ class Attempt(ApiModel):
     )
     start_time: datetime | None = None
     end_time: datetime | None = None
+    missing: int | None = Field(
+        default=None, description="Input rows in no row of this attempt's output (found by key once it ended)."
+    )
+    missing_input: str | None = Field(
+        default=None, description="The file of those input rows, fed to the next attempt beside this output."
+    )
+
+
+class RowTotals(ApiModel):
+    """Every input row by its final outcome, from the results manifest (each row once, carried rows too)."""
+
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    missing: int = Field(default=0, description="In the input, in no output row.")
 
 
 class PreflightReport(ApiModel):
@@ -175,6 +190,10 @@ class BatchInferenceJobStatus(ApiModel):
         default_factory=list, max_length=MAX_ROW_ERRORS, description="Sample failed rows of the latest attempt."
     )
     preflight: PreflightReport | None = None
+    rows: RowTotals | None = Field(default=None, description="Input rows by outcome, once the resource finished.")
+    manifest: str | None = Field(
+        default=None, description="The results manifest: each input row's key, outcome and where its answer is."
+    )
     rerun: Rerun | None = None
     conditions: list[Condition] = Field(default_factory=list)
     message: str | None = None

@@ -18,11 +18,12 @@ from .. import metrics
 from ..adapters.errors import AdapterError
 from ..adapters.vertex import UNREACHABLE
 from ..api import BatchInferenceJobSpec, BatchInferenceJobStatus
-from ..core.actions import CancelJob, Decision, Event, RunPreflight, ScanOutput, SubmitJob
+from ..core.actions import CancelJob, Decision, Event, RunPreflight, ScanOutput, SubmitJob, WriteManifest
 from ..core.admission import Queue
 from ..core.decide import decide
 from ..core.exactly_once import ambiguous, create_gate
 from ..core.identity import Resource
+from ..core.manifest import missing_event, record_manifest, record_manifest_failed, record_missing
 from ..core.permissions import FORBIDDEN
 from ..core.policy import Tenancy
 from ..core.preflight_jsonl import rejection
@@ -51,7 +52,7 @@ from ..core.vertex_jobs import (
     ObservedJob,
 )
 from ..core.wording import plural
-from . import checks
+from . import checks, results
 from .denied import permission_denied
 from .runtime import Runtime
 
@@ -280,7 +281,21 @@ async def perform(
             # The job stopped before writing anything (its input was rejected, say): nothing to resume from.
             return record_no_output(status, action.attempt), None, []
         found.usage.estimated_cost_usd = estimate_cost(found.usage, spec.model, runtime.prices)
-        return record_scan(status, action.attempt, found.usage, found.rows, found.errors), None, []
+        status = record_scan(status, action.attempt, found.usage, found.rows, found.errors)
+        missing, missing_input = await asyncio.to_thread(
+            results.find_missing, runtime.gcs, runtime.bigquery, action, status.project or ""
+        )
+        events = [missing_event(missing, action.attempt, missing_input)] if missing else []
+        return record_missing(status, action.attempt, missing, missing_input), None, events
+    if isinstance(action, WriteManifest):
+        try:
+            totals = await asyncio.to_thread(results.write_manifest, runtime.gcs, runtime.bigquery, action)
+        except AdapterError as error:
+            if error.retryable:
+                raise
+            message = f"the results manifest {action.uri} was not written: {error.message}"
+            return record_manifest_failed(status), None, [Event("Warning", "ManifestNotWritten", message)]
+        return record_manifest(status, action.uri, totals), None, []
     if isinstance(action, CancelJob):
         await cancel(runtime.vertex, action.project, action.location, action.job_name)
         seen = runtime.observations.get(action.job_name)

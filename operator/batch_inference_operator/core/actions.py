@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..api import BatchInferenceJobSpec, BatchInferenceJobStatus
+from .ledger import Shard
 from .vertex_jobs import JobRequest
 
 
@@ -48,10 +49,26 @@ def preflight_of(spec: BatchInferenceJobSpec, status: BatchInferenceJobStatus) -
 
 @dataclass(frozen=True)
 class ScanOutput:
-    """Stream a finished attempt's output: token usage and which rows failed how."""
+    """Stream a finished attempt's output: token usage and which rows failed how. With `missing_uri`, also
+    join it to the input by key and write the input rows it lacks there (the next attempt's extra input)."""
 
     attempt: int
     output_location: str
+    inputs: tuple[str, ...] = ()
+    key_field: str = "key"
+    missing_uri: str | None = None
+
+
+@dataclass(frozen=True)
+class WriteManifest:
+    """Write the results manifest of a finished resource: every input row of every shard, by key, with its
+    outcome and where its answer is."""
+
+    uri: str  # gs://.../results-manifest.jsonl, or bq://project.dataset.table
+    shards: tuple[Shard, ...]
+    key_field: str
+    project: str
+    location: str
 
 
 @dataclass(frozen=True)
@@ -62,7 +79,7 @@ class CancelJob:
     job_name: str
 
 
-Action = SubmitJob | RunPreflight | ScanOutput | CancelJob
+Action = SubmitJob | RunPreflight | ScanOutput | WriteManifest | CancelJob
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,8 @@ def spec_hash(spec: BatchInferenceJobSpec, project: str, location: str) -> str:
         "model": spec.model,
         "project": project,
         "location": location,
-        "input": spec.input.to_wire(),
+        # The key field names how results are joined back, not what the job computes.
+        "input": {k: v for k, v in spec.input.to_wire().items() if k != "keyField"},
         "output": spec.output.to_wire(),
     }
     return hashlib.sha256(json.dumps(defining, sort_keys=True).encode()).hexdigest()[:16]

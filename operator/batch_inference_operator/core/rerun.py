@@ -75,6 +75,7 @@ def take_rerun(
     status.phase = "Pending"
     status.completion_time = None
     status.row_errors = []
+    status.rows, status.manifest = None, None  # the re-run's finish writes them anew
     if source == "Input":
         status.preflight = None  # the input may have been fixed: check it again
     what = "the unfinished requests of the last output" if source == "Output" else "spec.input"

@@ -6,9 +6,10 @@ from __future__ import annotations
 import datetime
 
 from ..api import Attempt, BatchInferenceJobSpec, BatchInferenceJobStatus
-from .actions import Decision, Event, ScanOutput
+from .actions import Decision, Event
 from .advice import cache_advice
 from .conditions import set_condition
+from .manifest import manifest_of, scan_of
 from .record import describe_row_errors, phase_event
 from .uris import BigQueryUri, is_bigquery, is_gcs, predictions_file
 from .vertex_jobs import (
@@ -51,12 +52,14 @@ def after_attempt(
     """A terminal attempt: read its output first (once), then settle it."""
     if current.rows is None and has_readable_output(current):
         status.message = f"attempt {current.attempt} ended; reading its output"
-        return Decision(status, actions=[ScanOutput(current.attempt, current.output_location or "")])
+        return Decision(status, actions=[scan_of(spec, current)])
     return settle(spec, status, current, now, generation)
 
 
 def resumable(attempt: Attempt, retry: str) -> bool:
     state = attempt.state
+    if attempt.missing and attempt.missing_input and state != FAILED:
+        return True  # input rows in no output row: resubmitted beside the output
     if state == FAILED:
         return not (attempt.error and attempt.error.code in TERMINAL_JOB_CODES)
     if state in (CANCELLED, EXPIRED, PARTIALLY_SUCCEEDED):
@@ -76,7 +79,8 @@ def resumable(attempt: Attempt, retry: str) -> bool:
 
 def unfinished(attempt: Attempt) -> int:
     if attempt.rows is not None:
-        return attempt.rows.failed_transient + attempt.rows.failed_permanent + attempt.rows.incomplete
+        rows = attempt.rows
+        return rows.failed_transient + rows.failed_permanent + rows.incomplete + (attempt.missing or 0)
     stats = attempt.completion_stats
     return (stats.failed + stats.incomplete) if stats else 0
 
@@ -123,7 +127,7 @@ def settle(
             return hold(status, now, generation)
         if not current.resubmit or used < spec.resume.max_attempts:
             return next_attempt(spec, status, current, now, generation)
-        return finish(status, current, now, generation, previous)
+        return finish_with_manifest(spec, status, current, now, generation, previous)
     if resumable(current, spec.resume.retry_failed_requests) and used < spec.resume.max_attempts:
         if spec.suspend:
             return hold(status, now, generation)
@@ -143,6 +147,23 @@ def settle(
             phase_event(previous, status, events)
             return Decision(status, events=events, requeue_after=(resume_at - now).total_seconds())
         return next_attempt(spec, status, current, now, generation)
+    return finish_with_manifest(spec, status, current, now, generation, previous)
+
+
+def finish_with_manifest(
+    spec: BatchInferenceJobSpec,
+    status: BatchInferenceJobStatus,
+    current: Attempt,
+    now: datetime.datetime,
+    generation: int,
+    previous: str | None,
+) -> Decision:
+    """Write the results manifest first (while the phase is not final, so a failed write is retried), then
+    finish."""
+    write = manifest_of(spec, status)
+    if write is not None:
+        status.message = f"attempt {current.attempt} ended; writing the results manifest {write.uri}"
+        return Decision(status, actions=[write])
     return finish(status, current, now, generation, previous)
 
 
@@ -158,6 +179,8 @@ def next_attempt(
     output = current.output_location
     if current.start_time and output:
         source = [predictions_file(output)] if is_gcs(output) else [output]
+        if current.missing and current.missing_input:
+            source.append(current.missing_input)  # rows in no output: run beside the carried ones
     else:
         source = spec.input.uris()
     number = current.attempt + 1
