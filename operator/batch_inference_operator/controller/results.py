@@ -13,6 +13,8 @@ from collections.abc import Iterable, Iterator
 from itertools import chain
 from typing import Any, Protocol
 
+import orjson
+
 from ..core.actions import ScanOutput, WriteManifest
 from ..core.keys import row_key
 from ..core.ledger import (
@@ -40,6 +42,7 @@ MANIFEST_SCHEMA = (
     ("row", "INT64"),
     ("error", "STRING"),
     ("input", "STRING"),
+    ("inputLine", "INT64"),
     ("inputRow", "INT64"),
 )
 
@@ -67,11 +70,22 @@ def source_tag(shards: Iterable[Shard], key_field: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def _with_request(row: dict[str, Any]) -> dict[str, Any]:
+    """A BigQuery row whose `request` column is STRING (older samples) holds JSON text: key it parsed."""
+    request = row.get("request")
+    if isinstance(request, str):
+        try:
+            return {**row, "request": orjson.loads(request)}
+        except orjson.JSONDecodeError:
+            return row
+    return row
+
+
 def _inputs(gcs: Files, bigquery: Tables, shard: Shard, key_field: str, project: str) -> Iterator[InputRow]:
     for uri in shard.inputs:
         if is_bigquery(uri):
             for number, row in enumerate(bigquery.rows(uri, project, (key_field, "request")), 1):
-                yield InputRow(uri, number, row_key(row, key_field), None)
+                yield InputRow(uri, number, row_key(_with_request(row), key_field), None)
         else:
             for path, _size in gcs.objects(uri):
                 yield from input_rows(path, gcs.lines(path), key_field)
@@ -82,7 +96,8 @@ def _index(gcs: Files, bigquery: Tables, output: str | None, key_field: str, pro
         return OutputIndex()
     if is_bigquery(output):
         columns = (key_field, "request", "response", "status")
-        return index_rows(enumerate(bigquery.rows(output, project, columns), 1), key_field)
+        rows = (_with_request(row) for row in bigquery.rows(output, project, columns))
+        return index_rows(enumerate(rows, 1), key_field)
     return index_output(gcs.lines(output), key_field)
 
 
