@@ -11,6 +11,7 @@ import subprocess
 import sys
 from typing import Any
 
+from batch_inference_operator import api
 from batch_inference_operator.api import Attempt, BatchInferenceJobStatus, RowCounts, parse_spec
 from batch_inference_operator.core.actions import ScanOutput, WriteManifest
 from batch_inference_operator.core.keys import canonical_request_hash, row_key
@@ -246,3 +247,34 @@ def test_the_example_joins_a_manifest_to_its_output_in_one_pass(tmp_path: pathli
         {"key": "t1", "outcome": "succeeded", "answer": "yes"},
         {"key": "t2", "outcome": "failed", "error": "Bad Request: role"},
     ]
+
+
+def test_a_sharded_parent_manifest_covers_every_shard_in_order() -> None:
+    from batch_inference_operator.core.manifest import manifest_for_shards
+
+    shards = [
+        Shard(2, ("gs://bkt/out/shards/input-00002.jsonl",), "gs://bkt/out/shards/output-00002/p/predictions.jsonl"),
+        Shard(1, ("gs://bkt/out/shards/input-00001.jsonl",), None),
+    ]
+    write = manifest_for_shards(spec(), ended(1), shards, "big-job")
+    assert write.uri == "gs://bkt/out/results-manifest.jsonl" and [s.index for s in write.shards] == [1, 2]
+    totals = Totals()
+    first = input_rows(write.shards[0].inputs[0], lines([{"key": "a", "request": request("a")}]), "key")
+    second = input_rows(write.shards[1].inputs[0], lines([{"key": "b", "request": request("b")}]), "key")
+    out = index_output(lines([ok({"key": "b", "request": request("b")})]), "key")
+    rows = [e.row for e in join(write.shards[0], first, index_output([], "key"), totals)]
+    rows += [e.row for e in join(write.shards[1], second, out, totals)]
+    assert [(r["key"], r["shard"], r["outcome"]) for r in rows] == [("a", 1, "missing"), ("b", 2, "succeeded")]
+    assert (totals.total, totals.succeeded, totals.missing) == (2, 1, 1)
+
+
+def test_a_job_that_never_wrote_an_output_reports_its_rows_missing_without_a_manifest() -> None:
+    status = ended(1)
+    status.attempts[0].rows = None
+    status.attempts[0].output_location = None
+    status.attempts[0].state = "JOB_STATE_EXPIRED"
+    status.preflight = api.PreflightReport(requests=7)
+    once = spec().model_copy(update={"resume": api.ResumeSpec(max_attempts=1)})
+    final = settle(once, status, status.attempts[-1], NOW, 1)
+    assert final.actions == [] and final.status.phase == "Failed" and final.status.manifest is None
+    assert final.status.rows == api.RowTotals(total=7, succeeded=0, failed=0, missing=7)

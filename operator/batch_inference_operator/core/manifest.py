@@ -62,6 +62,22 @@ def manifest_of(spec: BatchInferenceJobSpec, status: BatchInferenceJobStatus, sh
     )
 
 
+def manifest_for_shards(
+    spec: BatchInferenceJobSpec, status: BatchInferenceJobStatus, shards: list[Shard], name: str
+) -> WriteManifest:
+    """A sharded parent's manifest: every shard's input joined to that shard's final output (its child's
+    latest read output: a Cloud Storage predictions file or a BigQuery table; None when it wrote none), in
+    shard order, written once next to the parent's outputs (`name`, the parent's name, names the BigQuery
+    table, as a parent has no single output table)."""
+    uri = (
+        f"{spec.output.gcs.uri_prefix.rstrip('/')}/{MANIFEST_FILE}"
+        if spec.output.gcs
+        else f"{BigQueryUri.parse(spec.output.uri()).dataset_uri}.{MANIFEST_TABLE_PREFIX}{name.replace('-', '_')}"
+    )
+    ordered = tuple(sorted(shards, key=lambda shard: shard.index))
+    return WriteManifest(uri, ordered, spec.input.key_field, status.project or "", status.location or "")
+
+
 def row_totals(totals: Totals) -> RowTotals:
     return RowTotals(total=totals.total, succeeded=totals.succeeded, failed=totals.failed, missing=totals.missing)
 
@@ -73,17 +89,27 @@ def record_manifest(status: BatchInferenceJobStatus, uri: str, totals: Totals) -
     return status
 
 
-def record_manifest_failed(status: BatchInferenceJobStatus) -> BatchInferenceJobStatus:
-    """The manifest could not be written (the output location refused it): the row totals still come from
-    the last output's counts, so the resource finishes."""
-    status = status.model_copy(deep=True)
+def fallback_rows(status: BatchInferenceJobStatus) -> RowTotals | None:
+    """Row totals without a manifest (none could be written, or no attempt wrote an output): the last read
+    output's counts; input rows in none of them are missing. None when the input's size is unknown too."""
     last = next((a for a in reversed(status.attempts) if a.rows is not None), None)
     rows = last.rows if last else None
     succeeded = rows.succeeded if rows else 0
     failed = (rows.failed_transient + rows.failed_permanent + rows.incomplete) if rows else 0
-    missing = (last.missing or 0) if last else 0
-    total = status.preflight.requests if status.preflight else succeeded + failed + missing
-    status.rows = RowTotals(total=total, succeeded=succeeded, failed=failed, missing=missing)
+    if status.preflight is not None:
+        total = max(status.preflight.requests, succeeded + failed)
+    elif rows is not None:
+        total = succeeded + failed + ((last.missing or 0) if last else 0)
+    else:
+        return None
+    return RowTotals(total=total, succeeded=succeeded, failed=failed, missing=total - succeeded - failed)
+
+
+def record_manifest_failed(status: BatchInferenceJobStatus) -> BatchInferenceJobStatus:
+    """The manifest could not be written (the output location refused it): the row totals come from the
+    last output's counts, so the resource still finishes (and is not asked to write it again)."""
+    status = status.model_copy(deep=True)
+    status.rows = fallback_rows(status) or RowTotals()
     return status
 
 

@@ -9,7 +9,7 @@ from ..api import Attempt, BatchInferenceJobSpec, BatchInferenceJobStatus
 from .actions import Decision, Event
 from .advice import cache_advice
 from .conditions import set_condition
-from .manifest import manifest_of, scan_of
+from .manifest import fallback_rows, manifest_of, scan_of
 from .record import describe_row_errors, phase_event
 from .uris import BigQueryUri, is_bigquery, is_gcs, predictions_file
 from .vertex_jobs import (
@@ -236,6 +236,7 @@ def finish(
     if current.row_errors and phase in ("PartiallySucceeded", "Failed"):
         status.message += f"; for example {describe_row_errors(current.row_errors)}"
     status.completion_time = status.completion_time or current.end_time or now
+    status.rows = status.rows or fallback_rows(status)  # no manifest: no output was ever written
     events: list[Event] = []
     if phase in ("Succeeded", "PartiallySucceeded"):
         set_condition(status, "Complete", True, phase, status.message, now, generation)
