@@ -146,3 +146,19 @@ async def test_a_bigquery_job_gets_a_manifest_table(stack: Any, bigquery: Any, d
     for entry in manifest:
         assert entry["outcome"] == "succeeded" and entry["table"] == output and entry["shard"] == 1
         assert out[entry["row"] - 1]["id"] == entry["key"], "the row it names is the row of its key"
+
+
+async def test_a_bigquery_job_with_a_lost_row_reports_it_missing(stack: Any, bigquery: Any, dataset: str) -> None:
+    rows = tickets(8)
+    rows[6]["request"]["contents"][0]["parts"][0]["text"] = "lost in the table"
+    await control(stack, "POST", "/emulator/v1/faults", {"rows": [{"drop": True, "match": "lost in the table"}]})
+    source = make_table(bigquery, f"{dataset}.tickets", rows, TICKET_COLUMNS)
+    spec = bq_manifest(
+        "bq-lost", {"bigquery": {"table": source}, "keyField": "id"}, {"bigquery": {"dataset": f"bq://{dataset}"}}
+    )
+    await call(stack.kube, "POST", bij_path(), spec)
+    done = (await phase_of(stack, "bq-lost", within=60))["status"]
+    assert done["phase"] == "PartiallySucceeded", done["message"]
+    assert done["rows"] == {"total": 8, "succeeded": 7, "failed": 0, "missing": 1}
+    manifest = read_table(bigquery, done["manifest"])
+    assert [m["key"] for m in manifest if m["outcome"] == "missing"] == ["r6"]

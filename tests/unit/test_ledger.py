@@ -278,3 +278,12 @@ def test_a_job_that_never_wrote_an_output_reports_its_rows_missing_without_a_man
     final = settle(once, status, status.attempts[-1], NOW, 1)
     assert final.actions == [] and final.status.phase == "Failed" and final.status.manifest is None
     assert final.status.rows == api.RowTotals(total=7, succeeded=0, failed=0, missing=7)
+
+
+def test_rows_the_manifest_finds_missing_keep_a_succeeded_job_from_reading_as_succeeded() -> None:
+    """A BigQuery output is not joined after each attempt (no file to resubmit from): the manifest's join
+    is where its lost rows show, and the phase says so."""
+    status = ended(1)
+    status = record_manifest(status, "bq://p.d.results_manifest_x", Totals(total=10, succeeded=9, missing=1))
+    final = settle(spec(), status, status.attempts[-1], NOW, 1)
+    assert final.status.phase == "PartiallySucceeded" and "1 request did not succeed" in (final.status.message or "")

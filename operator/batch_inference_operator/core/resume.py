@@ -211,6 +211,9 @@ def finish(
     Vertex's job state says; one with failed rows left is PartiallySucceeded."""
     state = current.state or ""
     remaining = unfinished(current)
+    if status.rows is not None and current.rows is not None:
+        # The manifest joined this attempt's output: it also finds rows no count shows (a BigQuery output's).
+        remaining = max(remaining, status.rows.failed + status.rows.missing)
     nothing_succeeded = state in (SUCCEEDED, PARTIALLY_SUCCEEDED) and succeeded_rows(current) == 0
     if nothing_succeeded:
         phase = "Failed"
