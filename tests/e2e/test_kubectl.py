@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import EXAMPLES, eventually, kubectl_binary, run_kubectl
+from conftest import EXAMPLES, eventually, example_manifests, kubectl_binary, run_kubectl
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def kubectl(kubeconfig: pathlib.Path) -> Any:
 
 async def test_apply_get_patch_watch_delete(kube_api: Any, kubectl: Any) -> None:
     _, out, _ = await kubectl("apply", "-f", str(EXAMPLES))
-    assert out.count("created") == 3
+    assert out.count("created") == len(example_manifests())
 
     _, table, _ = await kubectl("get", "bij")
     header = table.splitlines()[0].split()
@@ -58,7 +58,7 @@ async def test_apply_get_patch_watch_delete(kube_api: Any, kubectl: Any) -> None
     assert out == "Running gemini-2.5-flash"
 
     _, out, _ = await kubectl("delete", "-f", str(EXAMPLES))
-    assert out.count("deleted") == 3
+    assert out.count("deleted") == len(example_manifests())
     _, out, _ = await kubectl("get", "bij", "-o", "name")
     assert out.strip() == ""
 
