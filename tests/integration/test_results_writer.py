@@ -68,11 +68,11 @@ def test_missing_rows_are_written_as_read_once(storage: CloudStorage, bucket: An
     write_jsonl(bucket, "out/prediction-model-1/predictions.jsonl", [answered(r) for r in rows if r["id"] != "r2"])
     missing_uri = f"gs://{bucket.name}/out/ledger/missing-after-attempt-1.jsonl"
     action = ScanOutput(1, f"gs://{bucket.name}/out/prediction-model-1", (src,), "key", missing_uri)
-    assert find_missing(storage, BigQuery(), action, "demo-project") == (1, missing_uri)
+    assert find_missing(storage, BigQuery(), action, "demo-project") == (1, missing_uri, None)
     blob = bucket.get_blob("out/ledger/missing-after-attempt-1.jsonl")
     assert blob.download_as_bytes() == (json.dumps(rows[2]) + "\n").encode()
-    assert find_missing(storage, BigQuery(), action, "demo-project") == (1, missing_uri)
+    assert find_missing(storage, BigQuery(), action, "demo-project") == (1, missing_uri, None)
     assert bucket.get_blob("out/ledger/missing-after-attempt-1.jsonl").generation == blob.generation
 
     complete = ScanOutput(1, f"gs://{bucket.name}/out/prediction-model-1", (src,), "id", missing_uri)
-    assert find_missing(storage, BigQuery(), complete, "demo-project") == (1, missing_uri), "keyed by id: r2 too"
+    assert find_missing(storage, BigQuery(), complete, "demo-project") == (1, missing_uri, None), "keyed by id: r2 too"

@@ -135,7 +135,14 @@ class BigQuery:
                 spool.write(orjson.dumps(row) + b"\n")
 
             def load() -> None:
-                job = client.load_table_from_file(spool, table_id, job_config=config, location=location, rewind=True)
-                job.result(retry=RETRY, timeout=TIMEOUT)
+                try:
+                    job = client.load_table_from_file(
+                        spool, table_id, job_config=config, location=location, rewind=True
+                    )
+                    job.result(retry=RETRY, timeout=TIMEOUT)
+                except gexc.Forbidden as error:  # waiting does not grant it: said once, not retried
+                    raise AdapterError(
+                        f"no permission to write BigQuery table {uri}: {error.message}", retryable=False, code=403
+                    ) from None
 
             self._call("BigQuery table", uri, load, missing="OutputNotFound")

@@ -282,17 +282,17 @@ async def perform(
             return record_no_output(status, action.attempt), None, []
         found.usage.estimated_cost_usd = estimate_cost(found.usage, spec.model, runtime.prices)
         status = record_scan(status, action.attempt, found.usage, found.rows, found.errors)
-        missing, missing_input = await asyncio.to_thread(
+        missing, missing_input, problem = await asyncio.to_thread(
             results.find_missing, runtime.gcs, runtime.bigquery, action, status.project or ""
         )
-        events = [missing_event(missing, action.attempt, missing_input)] if missing else []
+        events = [missing_event(missing, action.attempt, missing_input, problem)] if missing else []
         return record_missing(status, action.attempt, missing, missing_input), None, events
     if isinstance(action, WriteManifest):
         try:
             totals = await asyncio.to_thread(results.write_manifest, runtime.gcs, runtime.bigquery, action)
         except AdapterError as error:
-            if error.retryable:
-                raise
+            if error.retryable and error.code != FORBIDDEN:
+                raise  # a grant does not come by waiting here: a 403 does not hold the resource back
             message = f"the results manifest {action.uri} was not written: {error.message}"
             return record_manifest_failed(status), None, [Event("Warning", "ManifestNotWritten", message)]
         return record_manifest(status, action.uri, totals), None, []

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from ..adapters.errors import AdapterError
 from ..core.actions import ScanOutput, WriteManifest
 from ..core.keys import row_key
 from ..core.ledger import (
@@ -29,6 +30,7 @@ from ..core.ledger import (
     join,
     manifest_lines,
 )
+from ..core.permissions import FORBIDDEN
 from ..core.uris import is_bigquery, is_gcs, predictions_file
 
 # Custom metadata on a manifest or missing-rows file: which outputs it was computed from. An object
@@ -130,11 +132,12 @@ def _write_once(gcs: Files, uri: str, lines: Iterator[bytes], tag: str) -> None:
     gcs.write_lines(uri, lines, {SOURCE_METADATA: tag}, generation=existing[0] if existing else 0)
 
 
-def find_missing(gcs: Files, bigquery: Tables, action: ScanOutput, project: str) -> tuple[int, str | None]:
+def find_missing(gcs: Files, bigquery: Tables, action: ScanOutput, project: str) -> tuple[int, str | None, str | None]:
     """Join an attempt's Cloud Storage output to the input by key; write the input rows it lacks (as
-    they were read) to `action.missing_uri`. Returns how many, and the file (None when there are none)."""
+    they were read) to `action.missing_uri`. Returns how many, the file (None when there are none or it
+    could not be written), and why it could not be (the operator may not write under the output prefix)."""
     if action.missing_uri is None or not is_gcs(action.output_location):
-        return 0, None
+        return 0, None, None
     output = predictions_file(action.output_location)
     shard = Shard(1, action.inputs, output)
     totals = Totals()
@@ -146,7 +149,14 @@ def find_missing(gcs: Files, bigquery: Tables, action: ScanOutput, project: str)
     )
     first = next(missing, None)
     if first is None:
-        return 0, None
+        return 0, None, None
     lines = (line if line.endswith(b"\n") else line + b"\n" for line in chain([first], missing))
-    _write_once(gcs, action.missing_uri, lines, source_tag([shard], action.key_field))
-    return totals.missing, action.missing_uri
+    try:
+        _write_once(gcs, action.missing_uri, lines, source_tag([shard], action.key_field))
+    except AdapterError as error:
+        if error.retryable and error.code != FORBIDDEN:
+            raise
+        for _ in missing:  # still counted
+            pass
+        return totals.missing, None, error.message
+    return totals.missing, action.missing_uri, None

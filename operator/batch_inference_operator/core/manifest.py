@@ -124,9 +124,11 @@ def record_missing(
     return status
 
 
-def missing_event(missing: int, attempt: int, missing_input: str | None) -> Event:
+def missing_event(missing: int, attempt: int, missing_input: str | None, problem: str | None = None) -> Event:
     """Input rows that came back in no output row: said once, when found."""
     message = f"{plural(missing, 'input row')} of attempt {attempt} came back in no output row"
     if missing_input:
         message += f"; written to {missing_input}, resubmitted if attempts remain"
+    elif problem:
+        message += f"; not resubmitted, as they could not be written under the output prefix: {problem}"
     return Event("Warning", "RowsMissing", message)
