@@ -146,6 +146,17 @@ async def test_a_bigquery_job_gets_a_manifest_table(stack: Any, bigquery: Any, d
     for entry in manifest:
         assert entry["outcome"] == "succeeded" and entry["table"] == output and entry["shard"] == 1
         assert out[entry["row"] - 1]["id"] == entry["key"], "the row it names is the row of its key"
+    # docs/results.md's one query: input, outcome and answer side by side, joined on the key column.
+    query = (
+        "SELECT i.id AS id, i.priority AS priority, m.outcome AS outcome, o.response AS response, m.error AS error "
+        f"FROM `{done['manifest'].removeprefix('bq://')}` AS m "
+        f"JOIN `{source.removeprefix('bq://')}` AS i ON CAST(i.id AS STRING) = m.key "
+        f"LEFT JOIN `{output.removeprefix('bq://')}` AS o ON CAST(o.id AS STRING) = m.key"
+    )
+    joined = {row["id"]: dict(row) for row in bigquery.client().query(query).result()}
+    assert sorted(joined) == sorted(f"r{i}" for i in range(12))
+    assert all(r["outcome"] == "succeeded" and r["response"]["candidates"] for r in joined.values())
+    assert joined["r4"]["priority"] == 1
 
 
 async def test_a_bigquery_job_with_a_lost_row_reports_it_missing(stack: Any, bigquery: Any, dataset: str) -> None:
