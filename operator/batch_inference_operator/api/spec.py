@@ -15,8 +15,10 @@ from .fields import (
     MAX_INPUT_URIS,
     BigQueryDatasetUri,
     BigQueryTableUri,
+    Dollars,
     GcsObjectUri,
     GcsPrefixUri,
+    KeyField,
     LabelValue,
     Location,
     ModelName,
@@ -80,6 +82,9 @@ class BigQueryInput(ApiModel):
     table: BigQueryTableUri = Field(description="Table with a `request` JSON column; other columns are passed through.")
 
 
+DEFAULT_KEY_FIELD = "key"
+
+
 class InputSpec(OneOf):
     """Exactly one input kind."""
 
@@ -88,6 +93,12 @@ class InputSpec(OneOf):
 
     gcs: GcsInput | None = None
     bigquery: BigQueryInput | None = None
+    # None reads as "key"; unset stays unset on the wire, so the spec hash of existing resources holds.
+    key_field: KeyField | None = None
+
+    @property
+    def key(self) -> str:
+        return self.key_field or DEFAULT_KEY_FIELD
 
     def uris(self) -> list[str]:
         return list(self.gcs.uris) if self.gcs else [self.bigquery.table]  # type: ignore[union-attr]
@@ -121,6 +132,25 @@ class OutputSpec(OneOf):
 
     def uri(self) -> str:
         return self.gcs.uri_prefix if self.gcs else self.bigquery.uri()  # type: ignore[union-attr]
+
+
+# Vertex's limits per job and per input file; `spec.sharding` may only lower them.
+MAX_REQUESTS_PER_JOB = 200_000
+MAX_BYTES_PER_FILE = 1_000_000_000
+
+
+class ShardingSpec(ApiModel):
+    """Limits of one shard: an input over them (or over Vertex's own) is split into shards, one Vertex job each."""
+
+    max_requests_per_shard: int = Field(
+        default=MAX_REQUESTS_PER_JOB, ge=1, le=MAX_REQUESTS_PER_JOB, description="Requests per shard at most."
+    )
+    max_bytes_per_shard: int = Field(
+        default=MAX_BYTES_PER_FILE,
+        ge=1 << 20,
+        le=MAX_BYTES_PER_FILE,
+        description="Bytes per shard file at most (Cloud Storage inputs).",
+    )
 
 
 RetryFailedRequests = Literal["Transient", "All", "Never"]
@@ -179,6 +209,17 @@ class BatchInferenceJobSpec(ApiModel):
         max_length=MAX_USER_LABELS,
         description="Copied to the Vertex job next to the operator's own bij-* labels.",
         json_schema_extra=cel.key_rules(LABEL_KEY_CHECKS),
+    )
+    sharding: ShardingSpec | None = Field(
+        default=None,
+        description="Lower limits per shard. An input over Vertex's limits (200,000 requests per job, 1 GB per "
+        "file) is split into shards without this too.",
+    )
+    max_estimated_cost_usd: Dollars | None = Field(
+        default=None,
+        alias="maxEstimatedCostUSD",
+        description="Refuse the job before anything is submitted when preflight estimates it costs more "
+        "(status.estimate).",
     )
     resume: ResumeSpec = Field(default_factory=ResumeSpec, json_schema_extra={"default": {}})
     stall: StallSpec = Field(default_factory=StallSpec, json_schema_extra={"default": {}})
