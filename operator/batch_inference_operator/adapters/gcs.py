@@ -21,7 +21,8 @@ from ..core.uris import GcsUri
 from .errors import AdapterError
 
 CHUNK = 4 << 20
-SHARD_CHUNK = 16 << 20  # a multiple of 256 KiB, as resumable uploads need
+READ_CHUNK = 8 << 20  # a shard's input is read in ranges of this size
+UPLOAD_CHUNK = 32 << 20  # and uploaded in chunks of this size (a multiple of 256 KiB, as resumable uploads need)
 
 
 def split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -125,15 +126,15 @@ class CloudStorage:
         except gexc.GoogleAPIError as error:
             raise _failed(f"reading {uri} failed: {error}") from None
 
-    def _pieces(self, pieces: list[Piece]) -> Iterator[bytes]:
+    def read_pieces(self, pieces: list[Piece]) -> Iterator[bytes]:
         """The bytes of a shard: its ranges of the input files, in order, each read in large chunks."""
         for piece in pieces:
             parsed = GcsUri.parse(piece.uri)
-            with self.client.bucket(parsed.bucket).blob(parsed.name).open("rb", chunk_size=SHARD_CHUNK) as reader:
+            with self.client.bucket(parsed.bucket).blob(parsed.name).open("rb", chunk_size=READ_CHUNK) as reader:
                 reader.seek(piece.start)
                 left = piece.end - piece.start
                 while left > 0:
-                    chunk = reader.read(min(SHARD_CHUNK, left))
+                    chunk = reader.read(min(READ_CHUNK, left))
                     if not chunk:
                         raise _failed(
                             f"{piece.uri} ended at byte {piece.end - left} while it was split: was it replaced?"
@@ -155,8 +156,8 @@ class CloudStorage:
             if existing is None:
                 checksum = google_crc32c.Checksum()
                 try:
-                    with blob.open("wb", chunk_size=SHARD_CHUNK, if_generation_match=0, checksum=None) as writer:
-                        for chunk in self._pieces(pieces):
+                    with blob.open("wb", chunk_size=UPLOAD_CHUNK, if_generation_match=0, checksum=None) as writer:
+                        for chunk in self.read_pieces(pieces):
                             checksum.update(chunk)
                             writer.write(chunk)
                     blob.reload()
@@ -168,7 +169,7 @@ class CloudStorage:
                         raise
             checksum = google_crc32c.Checksum()
             if existing.size == size:
-                for chunk in self._pieces(pieces):
+                for chunk in self.read_pieces(pieces):
                     checksum.update(chunk)
             self._check_shard(uri, existing, size, checksum)
             return False

@@ -9,6 +9,7 @@ already written. Synchronous: the executor runs it in a worker thread.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from ..api import Shard
@@ -16,6 +17,8 @@ from ..core.actions import RunPreflight
 from ..core.sharding import Piece, row_ranges, shard_file, shard_table
 from ..core.uris import BigQueryUri, is_bigquery
 from .checks import Checked
+
+PARALLEL_SHARDS = 2
 
 
 class ShardFiles(Protocol):
@@ -41,9 +44,12 @@ def split_input(gcs: ShardFiles, bigquery: ShardTables, action: RunPreflight, ch
             shards.append(Shard(index=index, input=target, rows=last - first + 1))
         return shards
     assert action.gcs_output, "a Cloud Storage input is split only under a Cloud Storage output"
-    shards = []
-    for planned in checked.shards:
-        uri = shard_file(action.gcs_output, planned.index)
-        gcs.write_shard(uri, planned.pieces, planned.bytes)
-        shards.append(Shard(index=planned.index, input=uri, rows=planned.rows, bytes=planned.bytes))
-    return shards
+    prefix = action.gcs_output
+    uris = [shard_file(prefix, planned.index) for planned in checked.shards]
+    # A few shards at once: one upload stream rarely fills the link (memory: one chunk per stream).
+    with ThreadPoolExecutor(max_workers=PARALLEL_SHARDS, thread_name_prefix="split") as pool:
+        list(pool.map(lambda p, uri: gcs.write_shard(uri, p.pieces, p.bytes), checked.shards, uris))
+    return [
+        Shard(index=planned.index, input=uri, rows=planned.rows, bytes=planned.bytes)
+        for planned, uri in zip(checked.shards, uris, strict=True)
+    ]
