@@ -123,7 +123,9 @@ def main() -> int:
         source = pathlib.Path(folder) / "requests.jsonl"
         size = make_input(source, args.rows, args.row_bytes)
         client = emulator.client()
-        client.create_bucket(BUCKET).blob("in/requests.jsonl").upload_from_filename(str(source))
+        blob = client.create_bucket(BUCKET).blob("in/requests.jsonl")
+        blob.chunk_size = 256 << 20  # fake-gcs-server copies the object so far on every chunk: few, large ones
+        blob.upload_from_filename(str(source), timeout=900)
         source.unlink()
         print(f"input: {args.rows:,} rows, {size / 1e9:.2f} GB in fake-gcs-server; shards of {args.max_rows:,} rows")
         env = {**os.environ, "STORAGE_EMULATOR_HOST": emulator.url}
