@@ -113,11 +113,18 @@ def test_the_cost_estimate_and_the_limit() -> None:
     assert "no price for gemini-9-ultra" in (cost_problem(unpriced, "5", "gemini-9-ultra") or "")
 
 
-def test_max_estimated_cost_is_a_decimal_string() -> None:
-    assert spec(maxEstimatedCostUSD="25.00").max_estimated_cost_usd == "25.00"
+def test_max_estimated_cost_is_a_decimal_string_and_needs_preflight() -> None:
+    assert spec(maxEstimatedCostUSD="25.00", preflight="Enabled").max_estimated_cost_usd == "25.00"
+    for field, value in (("maxEstimatedCostUSD", "25"), ("sharding", {"maxRequestsPerShard": 10})):
+        try:
+            spec(**{field: value})  # the test spec has preflight Disabled
+        except ValueError as error:
+            assert f"spec.{field} needs spec.preflight: Enabled" in str(error)
+        else:
+            raise AssertionError(f"{field} was accepted with preflight Disabled")
     for bad in ("$25", "-1", "1e3", "25.00001"):
         try:
-            spec(maxEstimatedCostUSD=bad)
+            spec(maxEstimatedCostUSD=bad, preflight="Enabled")
         except ValueError as error:
             assert "spec.maxEstimatedCostUSD" in str(error)
         else:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from . import cel
@@ -191,9 +199,27 @@ class StallSpec(ApiModel):
     )
 
 
+# Fields that only preflight acts on: set with preflight Disabled, they would be silently ignored.
+NEEDS_PREFLIGHT = {
+    "maxEstimatedCostUSD": "the estimate is made by preflight",
+    "sharding": "an input is split into shards by preflight",
+}
+
+
+def _needs_preflight(field: str, why: str) -> dict[str, str]:
+    return cel.rule(
+        f"!has(self.{field}) || !has(self.preflight) || self.preflight == 'Enabled'",
+        f"spec.{field} needs spec.preflight: Enabled ({why})",
+        field_path=f".{field}",
+    )
+
+
 class BatchInferenceJobSpec(ApiModel):
     model_config = ConfigDict(
-        json_schema_extra=cel.validations(*(cel.immutable(f, f in OPTIONAL_JOB_FIELDS) for f in JOB_DEFINING_FIELDS))
+        json_schema_extra=cel.validations(
+            *(cel.immutable(f, f in OPTIONAL_JOB_FIELDS) for f in JOB_DEFINING_FIELDS),
+            *(_needs_preflight(field, why) for field, why in NEEDS_PREFLIGHT.items()),
+        )
     )
 
     model: ModelName
@@ -210,6 +236,9 @@ class BatchInferenceJobSpec(ApiModel):
         description="Copied to the Vertex job next to the operator's own bij-* labels.",
         json_schema_extra=cel.key_rules(LABEL_KEY_CHECKS),
     )
+    preflight: Literal["Enabled", "Disabled"] = Field(
+        default="Enabled", description="Validate the JSONL input before submitting."
+    )
     sharding: ShardingSpec | None = Field(
         default=None,
         description="Lower limits per shard. An input over Vertex's limits (200,000 requests per job, 1 GB per "
@@ -222,10 +251,17 @@ class BatchInferenceJobSpec(ApiModel):
         "(status.estimate).",
     )
     resume: ResumeSpec = Field(default_factory=ResumeSpec, json_schema_extra={"default": {}})
+
+    @field_validator("sharding", "max_estimated_cost_usd")
+    @classmethod
+    def _needs_preflight(cls, value: Any, info: ValidationInfo) -> Any:
+        """Placed at the field, as the CRD's rule is (its fieldPath)."""
+        field = "sharding" if info.field_name == "sharding" else "maxEstimatedCostUSD"
+        if value is not None and info.data.get("preflight") == "Disabled":
+            raise ValueError(f"spec.{field} needs spec.preflight: Enabled ({NEEDS_PREFLIGHT[field]})")
+        return value
+
     stall: StallSpec = Field(default_factory=StallSpec, json_schema_extra={"default": {}})
-    preflight: Literal["Enabled", "Disabled"] = Field(
-        default="Enabled", description="Validate the JSONL input before submitting."
-    )
     deletion_policy: Literal["Cancel", "Abandon"] = Field(
         default="Cancel", description="What happens to a running Vertex job when this resource is deleted."
     )
