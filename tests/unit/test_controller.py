@@ -553,7 +553,8 @@ class BucketStorage(FakeStorage):
 
 def test_preflight_refuses_a_file_two_uris_name_and_an_output_bucket_elsewhere() -> None:
     storage = BucketStorage(
-        {"gs://b/in/a.jsonl": [REQUEST], "gs://b/in/b.jsonl": [REQUEST]}, {"out": "EUROPE-WEST4", "here": None}
+        {"gs://b/in/a.jsonl": [REQUEST], "gs://b/in/b.jsonl": [REQUEST.replace(b"hi", b"ho")]},
+        {"out": "EUROPE-WEST4", "here": None},
     )
     action = RunPreflight(("gs://b/in/*.jsonl", "gs://b/in/a.jsonl"), "us-central1", "p", gcs_output="gs://out/x/")
     report, problems = checks.preflight(storage, FakeTables({}, {}), action)

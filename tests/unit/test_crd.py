@@ -55,8 +55,11 @@ def test_crd_shape() -> None:
     assert all(columns[name].get("priority", 0) == 0 for name in ["Phase", "Model", "Reason", "Age"])
     assert all(columns[name]["priority"] == 1 for name in ["Job", "Output", "Message"])
     spec_schema = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    immutable = {rule["fieldPath"] for rule in spec_schema["x-kubernetes-validations"]}
+    rules = spec_schema["x-kubernetes-validations"]
+    immutable = {rule["fieldPath"] for rule in rules if "immutable" in rule["message"]}
     assert immutable == {f".{name}" for name in api.JOB_DEFINING_FIELDS}
+    needs_preflight = {rule["fieldPath"] for rule in rules if "needs spec.preflight: Enabled" in rule["message"]}
+    assert needs_preflight == {".maxEstimatedCostUSD", ".sharding"}
 
 
 def test_printer_columns_point_at_real_fields() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from batch_inference_operator import api
 from batch_inference_operator.api import Attempt, BatchInferenceJobStatus, RowCounts, parse_spec
 from batch_inference_operator.core.actions import ScanOutput, WriteManifest
-from batch_inference_operator.core.keys import canonical_request_hash, row_key
+from batch_inference_operator.core.keys import content_key, row_key
 from batch_inference_operator.core.ledger import (
     NOT_RUN,
     Shard,
@@ -70,10 +70,10 @@ def test_the_content_key_survives_vertex_re_serializing_the_request() -> None:
         "contents": [{"parts": [{"text": "hi", "inlineData": None, "fileData": None}]}],
         "systemInstruction": {"parts": [{"text": "be brief", "fileData": None}]},
     }
-    assert canonical_request_hash(sent) == canonical_request_hash(echoed)
-    assert canonical_request_hash(sent).startswith("sha256:") and len(canonical_request_hash(sent)) == 7 + 64
-    assert canonical_request_hash(sent) != canonical_request_hash({**sent, "contents": [{"parts": [{"text": "ho"}]}]})
-    assert row_key({"request": sent}, "key") == canonical_request_hash(echoed), "no key field: the content key"
+    assert content_key(sent) == content_key(echoed)
+    assert content_key(sent).startswith("sha256:") and len(content_key(sent)) == 7 + 64
+    assert content_key(sent) != content_key({**sent, "contents": [{"parts": [{"text": "ho"}]}]})
+    assert row_key({"request": sent}, "key") == content_key(echoed), "no key field: the content key"
 
 
 # ------------------------------------------------------------------ the join
@@ -125,7 +125,7 @@ def test_unrun_unreadable_and_foreign_rows() -> None:
     rows, totals = manifest(inputs, outputs)
     assert rows[0]["outcome"] == "missing"
     assert rows[1]["outcome"] == "failed" and rows[1]["error"] == NOT_RUN
-    assert rows[1]["key"] == canonical_request_hash(request("q1"))
+    assert rows[1]["key"] == content_key(request("q1"))
     assert (totals.unmatched, totals.unreadable) == (1, 1)
 
 

@@ -18,6 +18,7 @@ from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
+from ..core.keys import MAX_DUPLICATES_REPORTED
 from ..core.preflight_bigquery import Column
 from ..core.uris import BigQueryUri
 from ..core.usage import OutputScan, from_totals, row_errors_query, usage_query
@@ -146,3 +147,50 @@ class BigQuery:
                     ) from None
 
             self._call("BigQuery table", uri, load, missing="OutputNotFound")
+
+    def duplicate_keys(self, uri: str, key: str, project: str, location: str) -> list[str]:
+        """Keys held by more than one row (`key`: a column, or an expression over the row), a few of them."""
+        table_id = BigQueryUri.parse(uri).table_id
+        query = (
+            f"SELECT CAST({key} AS STRING) AS k, COUNT(*) AS n FROM `{table_id}` "
+            f"GROUP BY k HAVING COUNT(*) > 1 ORDER BY k LIMIT {MAX_DUPLICATES_REPORTED}"
+        )
+        found = self._query(uri, project, location, query)
+        what = "key" if key.startswith("`") else "request"
+        return [
+            f"{uri}: {row['n']} rows hold the same {what} {str(row['k'])[:200]!r}: each row's key must be unique "
+            "[duplicate-key]"
+            for row in found
+        ]
+
+    def make_shard_table(
+        self, source: str, target: str, first: int, last: int, order: str, project: str, location: str
+    ) -> bool:
+        """Rows `first`..`last` of `source` in `order` as a new table, by one query that fails if the table
+        exists: then the existing one is checked (its row count), not remade. True: made now."""
+        source_id, target_id = BigQueryUri.parse(source).table_id, BigQueryUri.parse(target).table_id
+        query = (
+            f"CREATE TABLE `{target_id}` AS SELECT * EXCEPT (bij_row) FROM (SELECT *, ROW_NUMBER() OVER "
+            f"(ORDER BY {order}) AS bij_row FROM `{source_id}`) WHERE bij_row BETWEEN {first} AND {last}"
+        )
+
+        def create() -> bool:
+            try:
+                self.client(project).query_and_wait(
+                    query, location=location, api_timeout=TIMEOUT, wait_timeout=TIMEOUT, retry=RETRY, job_retry=None
+                )
+            except gexc.Conflict:
+                return False
+            return True
+
+        if self._call("BigQuery table", source, create):
+            return True
+        rows = self.table(target, project).rows
+        if rows != last - first + 1:
+            raise AdapterError(
+                f"the shard table {target} exists but holds {rows} rows, not the {last - first + 1} of this split: "
+                "another job or an earlier input made it. Drop it, or use another output dataset",
+                retryable=False,
+                reason="ShardMismatch",
+            )
+        return False

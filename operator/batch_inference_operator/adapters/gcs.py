@@ -7,17 +7,22 @@ so callers run these methods in a worker thread.
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import os
 from collections.abc import Iterable, Iterator
 
+import google_crc32c
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 
+from ..core.sharding import Piece
 from ..core.uris import GcsUri
 from .errors import AdapterError
 
 CHUNK = 4 << 20
+READ_CHUNK = 8 << 20  # a shard's input is read in ranges of this size
+UPLOAD_CHUNK = 32 << 20  # and uploaded in chunks of this size (a multiple of 256 KiB, as resumable uploads need)
 
 
 def split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -154,3 +159,67 @@ class CloudStorage:
             raise AdapterError(f"no permission to write {uri}: {error.message}", retryable=True, code=403) from None
         except gexc.GoogleAPIError as error:
             raise _failed(f"writing {uri} failed: {error}") from None
+
+    def read_pieces(self, pieces: list[Piece]) -> Iterator[bytes]:
+        """The bytes of a shard: its ranges of the input files, in order, each read in large chunks."""
+        for piece in pieces:
+            parsed = GcsUri.parse(piece.uri)
+            with self.client.bucket(parsed.bucket).blob(parsed.name).open("rb", chunk_size=READ_CHUNK) as reader:
+                reader.seek(piece.start)
+                left = piece.end - piece.start
+                while left > 0:
+                    chunk = reader.read(min(READ_CHUNK, left))
+                    if not chunk:
+                        raise _failed(
+                            f"{piece.uri} ended at byte {piece.end - left} while it was split: was it replaced?"
+                        )
+                    left -= len(chunk)
+                    yield chunk
+            if piece.newline:
+                yield b"\n"
+
+    def write_shard(self, uri: str, pieces: list[Piece], size: int) -> bool:
+        """Write one shard file from its pieces, streamed, only if no object exists (`if_generation_match=0`:
+        an upload cut off by a kill is never finalized, so no half-written shard is ever seen). A shard left by
+        an earlier, interrupted split is verified, not rewritten: same size and CRC32C, or the split fails.
+        True: written now; False: it was there already."""
+        parsed = GcsUri.parse(uri)
+        blob = self.client.bucket(parsed.bucket).blob(parsed.name)
+        try:
+            existing = self.client.bucket(parsed.bucket).get_blob(parsed.name)
+            if existing is None:
+                checksum = google_crc32c.Checksum()
+                try:
+                    with blob.open("wb", chunk_size=UPLOAD_CHUNK, if_generation_match=0, checksum=None) as writer:
+                        for chunk in self.read_pieces(pieces):
+                            checksum.update(chunk)
+                            writer.write(chunk)
+                    blob.reload()
+                    self._check_shard(uri, blob, size, checksum)
+                    return True
+                except gexc.PreconditionFailed:  # written meanwhile by another split of the same plan
+                    existing = self.client.bucket(parsed.bucket).get_blob(parsed.name)
+                    if existing is None:
+                        raise
+            checksum = google_crc32c.Checksum()
+            if existing.size == size:
+                for chunk in self.read_pieces(pieces):
+                    checksum.update(chunk)
+            self._check_shard(uri, existing, size, checksum)
+            return False
+        except gexc.Forbidden as error:
+            raise AdapterError(f"no permission to write {uri}: {error.message}", retryable=True, code=403) from None
+        except gexc.GoogleAPIError as error:
+            raise _failed(f"writing the shard {uri} failed: {error}") from None
+
+    @staticmethod
+    def _check_shard(uri: str, blob: storage.Blob, size: int, checksum: google_crc32c.Checksum) -> None:
+        ours = base64.b64encode(checksum.digest()).decode()
+        if blob.size != size or blob.crc32c != ours:
+            raise AdapterError(
+                f"{uri} exists but differs from this input's shard ({blob.size} bytes, CRC32C {blob.crc32c}; "
+                f"expected {size} bytes, CRC32C {ours}): another job or an earlier input wrote it. Delete it, "
+                "or use another spec.output prefix",
+                retryable=False,
+                reason="ShardMismatch",
+            )

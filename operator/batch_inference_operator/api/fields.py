@@ -236,6 +236,22 @@ Location = _string(
     "then the operator's default.",
 )
 LabelValue = _string(LABEL_VALUE_CHECKS, 63, "Label value.")
+DOLLARS = r"^[0-9]{1,9}(\.[0-9]{1,4})?$"
+DOLLARS_MESSAGE = (
+    'must be an amount in US dollars written as a decimal string, such as "25" or "25.00", '
+    "without a sign or a dollar sign"
+)
+Dollars = _string([Check(matches(DOLLARS), DOLLARS_MESSAGE)], 16, 'An amount in US dollars, such as "25.00".')
+KEY_FIELD_MESSAGE = (
+    "must be a top-level JSONL field or a BigQuery column name: letters, digits and underscores, "
+    "not starting with a digit, such as key or ticket_id"
+)
+KeyField = _string(
+    [Check(matches(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$"), KEY_FIELD_MESSAGE)],
+    300,
+    "The top-level JSONL field (or BigQuery column) holding each row's stable key (default: key); a row "
+    "without it is keyed by a hash of its request.",
+)
 
 
 def check_label_keys(labels: dict[str, str]) -> dict[str, str]:

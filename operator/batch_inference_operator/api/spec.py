@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from . import cel
@@ -15,8 +23,10 @@ from .fields import (
     MAX_INPUT_URIS,
     BigQueryDatasetUri,
     BigQueryTableUri,
+    Dollars,
     GcsObjectUri,
     GcsPrefixUri,
+    KeyField,
     LabelValue,
     Location,
     ModelName,
@@ -80,6 +90,9 @@ class BigQueryInput(ApiModel):
     table: BigQueryTableUri = Field(description="Table with a `request` JSON column; other columns are passed through.")
 
 
+DEFAULT_KEY_FIELD = "key"
+
+
 class InputSpec(OneOf):
     """Exactly one input kind."""
 
@@ -88,13 +101,12 @@ class InputSpec(OneOf):
 
     gcs: GcsInput | None = None
     bigquery: BigQueryInput | None = None
-    key_field: str = Field(
-        default="key",
-        min_length=1,
-        max_length=300,
-        description="Top-level JSONL field (or BigQuery column) holding each row's stable key; a row without "
-        "it is keyed by a SHA-256 of its request. Results are joined to requests by this key.",
-    )
+    # None reads as "key"; unset stays unset on the wire, so the spec hash of existing resources holds.
+    key_field: KeyField | None = None
+
+    @property
+    def key(self) -> str:
+        return self.key_field or DEFAULT_KEY_FIELD
 
     def uris(self) -> list[str]:
         return list(self.gcs.uris) if self.gcs else [self.bigquery.table]  # type: ignore[union-attr]
@@ -128,6 +140,25 @@ class OutputSpec(OneOf):
 
     def uri(self) -> str:
         return self.gcs.uri_prefix if self.gcs else self.bigquery.uri()  # type: ignore[union-attr]
+
+
+# Vertex's limits per job and per input file; `spec.sharding` may only lower them.
+MAX_REQUESTS_PER_JOB = 200_000
+MAX_BYTES_PER_FILE = 1_000_000_000
+
+
+class ShardingSpec(ApiModel):
+    """Limits of one shard: an input over them (or over Vertex's own) is split into shards, one Vertex job each."""
+
+    max_requests_per_shard: int = Field(
+        default=MAX_REQUESTS_PER_JOB, ge=1, le=MAX_REQUESTS_PER_JOB, description="Requests per shard at most."
+    )
+    max_bytes_per_shard: int = Field(
+        default=MAX_BYTES_PER_FILE,
+        ge=1 << 20,
+        le=MAX_BYTES_PER_FILE,
+        description="Bytes per shard file at most (Cloud Storage inputs).",
+    )
 
 
 RetryFailedRequests = Literal["Transient", "All", "Never"]
@@ -168,9 +199,27 @@ class StallSpec(ApiModel):
     )
 
 
+# Fields that only preflight acts on: set with preflight Disabled, they would be silently ignored.
+NEEDS_PREFLIGHT = {
+    "maxEstimatedCostUSD": "the estimate is made by preflight",
+    "sharding": "an input is split into shards by preflight",
+}
+
+
+def _needs_preflight(field: str, why: str) -> dict[str, str]:
+    return cel.rule(
+        f"!has(self.{field}) || !has(self.preflight) || self.preflight == 'Enabled'",
+        f"spec.{field} needs spec.preflight: Enabled ({why})",
+        field_path=f".{field}",
+    )
+
+
 class BatchInferenceJobSpec(ApiModel):
     model_config = ConfigDict(
-        json_schema_extra=cel.validations(*(cel.immutable(f, f in OPTIONAL_JOB_FIELDS) for f in JOB_DEFINING_FIELDS))
+        json_schema_extra=cel.validations(
+            *(cel.immutable(f, f in OPTIONAL_JOB_FIELDS) for f in JOB_DEFINING_FIELDS),
+            *(_needs_preflight(field, why) for field, why in NEEDS_PREFLIGHT.items()),
+        )
     )
 
     model: ModelName
@@ -187,11 +236,32 @@ class BatchInferenceJobSpec(ApiModel):
         description="Copied to the Vertex job next to the operator's own bij-* labels.",
         json_schema_extra=cel.key_rules(LABEL_KEY_CHECKS),
     )
-    resume: ResumeSpec = Field(default_factory=ResumeSpec, json_schema_extra={"default": {}})
-    stall: StallSpec = Field(default_factory=StallSpec, json_schema_extra={"default": {}})
     preflight: Literal["Enabled", "Disabled"] = Field(
         default="Enabled", description="Validate the JSONL input before submitting."
     )
+    sharding: ShardingSpec | None = Field(
+        default=None,
+        description="Lower limits per shard. An input over Vertex's limits (200,000 requests per job, 1 GB per "
+        "file) is split into shards without this too.",
+    )
+    max_estimated_cost_usd: Dollars | None = Field(
+        default=None,
+        alias="maxEstimatedCostUSD",
+        description="Refuse the job before anything is submitted when preflight estimates it costs more "
+        "(status.estimate).",
+    )
+    resume: ResumeSpec = Field(default_factory=ResumeSpec, json_schema_extra={"default": {}})
+
+    @field_validator("sharding", "max_estimated_cost_usd")
+    @classmethod
+    def _needs_preflight(cls, value: Any, info: ValidationInfo) -> Any:
+        """Placed at the field, as the CRD's rule is (its fieldPath)."""
+        field = "sharding" if info.field_name == "sharding" else "maxEstimatedCostUSD"
+        if value is not None and info.data.get("preflight") == "Disabled":
+            raise ValueError(f"spec.{field} needs spec.preflight: Enabled ({NEEDS_PREFLIGHT[field]})")
+        return value
+
+    stall: StallSpec = Field(default_factory=StallSpec, json_schema_extra={"default": {}})
     deletion_policy: Literal["Cancel", "Abandon"] = Field(
         default="Cancel", description="What happens to a running Vertex job when this resource is deleted."
     )

@@ -126,6 +126,30 @@ class PreflightReport(ApiModel):
     bytes: int = 0
 
 
+class Estimate(ApiModel):
+    """What preflight expects the job to cost, before anything is paid."""
+
+    input_tokens: int = 0
+    cost_usd: str | None = Field(
+        default=None, alias="costUSD", description="Batch price of the estimate; none when the model has no price."
+    )
+    method: str = Field(default="", max_length=512, description="How the tokens were estimated.")
+
+
+class Shard(ApiModel):
+    """One part of a split input, run by a Vertex job of its own."""
+
+    index: int = Field(ge=1)
+    input: str = Field(description="The shard's input: a gs:// file, or a bq:// table.")
+    rows: int = 0
+    bytes: int = 0
+    resource: str | None = Field(default=None, description="The BatchInferenceJob that runs this shard.")
+    job: str | None = Field(default=None, description="The shard's current Vertex job.")
+    state: str | None = Field(default=None, description="The phase of the shard's resource.")
+    attempts: int | None = None
+    completion_stats: CompletionStats | None = None
+
+
 class Usage(ApiModel):
     requests: int = 0
     succeeded: int = 0
@@ -193,6 +217,10 @@ class BatchInferenceJobStatus(ApiModel):
     rows: RowTotals | None = Field(default=None, description="Input rows by outcome, once the resource finished.")
     manifest: str | None = Field(
         default=None, description="The results manifest: each input row's key, outcome and where its answer is."
+    )
+    estimate: Estimate | None = None
+    shards: list[Shard] = Field(
+        default_factory=list, description="The input's shards, when it was split (one Vertex job each)."
     )
     rerun: Rerun | None = None
     conditions: list[Condition] = Field(default_factory=list)

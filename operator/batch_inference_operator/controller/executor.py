@@ -27,7 +27,7 @@ from ..core.manifest import missing_event, record_manifest, record_manifest_fail
 from ..core.permissions import FORBIDDEN
 from ..core.policy import Tenancy
 from ..core.preflight_jsonl import rejection
-from ..core.pricing import estimate_cost
+from ..core.pricing import cost_problem, estimate_cost, estimate_input
 from ..core.record import (
     adopted_event,
     duplicates_event,
@@ -52,7 +52,7 @@ from ..core.vertex_jobs import (
     ObservedJob,
 )
 from ..core.wording import plural
-from . import checks, results
+from . import checks, results, split
 from .denied import permission_denied
 from .runtime import Runtime
 
@@ -155,6 +155,13 @@ async def cancel(vertex: VertexJobs, project: str, location: str, name: str) -> 
 async def cancel_all(vertex: VertexJobs, project: str, location: str, labels: dict[str, str]) -> list[str]:
     """Cancel every unfinished job carrying these labels; returns their names."""
     return await cancel_each(vertex, project, location, await vertex.find_by_labels(project, location, labels))
+
+
+class CostRefused(AdapterError):
+    """The estimate is over spec.maxEstimatedCostUSD: the resource fails before anything is paid."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False, reason="CostLimitExceeded", code=INVALID_INPUT_CODE)
 
 
 class InputRejected(AdapterError):
@@ -266,10 +273,19 @@ async def perform(
             events.append(duplicates_event(done.duplicates, job.name))
         return record_submission(status, action.attempt, job, adopted=done.how != "created"), job, events
     if isinstance(action, RunPreflight):
-        report, problems = await asyncio.to_thread(checks.preflight, runtime.gcs, runtime.bigquery, action)
-        if problems:
-            raise InputRejected(rejection(problems))
-        return record_preflight(status, report), None, [preflight_passed_event(report, action.uris)]
+        checked = await asyncio.to_thread(checks.check_input, runtime.gcs, runtime.bigquery, action)
+        if checked.problems:
+            raise InputRejected(rejection(checked.problems))
+        estimate = estimate_input(checked.tally, spec.model, runtime.prices)
+        refused = cost_problem(estimate, spec.max_estimated_cost_usd, spec.model)
+        if refused:
+            status.estimate = estimate  # the failure is recorded on this status: it shows what was estimated
+            raise CostRefused(refused)
+        shards = []
+        if checked.split:  # over a job's limits: cut into shards now, before anything is submitted
+            shards = await asyncio.to_thread(split.split_input, runtime.gcs, runtime.bigquery, action, checked)
+        recorded = record_preflight(status, checked.report, estimate, shards)
+        return recorded, None, [preflight_passed_event(checked.report, action.uris)]
     if isinstance(action, ScanOutput):
         try:
             found = await asyncio.to_thread(

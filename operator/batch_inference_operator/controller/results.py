@@ -17,7 +17,6 @@ import orjson
 
 from ..adapters.errors import AdapterError
 from ..core.actions import ScanOutput, WriteManifest
-from ..core.keys import row_key
 from ..core.ledger import (
     Entry,
     InputRow,
@@ -28,6 +27,7 @@ from ..core.ledger import (
     index_rows,
     input_rows,
     join,
+    key_of,
     manifest_lines,
 )
 from ..core.permissions import FORBIDDEN
@@ -87,7 +87,7 @@ def _inputs(gcs: Files, bigquery: Tables, shard: Shard, key_field: str, project:
     for uri in shard.inputs:
         if is_bigquery(uri):
             for number, row in enumerate(bigquery.rows(uri, project, (key_field, "request")), 1):
-                yield InputRow(uri, number, row_key(_with_request(row), key_field), None)
+                yield InputRow(uri, number, key_of(_with_request(row), key_field), None)
         else:
             for path, _size in gcs.objects(uri):
                 yield from input_rows(path, gcs.lines(path), key_field)

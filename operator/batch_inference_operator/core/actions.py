@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..api import BatchInferenceJobSpec, BatchInferenceJobStatus
+from ..api.spec import DEFAULT_KEY_FIELD, MAX_BYTES_PER_FILE, MAX_REQUESTS_PER_JOB
 from .ledger import Shard
 from .vertex_jobs import JobRequest
 
@@ -34,16 +35,23 @@ class RunPreflight:
     project: str
     bigquery_output: str | None = None
     gcs_output: str | None = None  # an output uriPrefix: its bucket must exist, in a compatible location
+    key_field: str = DEFAULT_KEY_FIELD
+    max_rows: int = MAX_REQUESTS_PER_JOB  # per shard: an input over either limit is split into shards
+    max_bytes: int = MAX_BYTES_PER_FILE
 
 
 def preflight_of(spec: BatchInferenceJobSpec, status: BatchInferenceJobStatus) -> RunPreflight:
     """Check the input, and the output's bucket or dataset, in the job's project and location."""
+    sharding = spec.sharding
     return RunPreflight(
         tuple(spec.input.uris()),
         status.location or "",
         status.project or "",
         bigquery_output=spec.output.bigquery.uri() if spec.output.bigquery else None,
         gcs_output=spec.output.gcs.uri_prefix if spec.output.gcs else None,
+        key_field=spec.input.key,
+        max_rows=sharding.max_requests_per_shard if sharding else MAX_REQUESTS_PER_JOB,
+        max_bytes=sharding.max_bytes_per_shard if sharding else MAX_BYTES_PER_FILE,
     )
 
 

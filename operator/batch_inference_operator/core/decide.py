@@ -131,6 +131,8 @@ def _before_first_attempt(
         status.message = "checking the input against Vertex's import rules"
         set_condition(status, "Ready", False, "Preflight", status.message, now, generation)
         return Decision(status, actions=[preflight_of(spec, status)])
+    if status.shards:
+        return _sharded(status, now, generation)
     if spec.suspend:
         return _suspended(status, now, generation)
     status.start_time = status.start_time or now
@@ -155,6 +157,23 @@ def _before_first_attempt(
     return Decision(
         status, events=[Event("Normal", "Accepted", f"submitting to Vertex AI in {status.project}/{status.location}")]
     )
+
+
+def _sharded(status: BatchInferenceJobStatus, now: datetime.datetime, generation: int) -> Decision:
+    """The input was split: this resource submits nothing itself; a Vertex job per shard runs its part."""
+    rows = sum(shard.rows for shard in status.shards)
+    message = (
+        f"the input ({plural(rows, 'request')}) was split into {plural(len(status.shards), 'shard')}, "
+        "one Vertex job each"
+    )
+    planned = not is_true(status, "Sharded")
+    status.phase = status.phase or "Pending"
+    if planned:
+        status.phase = "Pending"
+        status.message = message
+        set_condition(status, "Sharded", True, "ShardsPlanned", message, now, generation)
+        set_condition(status, "Ready", False, "ShardsPlanned", message, now, generation)
+    return Decision(status, events=[Event("Normal", "ShardsPlanned", message)] if planned else [])
 
 
 def _suspended(status: BatchInferenceJobStatus, now: datetime.datetime, generation: int) -> Decision:

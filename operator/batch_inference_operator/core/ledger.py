@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from .keys import row_key
+from .keys import content_key, row_key
 
 SUCCEEDED, FAILED, MISSING = "succeeded", "failed", "missing"
 NOT_RUN = "not run: the Vertex job stopped before this request"
@@ -60,6 +60,12 @@ class OutputIndex:
             self.answers[key] = answer
 
 
+def key_of(row: dict[str, Any], key_field: str) -> str:
+    """The row's key as preflight takes it; a key field holding something no key can be (preflight refuses
+    it, unless preflight was off) falls back to the content key, the same on both sides of the join."""
+    return row_key(row, key_field) or content_key(row.get("request"))
+
+
 def answer_of(row: dict[str, Any], position: int) -> Answer:
     """A Vertex output row's outcome, by the rules of `usage.scan`."""
     status = row.get("status")
@@ -77,7 +83,7 @@ def index_rows(rows: Iterable[tuple[int, dict[str, Any] | None]], key_field: str
         if not isinstance(row, dict):
             index.unreadable += 1
             continue
-        index.add(row_key(row, key_field), answer_of(row, position))
+        index.add(key_of(row, key_field), answer_of(row, position))
     return index
 
 
@@ -110,7 +116,7 @@ def input_rows(source: str, lines: Iterable[bytes], key_field: str) -> Iterator[
         if not line.strip():
             continue
         row = orjson.loads(line)
-        yield InputRow(source, number, row_key(row if isinstance(row, dict) else {}, key_field), line)
+        yield InputRow(source, number, key_of(row if isinstance(row, dict) else {}, key_field), line)
 
 
 @dataclass

@@ -22,7 +22,7 @@ def scan_of(spec: BatchInferenceJobSpec, attempt: Attempt) -> ScanOutput:
     if is_gcs(output) and spec.output.gcs and spec.input.gcs:
         missing_uri = f"{spec.output.gcs.uri_prefix.rstrip('/')}/ledger/missing-after-attempt-{attempt.attempt}.jsonl"
     return ScanOutput(
-        attempt.attempt, output, tuple(spec.input.uris()), key_field=spec.input.key_field, missing_uri=missing_uri
+        attempt.attempt, output, tuple(spec.input.uris()), key_field=spec.input.key, missing_uri=missing_uri
     )
 
 
@@ -56,7 +56,7 @@ def manifest_of(spec: BatchInferenceJobSpec, status: BatchInferenceJobStatus, sh
     return WriteManifest(
         uri=manifest_uri(spec, output),
         shards=(Shard(shard, tuple(spec.input.uris()), output),),
-        key_field=spec.input.key_field,
+        key_field=spec.input.key,
         project=status.project or "",
         location=status.location or "",
     )
@@ -75,7 +75,7 @@ def manifest_for_shards(
         else f"{BigQueryUri.parse(spec.output.uri()).dataset_uri}.{MANIFEST_TABLE_PREFIX}{name.replace('-', '_')}"
     )
     ordered = tuple(sorted(shards, key=lambda shard: shard.index))
-    return WriteManifest(uri, ordered, spec.input.key_field, status.project or "", status.location or "")
+    return WriteManifest(uri, ordered, spec.input.key, status.project or "", status.location or "")
 
 
 def row_totals(totals: Totals) -> RowTotals:

@@ -31,11 +31,13 @@ def region_problem(what: str, uri: str, dataset_location: str, job_location: str
     )
 
 
-def bigquery_input_problems(uri: str, columns: list[Column], rows: int | None) -> list[str]:
+def bigquery_input_problems(
+    uri: str, columns: list[Column], rows: int | None, max_rows: int | None = MAX_REQUESTS
+) -> list[str]:
     """Vertex's rules for an input table: a `request` JSON (or STRING) column; `response` and `status`
     reserved, unless the table is a previous job's output (how a job is resumed); passthrough columns of
     any type but ARRAY, STRUCT, RANGE, DATETIME and GEOGRAPHY; 1 to 200,000 rows (`rows` None: not
-    known, as for a view)."""
+    known, as for a view; `max_rows` None: the table is split into shards, so any count will do)."""
     by_name = {column.name.lower(): column for column in columns}
     problems = []
     request = by_name.get("request")
@@ -68,6 +70,6 @@ def bigquery_input_problems(uri: str, columns: list[Column], rows: int | None) -
             )
     if rows == 0:
         problems.append(f"{uri} holds no rows")
-    elif rows is not None and rows > MAX_REQUESTS:
-        problems.append(f"{uri} holds {rows} rows; a job takes at most {MAX_REQUESTS} requests")
+    elif rows is not None and max_rows is not None and rows > max_rows:
+        problems.append(f"{uri} holds {rows} rows; a job takes at most {max_rows} requests")
     return problems

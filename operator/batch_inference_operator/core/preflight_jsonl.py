@@ -23,7 +23,10 @@ from typing import Any
 import msgspec
 
 from ..api import PreflightReport
+from .keys import KeyDigests, row_key
 from .request_fields import request_field_problems
+from .sharding import Planner
+from .tokens import Tally
 from .wording import article
 
 MAX_REQUESTS = 200_000
@@ -86,6 +89,11 @@ class Preflight:
     _prefixes: set[int] = field(default_factory=set)
     _samples: dict[tuple[str, str], str] = field(default_factory=dict)
     _shared: int = 0
+    # Sharding: with a planner, an input over a job's limits is planned into shards instead of refused.
+    planner: Planner | None = None
+    key_field: str = "key"
+    keys: KeyDigests = field(default_factory=KeyDigests)
+    tally: Tally = field(default_factory=Tally)
 
     @property
     def failed(self) -> bool:
@@ -98,13 +106,19 @@ class Preflight:
     def check_file(self, uri: str, size: int, lines: Iterable[bytes]) -> None:
         self.files += 1
         self.bytes += size
-        if size > MAX_FILE_BYTES:
+        planner = self.planner
+        if planner is not None:
+            planner.start_file(uri, size)
+        elif size > MAX_FILE_BYTES:
             self._flag(uri, 0, "file-size", f"{size} bytes is over the 1 GB limit per file")
         before, seen = self.requests, 0
         for number, raw in enumerate(lines, 1):
             seen = number
-            if raw.strip():
+            request = bool(raw.strip())
+            if request:
                 self._check_line(uri, number, raw)
+            if planner is not None:
+                planner.line(len(raw), request)
             if len(self.violations) >= MAX_REPORTED:
                 return
         if self.requests == before and not self.failed:
@@ -121,8 +135,26 @@ class Preflight:
             self._flag(uri, number, "request", 'every line must be a JSON object with a "request" object')
             return
         self.requests += 1
-        if self.requests == MAX_REQUESTS + 1:
-            self._flag(uri, number, "max-requests", f"more than {MAX_REQUESTS} requests in one job")
+        if self.requests == MAX_REQUESTS + 1 and self.planner is None:
+            self._flag(
+                uri,
+                number,
+                "max-requests",
+                f"more than {MAX_REQUESTS} requests in one job (an input is split into shards only with a "
+                "Cloud Storage output, where the shards are written)",
+            )
+        key = row_key(row, self.key_field)
+        if key is None:
+            self._flag(
+                uri,
+                number,
+                "key",
+                f"the key field {self.key_field!r} holds {article(_KINDS[type(row[self.key_field])] or 'null')}: "
+                "a row's key is a string or an integer (spec.input.keyField names the field)",
+            )
+            return
+        self.keys.add(key)
+        self.tally.add(row["request"])
         reserved = sorted(_VERTEX_OUTPUT_KEYS & row.keys())
         if reserved:
             self._flag(

@@ -10,7 +10,8 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import orjson
 
-from ..api import Usage
+from ..api import Estimate, Usage
+from .tokens import Tally
 
 
 @dataclass(frozen=True)
@@ -67,3 +68,34 @@ def parse_prices(text: str) -> dict[str, Price]:
         except (KeyError, TypeError, ArithmeticError) as error:
             raise ValueError(f"BIJ_PRICES[{model!r}] needs numeric input and output prices ({error})") from None
     return prices
+
+
+def estimate_input(tally: Tally, model: str, prices: dict[str, Price]) -> Estimate:
+    """The estimate at the batch price; no cost when the model has no price."""
+    price = prices.get(model_id(model))
+    cost = None
+    if price is not None:
+        dollars = (
+            (Decimal(tally.input_tokens) * price.input + Decimal(tally.output_bound) * price.output)
+            * BATCH_DISCOUNT
+            / Decimal(1_000_000)
+        )
+        cost = str(dollars.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP))
+    return Estimate(input_tokens=tally.input_tokens, cost_usd=cost, method=tally.method())
+
+
+def cost_problem(estimated: Estimate, limit: str | None, model: str) -> str | None:
+    """The refusal when the estimate is over `spec.maxEstimatedCostUSD` (or cannot be made)."""
+    if limit is None:
+        return None
+    if estimated.cost_usd is None:
+        return (
+            f"spec.maxEstimatedCostUSD is {limit} but the operator has no price for {model_id(model)}, so the cost "
+            "cannot be estimated: add the model to the operator's price table (BIJ_PRICES) or remove the limit"
+        )
+    if Decimal(estimated.cost_usd) <= Decimal(limit):
+        return None
+    return (
+        f"the estimated cost ${estimated.cost_usd} ({estimated.input_tokens} input tokens, {estimated.method}) is "
+        f"over spec.maxEstimatedCostUSD ${limit}: nothing was submitted. Raise the limit, or split the input"
+    )

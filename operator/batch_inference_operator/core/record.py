@@ -11,11 +11,13 @@ from typing import Literal
 from ..api import (
     Attempt,
     BatchInferenceJobStatus,
+    Estimate,
     JobError,
     JobRef,
     PreflightReport,
     RowCounts,
     RowError,
+    Shard,
     Usage,
 )
 from ..api.meta import RERUN_ANNOTATION
@@ -145,9 +147,17 @@ def adopted_event(job_name: str) -> Event:
     return Event("Normal", "Adopted", f"adopted the existing Vertex job {job_name} instead of creating another")
 
 
-def record_preflight(status: BatchInferenceJobStatus, report: PreflightReport) -> BatchInferenceJobStatus:
+def record_preflight(
+    status: BatchInferenceJobStatus,
+    report: PreflightReport,
+    estimate: Estimate | None = None,
+    shards: Sequence[Shard] = (),
+) -> BatchInferenceJobStatus:
+    """The input passed: its report, the cost estimate, and the shards it was split into (none: one job)."""
     status = status.model_copy(deep=True)
     status.preflight = report
+    status.estimate = estimate
+    status.shards = list(shards)
     return status
 
 
