@@ -48,6 +48,7 @@ from .status import (
     Rerun,
     RowCounts,
     RowError,
+    Shard,
     Usage,
 )
 
@@ -84,6 +85,7 @@ __all__ = [
     "ResumeSpec",
     "RowCounts",
     "RowError",
+    "Shard",
     "StallSpec",
     "Usage",
     "format_validation_error",

@@ -160,6 +160,20 @@ class Rerun(ApiModel):
     )
 
 
+class Shard(ApiModel):
+    """One shard of a sharded resource: its planned input, and the child resource that runs it."""
+
+    index: int = Field(ge=1, description="1-based; the child is <name>-shard-<index as 5 digits>.")
+    input: list[str] = Field(default_factory=list, description="The shard's input files, or its BigQuery table.")
+    rows: int | None = Field(default=None, description="Requests in the shard's input.")
+    bytes: int | None = None
+    resource: str | None = Field(default=None, description="The child BatchInferenceJob running this shard.")
+    job: str | None = Field(default=None, description="The Vertex job the child currently follows.")
+    state: str | None = Field(default=None, description="The child's phase.")
+    attempts: int | None = Field(default=None, description="Vertex jobs of this shard so far.")
+    completion_stats: CompletionStats | None = None
+
+
 class BatchInferenceJobStatus(ApiModel):
     observed_generation: int | None = None
     phase: Phase | None = None
@@ -175,6 +189,12 @@ class BatchInferenceJobStatus(ApiModel):
         default_factory=list, max_length=MAX_ROW_ERRORS, description="Sample failed rows of the latest attempt."
     )
     preflight: PreflightReport | None = None
+    shards: list[Shard] = Field(
+        default_factory=list,
+        description="A sharded resource's shards, each run by a child BatchInferenceJob; phase, counts and "
+        "usage above are their sums.",
+    )
+    shards_done: str | None = Field(default=None, description='Shards finished of all, as "2/3".')
     rerun: Rerun | None = None
     conditions: list[Condition] = Field(default_factory=list)
     message: str | None = None
