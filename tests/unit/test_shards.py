@@ -179,3 +179,13 @@ def test_suspend_and_deletion_policy_reach_the_children() -> None:
     ]
     status = decide(planned(2), all_held, suspend=True).status
     assert status.phase == "Suspended" and {c.type: c.status for c in status.conditions}["Suspended"] == "True"
+
+
+def test_a_status_with_a_shard_plan_is_never_submitted_as_one_job() -> None:
+    """Preflight records the plan, and the same turn decides again: nothing may submit the whole input."""
+    from batch_inference_operator.core.decide import decide as decide_single
+    from batch_inference_operator.core.policy import Tenancy
+
+    spec = api.parse_spec({**WIRE, "preflight": "Disabled"})
+    decision = decide_single(spec, planned(), None, PARENT, Tenancy("p", "us-central1"), T0)
+    assert decision.actions == [] and decision.status.attempts == []

@@ -57,6 +57,8 @@ def decide(
         return rerun
     if status.phase in TERMINAL_PHASES:
         return Decision(status)
+    if status.shards:  # a sharded parent: its children submit the shards (core/shards.py), never the parent
+        return Decision(status)
 
     project = status.project or spec.project or tenancy.project
     location = status.location or spec.location or tenancy.location
