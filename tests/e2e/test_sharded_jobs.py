@@ -9,9 +9,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from test_bigquery import bq_manifest
 from test_operator import events_for, jobs_of, kubectl, phase_of, stored
+from test_vertex_bigquery import TICKET_COLUMNS, tickets
 
-from conftest import bij_path, call, control, eventually, job_manifest, requests_rows, shard_plan, write_jsonl
+from conftest import (
+    bij_path,
+    call,
+    control,
+    eventually,
+    job_manifest,
+    make_table,
+    read_table,
+    requests_rows,
+    shard_plan,
+    write_jsonl,
+)
 
 MERGE = {"Content-Type": "application/merge-patch+json"}
 SIZES = [4, 4, 3]
@@ -108,3 +121,27 @@ async def test_a_shard_that_fails_for_good_leaves_the_parent_partially_succeeded
     assert [s["state"] for s in status["shards"]] == ["Failed", "Succeeded"]
     await eventually(lambda: ("Warning", "ShardFailed") in events_for(stack, "split-two"), timeout=10)
     assert events_for(stack, "split-two").count(("Warning", "ShardFailed")) == 1
+
+
+async def test_a_bigquery_input_runs_its_shard_tables_into_the_parents_dataset(
+    stack: Any, bigquery: Any, dataset: str
+) -> None:
+    rows = tickets(12)
+    source = make_table(bigquery, f"{dataset}.tickets", rows, TICKET_COLUMNS)
+    plan = [
+        {"index": i + 1, "input": [make_table(bigquery, f"{dataset}.tickets_shard_{i + 1:05d}", part, TICKET_COLUMNS)]}
+        for i, part in enumerate((rows[:7], rows[7:]))
+    ]
+    manifest = bq_manifest("bq-split", {"bigquery": {"table": source}}, {"bigquery": {"table": f"bq://{dataset}.out"}})
+    await stack.stop_operator()
+    await call(stack.kube, "POST", bij_path(), manifest)
+    await call(stack.kube, "PATCH", bij_path(name="bq-split", status=True), {"status": {"shards": plan}}, MERGE)
+    await stack.start_operator()
+    done = (await phase_of(stack, "bq-split", within=90))["status"]
+    assert done["phase"] == "Succeeded", done.get("message")
+    assert done["completionStats"]["successful"] == 12 and done["usage"]["requests"] == 12
+    outputs = [stored(stack, shard["resource"])["status"]["outputLocation"] for shard in done["shards"]]
+    assert all(output.startswith(f"bq://{dataset}.predictions_") for output in outputs), outputs
+    assert len(set(outputs)) == 2, "one output table per shard, none shared"
+    seen = sorted(row["id"] for output in outputs for row in read_table(bigquery, output))
+    assert seen == sorted(row["id"] for row in rows), "every row exactly once across the shards"
