@@ -145,3 +145,22 @@ async def test_a_bigquery_input_runs_its_shard_tables_into_the_parents_dataset(
     assert len(set(outputs)) == 2, "one output table per shard, none shared"
     seen = sorted(row["id"] for output in outputs for row in read_table(bigquery, output))
     assert seen == sorted(row["id"] for row in rows), "every row exactly once across the shards"
+
+
+async def test_a_shards_name_held_by_another_resource_is_said_and_not_taken_over(stack: Any, bucket: Any) -> None:
+    other = job_manifest(
+        "taken-shard-00002", write_jsonl(bucket, "o.jsonl", requests_rows(1)), f"gs://{bucket.name}/o/"
+    )
+    await call(stack.kube, "POST", bij_path(), other)
+    await phase_of(stack, "taken-shard-00002")
+    await planned_parent(stack, bucket, "taken", [1, 1])
+    waiting = await phase_of(stack, "taken", {"Pending"})
+    await eventually(
+        lambda: "ShardNameTaken" in {c["reason"] for c in (stored(stack, "taken") or {})["status"]["conditions"]},
+        timeout=20,
+    )
+    status = stored(stack, "taken")["status"]
+    assert "BatchInferenceJob taken-shard-00002 exists and is not a shard of this resource" in status["message"]
+    assert not stored(stack, "taken-shard-00002")["metadata"].get("ownerReferences"), "the other resource is untouched"
+    assert stored(stack, "taken-shard-00001") is not None, "the free shard started"
+    assert waiting["status"]["shardsDone"].endswith("/2")

@@ -113,6 +113,11 @@ def children(uid: str, name: str, meta: kopf.Meta, spec: kopf.Spec, status: kopf
     return {owner: child} if owner and child else {}
 
 
+def resource_names(namespace: str, name: str, **_: Any) -> dict[str, str]:
+    """Every BatchInferenceJob's name, by namespace: a shard's name held by another resource is a conflict."""
+    return {namespace: name}
+
+
 def namespace_annotations(name: str, annotations: kopf.Annotations, **_: Any) -> dict[str, NamespaceAnnotations]:
     return {name: NamespaceAnnotations.read(annotations)}
 
@@ -164,6 +169,7 @@ async def reconcile(
     namespace_annotations: kopf.Index[str, NamespaceAnnotations],
     peers: kopf.Index[str, Peer],
     children: kopf.Index[str, Child],
+    resource_names: kopf.Index[str, str],
     **_: Any,
 ) -> None:
     """One loop per resource: a turn, then sleep until a watch event, a poll that moved its job, or the
@@ -173,7 +179,9 @@ async def reconcile(
     resync = runtime.settings.reconcile_interval
     while not stopped and not meta.get("deletionTimestamp"):
         waker.clear()
-        delay = await turn(runtime, body, meta, namespace, name, uid, namespace_annotations, peers, children)
+        delay = await turn(
+            runtime, body, meta, namespace, name, uid, namespace_annotations, peers, children, resource_names
+        )
         if stopped or meta.get("deletionTimestamp"):
             break
         await sleep_until_woken(waker, stopped, resync if delay is None else min(delay, resync))
@@ -201,6 +209,7 @@ async def turn(
     namespace_annotations: kopf.Index[str, NamespaceAnnotations],
     peers: kopf.Index[str, Peer],
     children: kopf.Index[str, Child] | None = None,
+    resource_names: kopf.Index[str, str] | None = None,
 ) -> float | None:
     """One resource's turn; returns the delay its decision asked for (None: until woken)."""
     if runtime.held(uid):
@@ -220,8 +229,8 @@ async def turn(
     family = None
     if (body.get("status") or {}).get("shards"):
         mine = list(children[uid]) if children is not None and uid in children else []
-        names = [peer.name for peer in peers["all"]] if peers is not None and "all" in peers else []
-        family = family_of(uid, namespace, mine, names)
+        names = list(resource_names[namespace]) if resource_names is not None and namespace in resource_names else []
+        family = family_of(mine, names)
     done = await reconcile_resource(
         runtime, body, runtime.kube, resource, created, tenancy, queue_of(peers, runtime.settings), family
     )
@@ -255,6 +264,7 @@ def register(settings: Settings) -> kopf.Memo:
     kopf.index("namespaces")(namespace_annotations)
     kopf.index(*GVR)(peers)
     kopf.index(*GVR)(children)
+    kopf.index(*GVR)(resource_names)
     kopf.on.login()(login)
     kopf.on.event(*GVR)(wake)
     kopf.daemon(*GVR, cancellation_timeout=settings.vertex_timeout + 30)(reconcile)

@@ -64,13 +64,10 @@ def as_child(
     return Child(name, uid, index, suspend, str(spec.get("deletionPolicy") or "Cancel"), seen)
 
 
-def family_of(uid: str, namespace: str, children: Iterable[Child], names: Iterable[str]) -> Family:
-    """`names`: "namespace/name" of every resource (the concurrency queue's index)."""
+def family_of(children: Iterable[Child], names: Iterable[str]) -> Family:
+    """`names`: every resource's name in the parent's namespace."""
     mine = tuple(children)
-    own = {child.name for child in mine}
-    prefix = f"{namespace}/"
-    taken = frozenset(n.removeprefix(prefix) for n in names if n.startswith(prefix)) - own
-    return Family(mine, taken)
+    return Family(mine, frozenset(names) - {child.name for child in mine})
 
 
 async def act(kube: Kube, namespace: str, decision: ParentDecision) -> tuple[list[Event], bool]:
