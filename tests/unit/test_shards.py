@@ -189,3 +189,21 @@ def test_a_status_with_a_shard_plan_is_never_submitted_as_one_job() -> None:
     spec = api.parse_spec({**WIRE, "preflight": "Disabled"})
     decision = decide_single(spec, planned(), None, PARENT, Tenancy("p", "us-central1"), T0)
     assert decision.actions == [] and decision.status.attempts == []
+
+
+def test_the_index_of_children_takes_only_shards_controlled_by_a_batch_inference_job() -> None:
+    from batch_inference_operator.controller.parents import as_child, family_of, owner_uid
+
+    ref = {"apiVersion": "batchinference.dev/v1alpha1", "kind": "BatchInferenceJob", "uid": "p", "controller": True}
+    assert owner_uid({"ownerReferences": [ref]}) == "p"
+    assert owner_uid({"ownerReferences": [{**ref, "controller": False}]}) is None
+    assert owner_uid({"ownerReferences": [{**ref, "apiVersion": "batch/v1", "kind": "Job"}]}) is None
+    meta = {"labels": {SHARD_INDEX_LABEL: "00003"}}
+    seen = as_child("x-shard-00003", "u", meta, {"suspend": True}, {"phase": "Running", "kopf": {"x": 1}})
+    assert seen is not None and (seen.index, seen.suspend, seen.deletion_policy) == (3, True, "Cancel")
+    assert seen.status.phase == "Running"
+    assert as_child("x", "u", {"labels": {}}, {}, {}) is None
+    odd = as_child("x-shard-00001", "u", {"labels": {SHARD_INDEX_LABEL: "1"}}, {}, {"phase": "Sideways"})
+    assert odd is not None and odd.status.phase is None, "a status this version cannot read shows as not started"
+    family = family_of([seen], ["x-shard-00003", "other", "x-shard-00001"])
+    assert family.taken == {"other", "x-shard-00001"}
