@@ -230,6 +230,17 @@ def usage_totals(rows: list[dict[str, Any]]) -> dict[str, int]:
     return totals
 
 
+def shard_plan(bucket: Any, prefix: str, sizes: list[int]) -> list[dict[str, Any]]:
+    """Shard inputs written where the splitter writes them (`<prefix>shards/input-00001.jsonl`, ...), and
+    the plan preflight records for them in `status.shards`: tests of the children before the splitter."""
+    plan, start = [], 0
+    for index, size in enumerate(sizes, 1):
+        uri = write_jsonl(bucket, f"{prefix}shards/input-{index:05d}.jsonl", requests_rows(size, start=start))
+        plan.append({"index": index, "input": [uri], "rows": size})
+        start += size
+    return plan
+
+
 def requests_rows(count: int, prefix: str = "", start: int = 0) -> list[dict[str, Any]]:
     return [
         {"id": f"r{i}", "request": {"contents": [{"role": "user", "parts": [{"text": f"{prefix}question {i}"}]}]}}

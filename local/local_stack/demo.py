@@ -47,15 +47,35 @@ async def _request(stack: LocalStack, method: str, path: str, body: Any = None) 
         return payload
 
 
+def _is_shard(obj: dict[str, Any]) -> bool:
+    """A child the operator made for one shard of a sharded resource."""
+    return any(ref.get("kind") == api.KIND for ref in obj["metadata"].get("ownerReferences") or [])
+
+
+def _ordered(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each resource followed by its shards' children."""
+    children: dict[str, list[dict[str, Any]]] = {}
+    for obj in objects:
+        for ref in obj["metadata"].get("ownerReferences") or []:
+            children.setdefault(ref["uid"], []).append(obj)
+    ordered = []
+    for obj in objects:
+        if not _is_shard(obj):
+            ordered += [obj, *sorted(children.get(obj["metadata"]["uid"], []), key=lambda o: o["metadata"]["name"])]
+    return ordered
+
+
 def _table(objects: list[dict[str, Any]], totals: dict[str, int]) -> Table:
     table = Table(title="BatchInferenceJobs on the local stack")
-    for column in ("NAMESPACE/NAME", "PHASE", "VERTEX STATE", "PROGRESS", "AGE"):
+    for column in ("NAMESPACE/NAME", "PHASE", "VERTEX STATE", "PROGRESS", "SHARDS", "AGE"):
         table.add_column(column)
-    for obj in objects:
+    for obj in _ordered(objects):
         status = obj.get("status", {})
         stats = status.get("completionStats", {})
         done = stats.get("successful", 0) + stats.get("failed", 0)
         name = obj["metadata"]["name"]
+        total = totals.get(name) or sum(shard.get("rows") or 0 for shard in status.get("shards") or [])
+        total = total or (status.get("preflight") or {}).get("requests", 0)
         started = status.get("startTime")
         age = "-"
         if started:
@@ -64,10 +84,11 @@ def _table(objects: list[dict[str, Any]], totals: dict[str, int]) -> Table:
             moment = datetime.datetime.fromisoformat(started.replace("Z", "+00:00"))
             age = f"{(datetime.datetime.now(datetime.UTC) - moment).total_seconds():.0f}s"
         table.add_row(
-            f"{obj['metadata']['namespace']}/{name}",
+            f"  └ {name}" if _is_shard(obj) else f"{obj['metadata']['namespace']}/{name}",
             status.get("phase", "-"),
             status.get("job", {}).get("state", "-").removeprefix("JOB_STATE_"),
-            f"{done}/{totals[name]}",
+            f"{done}/{total}",
+            status.get("shardsDone", "-"),
             age,
         )
     return table
@@ -113,10 +134,12 @@ async def _demo(folder: pathlib.Path, console: Console) -> int:
                 console.print(f"applied {path.name}: {manifest['metadata']['name']}")
             deadline = asyncio.get_running_loop().time() + DEADLINE_SECONDS
             objects: list[dict[str, Any]] = []
+            listed: list[dict[str, Any]] = []
             with Live(_table([], totals), console=console, refresh_per_second=4) as live:
                 while asyncio.get_running_loop().time() < deadline:
-                    objects = (await _request(stack, "GET", f"/apis/{api.GROUP}/{api.VERSION}/{api.PLURAL}"))["items"]
-                    live.update(_table(objects, totals))
+                    listed = (await _request(stack, "GET", f"/apis/{api.GROUP}/{api.VERSION}/{api.PLURAL}"))["items"]
+                    live.update(_table(listed, totals))
+                    objects = [obj for obj in listed if not _is_shard(obj)]
                     if len(objects) == len(runnable) and all(
                         o.get("status", {}).get("phase") in TERMINAL for o in objects
                     ):
@@ -131,11 +154,17 @@ async def _demo(folder: pathlib.Path, console: Console) -> int:
                     failures += 1
                     console.print(f"[red]{name}: {status.get('phase', 'not finished')}[/]: {status.get('message')}")
                     continue
-                output = status["outputLocation"]
-                shown = output if output.startswith("bq://") else f"{output}/predictions.jsonl"
                 succeeded = status["completionStats"]["successful"]
                 requests = "request" if succeeded == 1 else "requests"
-                console.print(f"[green]{name}[/]: {succeeded} {requests} succeeded; output: {shown}")
+                if status.get("shards"):  # sharded: each shard's child wrote its own output
+                    shards = status["shards"]
+                    console.print(f"[green]{name}[/]: {succeeded} {requests} succeeded in {len(shards)} shards")
+                    outputs = [_shard_output(listed, shard.get("resource")) for shard in shards]
+                else:
+                    output = status["outputLocation"]
+                    shown = output if output.startswith("bq://") else f"{output}/predictions.jsonl"
+                    console.print(f"[green]{name}[/]: {succeeded} {requests} succeeded; output: {shown}")
+                    outputs = [output]
                 usage = status.get("usage", {})
                 console.print(
                     f"    tokens: {usage.get('promptTokens', 0):,} prompt ({usage.get('cachedTokens', 0):,} from the "
@@ -143,14 +172,22 @@ async def _demo(folder: pathlib.Path, console: Console) -> int:
                     f"{usage.get('candidatesTokens', 0):,} output, {usage.get('thoughtsTokens', 0):,} thinking; "
                     f"estimated batch cost ${usage.get('estimatedCostUSD', '?')}"
                 )
-                for line in await asyncio.to_thread(_results, stack, status["outputLocation"]):
-                    console.print(f"    {line}")
+                for output in outputs:
+                    if len(outputs) > 1:
+                        console.print(f"    shard output {output}:")
+                    for line in await asyncio.to_thread(_results, stack, output, 3 if len(outputs) == 1 else 1):
+                        console.print(f"    {line}")
             if len(objects) < len(runnable) or not all(o.get("status", {}).get("phase") in TERMINAL for o in objects):
                 console.print(f"[red]not every job finished within {DEADLINE_SECONDS}s[/]")
                 failures += 1
             if failures:
                 console.print(stack.operator_log()[-3000:])
             return 1 if failures else 0
+
+
+def _shard_output(listed: list[dict[str, Any]], child: str | None) -> str:
+    found = next((obj for obj in listed if obj["metadata"]["name"] == child), {})
+    return str(found.get("status", {}).get("outputLocation", ""))
 
 
 def run_demo(folder: str) -> int:

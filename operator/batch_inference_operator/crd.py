@@ -23,6 +23,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Succeeded", "type": "integer", "jsonPath": ".status.completionStats.successful"},
     {"name": "Failed", "type": "integer", "jsonPath": ".status.completionStats.failed"},
     {"name": "Attempts", "type": "integer", "jsonPath": ".status.attempt"},
+    {"name": "Shards", "type": "string", "jsonPath": ".status.shardsDone"},
     {
         "name": "Cache",
         "type": "number",

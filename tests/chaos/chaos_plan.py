@@ -41,7 +41,16 @@ API_KINDS = (
     "slow-list",
     "flaky-cancel",
 )
-RESOURCE_KINDS = ("resume-failed", "vertex-cancelled", "partial", "row-errors", "suspend", "delete", "shared-prefix")
+RESOURCE_KINDS = (
+    "resume-failed",
+    "vertex-cancelled",
+    "partial",
+    "row-errors",
+    "suspend",
+    "delete",
+    "shared-prefix",
+    "sharded",
+)
 KILL_TRIGGERS = ("uniform", "after-create", "after-status-write")
 Trigger = Literal["uniform", "after-create", "after-status-write"]
 
@@ -67,6 +76,7 @@ class ResourcePlan:
     suspend_at: float | None = None
     unsuspend_at: float | None = None  # None after a suspend: the plan leaves it suspended
     delete_at: float | None = None
+    shards: list[int] = field(default_factory=list)  # a sharded resource: each shard's rows (one child each)
 
     @property
     def suspended_at_end(self) -> bool:
@@ -148,8 +158,24 @@ def draw(seed: int) -> Plan:
         "rowsPerSecond": rng.choice([0, 10, 30]),
         "cancellingSeconds": 0.3,
     }
+    _shard(plan, random.Random(f"shards-{seed}"))
     plan.kinds = sorted(set(plan.kinds))
     return plan
+
+
+def _shard(plan: Plan, rng: random.Random) -> None:
+    """Some resources become sharded parents (2 or 3 shards, one child resource each). Drawn from an RNG
+    of their own, so every other part of a seed's plan is what it was before shards existed. A job
+    fault then hits the first matching shard's job (its display name is the child's)."""
+    for resource in plan.resources:
+        if (plan.shared_prefix and resource.name.endswith(("-a", "-b"))) or rng.random() >= 0.35:
+            continue
+        count = rng.choice([2, 3])
+        resource.rows = max(resource.rows, count)
+        resource.shards = [resource.rows // count + (i < resource.rows % count) for i in range(count)]
+        if resource.job_fault is not None:
+            resource.job_fault["match"] = {"displayName": f"{plan.namespace}-{resource.name}-shard-*"}
+        plan.kinds.append("sharded")
 
 
 def _resource_events(resource: ResourcePlan, display_name: str, rng: random.Random, kinds: list[str]) -> None:

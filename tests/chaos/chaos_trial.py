@@ -15,6 +15,8 @@ from typing import Any
 
 from chaos_plan import TRIGGER_WAIT, WINDOW, Kill, Plan, ResourcePlan
 
+from batch_inference_operator.core.identity import label_value
+from batch_inference_operator.core.shards import child_name
 from conftest import bij_path, call, control, job_manifest, requests_rows, write_jsonl
 
 MERGE = {"Content-Type": "application/merge-patch+json"}
@@ -55,6 +57,8 @@ class Run:
     settled: bool = False  # every resource reached its end state within FINAL_WAIT
     jobs: list[dict[str, Any]] = field(default_factory=list)  # the emulator's jobs of this trial, at the end
     objects: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # name -> stored resource at the end
+    # a sharded resource's children at the end: parent name -> the child names of its shards, in order
+    children: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # the harness's own timeline, for the report
     events: list[str] = field(default_factory=list)  # the Kubernetes Events of the trial's resources
 
@@ -100,7 +104,8 @@ class Trial:
             task.cancel()
         self.run.jobs = await self.trial_jobs()
         self.count_fired_faults((await control(self.stack, "GET", "/emulator/v1/stats"))["rows"])
-        self.run.objects = {r.name: self.stored(r.name) for r in self.plan.resources}
+        self.run.objects = {name: self.stored(name) for r in self.plan.resources for name in self.family(r)}
+        self.run.children = {r.name: self.family(r)[1:] for r in self.plan.resources if r.shards}
         events = self.stack.kube.list_objects("events", self.plan.namespace)
         for event in sorted(events, key=lambda e: int(e["metadata"]["resourceVersion"])):
             name = event["involvedObject"]["name"]
@@ -140,9 +145,27 @@ class Trial:
             resume={"maxAttempts": 3, "backoffSeconds": resource.backoff_seconds},
             deletionPolicy="Cancel",
         )
-        code, body = await call(self.stack.kube, "POST", bij_path(self.plan.namespace), manifest)
-        assert code == 201, body
+        if resource.shards:  # stored with its plan, as preflight leaves a sharded resource
+            manifest["status"] = {"shards": self.shard_plan(resource, output)}
+            body = self.stack.kube.put_object("batchinferencejobs", manifest)
+        else:
+            code, body = await call(self.stack.kube, "POST", bij_path(self.plan.namespace), manifest)
+            assert code == 201, body
         self.run.uids[resource.name] = body["metadata"]["uid"]
+
+    def shard_plan(self, resource: ResourcePlan, output: str) -> list[dict[str, Any]]:
+        """The shards' inputs, where the splitter writes them, and the plan preflight records."""
+        plan, start = [], 0
+        for index, size in enumerate(resource.shards, 1):
+            blob = f"{output.removeprefix(f'gs://{self.bucket.name}/')}shards/input-{index:05d}.jsonl"
+            uri = write_jsonl(self.bucket, blob, requests_rows(size, start=start))
+            plan.append({"index": index, "input": [uri], "rows": size})
+            start += size
+        return plan
+
+    def family(self, resource: ResourcePlan) -> list[str]:
+        """The resource's name and its shards' children's names."""
+        return [resource.name] + [child_name(resource.name, i) for i in range(1, len(resource.shards) + 1)]
 
     def rows_of(self, resource: ResourcePlan) -> int:
         """Input rows of a resource (the shared pair reads the first one's file)."""
@@ -169,7 +192,7 @@ class Trial:
                 continue
             if what == "delete":
                 code, body = await call(self.stack.kube, "DELETE", path)
-                self.gone_watch.append(asyncio.create_task(self.watch_gone(resource.name)))
+                self.gone_watch.append(asyncio.create_task(self.watch_gone(resource)))
             else:
                 code, body = await call(self.stack.kube, "PATCH", path, {"spec": {"suspend": what == "suspend"}}, MERGE)
             assert code in (200, 202), (what, code, body)
@@ -177,12 +200,17 @@ class Trial:
             kind = "delete" if what == "delete" else "suspend"
             self.run.fired[kind] = self.run.fired.get(kind, 0) + (what != "unsuspend")
 
-    async def watch_gone(self, name: str) -> None:
-        """Note when a deleted resource is gone (its finalizer done), to the poll's precision."""
-        await self.wait_for(lambda: self.stored(name) is None, FINAL_WAIT + 60, 0.01)
-        if self.stored(name) is None:
+    async def watch_gone(self, resource: ResourcePlan) -> None:
+        """Note when a deleted resource is gone (its finalizer done; a sharded one's children too), to the
+        poll's precision."""
+        name = resource.name
+        await self.wait_for(lambda: self.all_gone(resource), FINAL_WAIT + 60, 0.01)
+        if self.all_gone(resource):
             self.run.gone[name] = datetime.datetime.now(datetime.UTC)
             self.note(f"{name} is gone")
+
+    def all_gone(self, resource: ResourcePlan) -> bool:
+        return all(self.stored(name) is None for name in self.family(resource))
 
     async def killer(self) -> None:
         """The plan's kills in order: wait for the trigger, SIGKILL, wait, start again."""
@@ -237,6 +265,7 @@ class Trial:
                 self.run.fired[kinds[job["fault"]]] = self.run.fired.get(kinds[job["fault"]], 0) + 1
         self.run.fired["row-errors"] = sum(count for code, count in rows.items() if code != "200")
         self.run.fired["shared-prefix"] = int(self.plan.shared_prefix)
+        self.run.fired["sharded"] = sum(1 for resource in self.plan.resources if resource.shards)
 
     # ------------------------------------------------------------ the end state
 
@@ -245,7 +274,7 @@ class Trial:
         for resource in self.plan.resources:
             obj = self.stored(resource.name)
             if resource.delete_at is not None:
-                done = done and obj is None
+                done = done and self.all_gone(resource)
                 continue
             status = (obj or {}).get("status") or {}
             if not (status.get("phase") in TERMINAL or (resource.suspended_at_end and held(status))):
@@ -253,9 +282,15 @@ class Trial:
         return done
 
     async def trial_jobs(self) -> list[dict[str, Any]]:
+        """Jobs of the trial's resources and of their shards' children (by the trial's namespace)."""
         uids = set(self.run.uids.values())
+        namespace = label_value(self.plan.namespace)
         listed = await control(self.stack, "GET", "/emulator/v1/jobs")
-        return [job for job in listed["jobs"] if job["labels"].get("bij-uid") in uids]
+        return [
+            job
+            for job in listed["jobs"]
+            if job["labels"].get("bij-uid") in uids or job["labels"].get("bij-namespace") == namespace
+        ]
 
     async def jobs_ended(self) -> bool:
         return all(job["state"] in VERTEX_TERMINAL for job in await self.trial_jobs())
@@ -275,12 +310,13 @@ class Trial:
 
     async def clean_up(self) -> None:
         """Delete what is left of the trial (finalizers included, for a resource that hung) and reset."""
-        for resource in self.plan.resources:
-            if self.stored(resource.name) is not None:
-                await call(self.stack.kube, "DELETE", bij_path(self.plan.namespace, resource.name))
-        if not await self.wait_for(lambda: all(self.stored(r.name) is None for r in self.plan.resources), 20):
-            for resource in self.plan.resources:
-                if self.stored(resource.name) is not None:
-                    path = bij_path(self.plan.namespace, resource.name)
+        names = [name for resource in self.plan.resources for name in self.family(resource)]
+        for name in names:
+            if self.stored(name) is not None:
+                await call(self.stack.kube, "DELETE", bij_path(self.plan.namespace, name))
+        if not await self.wait_for(lambda: all(self.stored(name) is None for name in names), 20):
+            for name in names:
+                if self.stored(name) is not None:
+                    path = bij_path(self.plan.namespace, name)
                     await call(self.stack.kube, "PATCH", path, {"metadata": {"finalizers": None}}, MERGE)
         await control(self.stack, "POST", "/emulator/v1/reset")

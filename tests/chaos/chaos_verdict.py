@@ -16,7 +16,8 @@ from chaos_trial import FINAL_WAIT, TERMINAL, VERTEX_TERMINAL, Run, held
 DEFINITIONS = f"""\
 paid job    a Vertex job whose timeline reached JOB_STATE_RUNNING (so it was not cancelled before it ran), or
             that processed a row.
-duplicates  attempts (bij-uid, bij-attempt) with more than one paid job.
+duplicates  attempts (bij-uid, bij-attempt) with more than one paid job; for a sharded resource, shard attempts
+            (the shard's child resource by name, bij-attempt) with more than one, and any job of the parent itself.
 lost        resources (not deleted, settled) whose status
             (a) names for an attempt a job the emulator does not hold, or one labelled with another uid or attempt;
             (b) does not name, for an attempt number that has a paid job, one of that attempt's paid jobs;
@@ -24,7 +25,11 @@ lost        resources (not deleted, settled) whose status
             (d) did not count the rows of an attempt whose job ran and ended: attempt.rows unset, rows.succeeded
                 other than the job's successful count, or attempt.completionStats other than the job's;
             (e) ended Succeeded or PartiallySucceeded with usage.requests other than the input's row count, or
-                usage.succeeded other than completionStats.successful.
+                usage.succeeded other than completionStats.successful;
+            (f) for a sharded resource: a shard whose child resource is missing, a shard's job without that
+                shard's bij-shard label, or, once it ended, a roll-up that disagrees with the children
+                (shardsDone, shards[].state and .job, completionStats.successful; usage.requests when it
+                Succeeded); each child is judged as a resource of its own, with its shard's rows.
 stuck       resources neither terminal nor (when the plan left them so) Suspended within {FINAL_WAIT:.0f} s after the
             plan ended; deleted resources still present then; or an end state without a condition saying why
             (terminal: Finished=True, and Complete=True or Failed=True with a reason; suspended: Suspended=True,
@@ -67,11 +72,16 @@ def brief(job: dict[str, Any]) -> str:
 def judge(run: Run) -> Verdict:
     verdict = Verdict()
     by_uid: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_name: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for job in run.jobs:
         by_uid[job["labels"]["bij-uid"]].append(job)
+        by_name[job["labels"].get("bij-name", "")].append(job)
     for resource in run.plan.resources:
         uid = run.uids[resource.name]
         jobs = by_uid.get(uid, [])
+        if resource.shards:
+            sharded(run, resource, jobs, by_name, verdict)
+            continue
         duplicates(resource.name, jobs, verdict)
         obj = run.objects.get(resource.name)
         if resource.delete_at is not None:
@@ -100,6 +110,61 @@ def duplicates(name: str, jobs: list[dict[str, Any]], verdict: Verdict) -> None:
             verdict.duplicates.append(
                 f"{name} attempt {attempt}: {len(group)} paid jobs: " + "; ".join(map(brief, group))
             )
+
+
+def sharded(
+    run: Run, resource: Any, own: list[dict[str, Any]], by_name: dict[str, list[dict[str, Any]]], verdict: Verdict
+) -> None:
+    """A sharded resource: each child judged as a resource with its shard's rows, the parent's roll-up
+    against them, and no Vertex job of the parent's own."""
+    name, children = resource.name, run.children[resource.name]
+    if own:
+        verdict.duplicates.append(f"{name}: the sharded resource has jobs of its own: " + "; ".join(map(brief, own)))
+    for index, child in enumerate(children, 1):
+        duplicates(f"{name} shard {index}", by_name.get(child, []), verdict)
+        unlabelled = [job for job in by_name.get(child, []) if job["labels"].get("bij-shard") != f"{index:05d}"]
+        verdict.lost += [f"{name}: (f) shard {index}: {brief(job)} without bij-shard {index:05d}" for job in unlabelled]
+    if resource.delete_at is not None:
+        present = [n for n in (name, *children) if run.objects.get(n) is not None]
+        verdict.phases[name] = "deleting" if present else "deleted"
+        if present:
+            verdict.stuck.append(f"{name}: deleted at {resource.delete_at}s, still present: {', '.join(present)}")
+        for child in children if not present else []:
+            leaked(child, by_name.get(child, []), run.gone.get(name), verdict)
+        return
+    status = (run.objects.get(name) or {}).get("status") or {}
+    verdict.phases[name] = status.get("phase") or "none"
+    parent_stuck = stuck(name, status, resource.suspended_at_end, verdict)
+    for index, child in enumerate(children, 1):
+        obj = run.objects.get(child)
+        if obj is None:
+            verdict.lost.append(f"{name}: (f) shard {index}: its resource {child} is missing")
+            continue
+        child_status = obj.get("status") or {}
+        if not stuck(child, child_status, resource.suspended_at_end, verdict):
+            rows = resource.shards[index - 1]
+            lost(child, obj["metadata"]["uid"], child_status, by_name.get(child, []), rows, verdict)
+    if not parent_stuck and status.get("phase") in TERMINAL:
+        rolled_up(name, status, [run.objects.get(child) or {} for child in children], resource.rows, verdict)
+
+
+def rolled_up(name: str, status: dict[str, Any], children: list[dict[str, Any]], rows: int, verdict: Verdict) -> None:
+    problems = []
+    if status.get("shardsDone") != f"{len(children)}/{len(children)}":
+        problems.append(f"shardsDone {status.get('shardsDone')} of {len(children)} ended shards")
+    for index, (entry, child) in enumerate(zip(status.get("shards") or [], children, strict=False), 1):
+        seen = child.get("status") or {}
+        job = ((seen.get("attempts") or [{}])[-1]).get("jobName")
+        if entry.get("state") != seen.get("phase") or entry.get("job") != job:
+            recorded = f"{entry.get('state')} {entry.get('job')}"
+            problems.append(f"shard {index} recorded {recorded}, its child {seen.get('phase')} {job}")
+    successful = sum(((c.get("status") or {}).get("completionStats") or {}).get("successful", 0) for c in children)
+    if (status.get("completionStats") or {}).get("successful", 0) != successful:
+        problems.append(f"completionStats {status.get('completionStats')}, the children's successful sum {successful}")
+    # every shard succeeded: each child's output held its shard's rows (a failed shard may have none to read)
+    if status.get("phase") == "Succeeded" and (status.get("usage") or {}).get("requests") != rows:
+        problems.append(f"usage.requests {(status.get('usage') or {}).get('requests')}, input rows {rows}")
+    verdict.lost += [f"{name}: (f) {problem}" for problem in problems]
 
 
 def stuck(name: str, status: dict[str, Any], suspended_at_end: bool, verdict: Verdict) -> bool:

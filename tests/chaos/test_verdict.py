@@ -111,3 +111,47 @@ def test_a_deleted_resource_whose_job_runs_on_has_leaked() -> None:
     assert not judge(run).failed, "it ended before the resource was gone"
     run.objects["job-0"] = succeeded(late)
     assert "still present" in judge(run).stuck[0]
+
+
+def sharded_run(jobs: list[dict[str, Any]]) -> Run:
+    """job-0 sharded in two; each child's status names its one job; the parent rolled them up."""
+    children = {}
+    for child, uid in (("job-0-shard-00001", "c1"), ("job-0-shard-00002", "c2")):
+        mine = [j for j in jobs if j["labels"]["bij-uid"] == uid]
+        body = succeeded(*mine[:1], rows=2)
+        body["metadata"]["uid"] = uid
+        children[child] = body
+    parent = succeeded(rows=4)
+    parent["status"].update(
+        attempts=[],
+        shardsDone="2/2",
+        shards=[
+            {"index": i, "state": "Succeeded", "job": c["status"]["attempts"][0]["jobName"]}
+            for i, c in enumerate(children.values(), 1)
+        ],
+    )
+    plan = Plan(1, "chaos-1", [ResourcePlan("job-0", 4, 0, shards=[2, 2])], False)
+    objects = {"job-0": parent, **children}
+    return Run(plan, uids={"job-0": "u1"}, jobs=jobs, objects=objects, children={"job-0": list(children)})
+
+
+def shard_job(number: int, index: int, uid: str, states: list[str] = RAN) -> dict[str, Any]:
+    made = job(number, 1, states, rows=2, uid=uid)
+    made["labels"].update({"bij-name": f"job-0-shard-{index:05d}", "bij-shard": f"{index:05d}"})
+    return made
+
+
+def test_a_sharded_resource_is_judged_by_its_children_and_its_roll_up() -> None:
+    jobs = [shard_job(1, 1, "c1"), shard_job(2, 2, "c2")]
+    assert not judge(sharded_run(jobs)).failed
+    # a second paid job for shard 1's attempt 1, from another child object of the same name
+    twice = judge(sharded_run([*jobs, shard_job(3, 1, "c9")]))
+    assert [item[:22] for item in twice.duplicates] == ["job-0 shard 1 attempt "]
+    own = job(4, 1, RAN, uid="u1")
+    assert "jobs of its own" in judge(sharded_run([*jobs, own])).duplicates[0]
+    unlabelled = shard_job(1, 1, "c1")
+    del unlabelled["labels"]["bij-shard"]
+    assert "without bij-shard 00001" in judge(sharded_run([unlabelled, jobs[1]])).lost[0]
+    run = sharded_run(jobs)
+    run.objects["job-0"]["status"]["completionStats"] = {"successful": 3}
+    assert "(f) completionStats" in judge(run).lost[0]

@@ -33,7 +33,7 @@ async def test_apply_get_patch_watch_delete(kube_api: Any, kubectl: Any) -> None
 
     _, table, _ = await kubectl("get", "bij")
     header = table.splitlines()[0].split()
-    assert header == ["NAME", "PHASE", "MODEL", "SUCCEEDED", "FAILED", "ATTEMPTS", "CACHE", "REASON", "AGE"]
+    assert header == ["NAME", "PHASE", "MODEL", "SUCCEEDED", "FAILED", "ATTEMPTS", "SHARDS", "CACHE", "REASON", "AGE"]
     _, wide, _ = await kubectl("get", "batchinferencejobs", "-o", "wide")
     assert wide.splitlines()[0].split()[-3:] == ["JOB", "OUTPUT", "MESSAGE"]
 

@@ -9,7 +9,7 @@ from typing import Any
 from test_chart import by_kind, render
 from test_operator import phase_of, stored
 
-from conftest import bij_path, call, eventually, job_manifest, requests_rows, write_jsonl
+from conftest import bij_path, call, eventually, job_manifest, requests_rows, shard_plan, write_jsonl
 
 MERGE = {"Content-Type": "application/merge-patch+json"}
 # kopf also watches CustomResourceDefinitions to notice resources appear on a real cluster; the local
@@ -78,6 +78,14 @@ async def test_cluster_role_matches_the_operators_calls(stack: Any, bucket: Any)
     expiring = job_manifest("expiring", src, f"gs://{bucket.name}/expiring/", ttlSecondsAfterFinished=0)
     await call(stack.kube, "POST", bij_path(), expiring)
     await eventually(lambda: stored(stack, "expiring") is None, timeout=30, message="deleted by its TTL")
+    # A sharded resource, whose children the operator creates; its plan is written as preflight leaves it
+    # while the operator is stopped (only the operator writes status while it runs).
+    await stack.stop_operator()
+    await call(stack.kube, "POST", bij_path(), job_manifest("sharded", src, f"gs://{bucket.name}/s/", suspend=True))
+    plan = {"status": {"shards": shard_plan(bucket, "s/", [2, 3])}}
+    await call(stack.kube, "PATCH", bij_path(name="sharded", status=True), plan, MERGE)
+    await stack.start_operator()
+    await eventually(lambda: stored(stack, "sharded-shard-00002") is not None, timeout=20, message="children made")
 
     calls = observed_calls(stack)
     rules = granted({})

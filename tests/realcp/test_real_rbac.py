@@ -16,10 +16,20 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 from test_chart import by_kind, render
 from test_real_operator_flows import GROUP, PLURAL, VERSION, jobs_of, reasons, stored
+from test_real_shards import children_of
 
 from batch_inference_operator import api
 from batch_inference_operator.api import meta
-from conftest import control, eventually, fast_stack, job_manifest, requests_rows, run_kubectl, write_jsonl
+from conftest import (
+    control,
+    eventually,
+    fast_stack,
+    job_manifest,
+    requests_rows,
+    run_kubectl,
+    shard_plan,
+    write_jsonl,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -126,6 +136,21 @@ async def first_broken_step(stack: Any, kube_client: Any, bucket: Any, namespace
             await eventually(check, timeout=within, interval=0.1)
         except AssertionError:
             return step
+    # A sharded resource: the operator creates its children. Its plan is written as preflight leaves it,
+    # while the operator is stopped (only the operator writes status while it runs); it is suspended, so
+    # its children run nothing (the emulator's faults above are the flow's).
+    await stack.stop_operator()
+    src = write_jsonl(bucket, "big.jsonl", requests_rows(2))
+    parent = job_manifest("sharded", src, f"gs://{bucket.name}/s/", namespace=namespace, suspend=True)
+    jobs = kubernetes.client.CustomObjectsApi(kube_client)
+    uid = jobs.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, parent)["metadata"]["uid"]
+    plan = {"status": {"shards": shard_plan(bucket, "s/", [1, 1])}}
+    jobs.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, "sharded", plan)
+    await stack.start_operator(within=15)
+    try:
+        await eventually(lambda: len(children_of(kube_client, namespace, uid)) == 2, timeout=15, interval=0.1)
+    except AssertionError:
+        return "shards"
     # kopf logs a refused call and carries on where it can (e.g. without the CRD watch, which it needs
     # only to notice resources that appear after it started): the log is the last witness.
     return "no-forbidden" if "Forbidden" in stack.operator_log() else None
@@ -153,7 +178,7 @@ DEFAULT_ROLE = by_kind(chart_rbac(), "ClusterRole")[0]
 # Which step of the flow each permission of the chart's ClusterRole is needed for.
 # Namespaces: the operator decides nothing before it knows a namespace's policy annotations. The
 # resource's patch: kopf adds its finalizer before any handler runs. Status: the submit marker is
-# written there before the create. Delete: ttlSecondsAfterFinished.
+# written there before the create. Delete: ttlSecondsAfterFinished. Create: a sharded resource's children.
 NEEDED_FOR: dict[tuple[str, str, str], str] = {
     ("", "namespaces", "list"): "submitted",
     ("", "namespaces", "watch"): "submitted",
@@ -163,6 +188,7 @@ NEEDED_FOR: dict[tuple[str, str, str], str] = {
     ("batchinference.dev", "batchinferencejobs", "watch"): "watching",
     ("batchinference.dev", "batchinferencejobs", "patch"): "submitted",
     ("batchinference.dev", "batchinferencejobs", "delete"): "ttl-delete",
+    ("batchinference.dev", "batchinferencejobs", "create"): "shards",
     ("batchinference.dev", "batchinferencejobs/status", "patch"): "submitted",
     ("", "events", "create"): "events",
     ("", "events", "patch"): "event-count",

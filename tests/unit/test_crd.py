@@ -50,7 +50,8 @@ def test_crd_shape() -> None:
     assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
     columns = {c["name"]: c for c in version["additionalPrinterColumns"]}
     assert list(columns) == [
-        "Phase", "Model", "Succeeded", "Failed", "Attempts", "Cache", "Reason", "Age", "Job", "Output", "Message"
+        "Phase", "Model", "Succeeded", "Failed", "Attempts", "Shards", "Cache", "Reason", "Age", "Job", "Output",
+        "Message",
     ]  # fmt: skip
     assert all(columns[name].get("priority", 0) == 0 for name in ["Phase", "Model", "Reason", "Age"])
     assert all(columns[name]["priority"] == 1 for name in ["Job", "Output", "Message"])

@@ -219,7 +219,9 @@ def test_preflight_plans_shards_only_under_a_cloud_storage_output() -> None:
 def test_a_split_input_submits_nothing_for_the_whole_and_says_so() -> None:
     s = spec(preflight="Enabled")
     first = decide(s, empty(), None, RESOURCE, DEFAULTS, T0)
-    shards = [api.Shard(index=i, input=f"gs://out-bucket/results/shards/input-0000{i}.jsonl", rows=10) for i in (1, 2)]
+    shards = [
+        api.Shard(index=i, input=[f"gs://out-bucket/results/shards/input-0000{i}.jsonl"], rows=10) for i in (1, 2)
+    ]
     checked = record_preflight(first.status, api.PreflightReport(requests=20), api.Estimate(input_tokens=5), shards)
     after = decide(s, checked, None, RESOURCE, DEFAULTS, T0)
     assert after.actions == [] and after.status.attempts == []

@@ -148,7 +148,9 @@ class KubeApiServer(HookedScaffold):
         params = dict(request.params)
         accept = request.headers.get("Accept", "")
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
-        body = decode_body(content_type, request.body or b"", request.data) if method in _WRITES else None
+        raw = request.body or b""
+        deleting = method == "DELETE" and raw.strip()  # DeleteOptions, when sent
+        body = decode_body(content_type, raw, request.data) if method in _WRITES or deleting else None
         self.store.start_notifying()
         if route.name is None:
             if method == "GET":
@@ -173,7 +175,7 @@ class KubeApiServer(HookedScaffold):
         if method == "PUT":
             return writes.replace(self.store, route, body, params)
         if method == "DELETE":
-            return writes.delete(self.store, route)
+            return writes.delete(self.store, route, body, params)
         raise _method_not_allowed()
 
     # ------------------------------------------------------------ OpenAPI v3 for kubectl

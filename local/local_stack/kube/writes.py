@@ -16,10 +16,11 @@ from typing import Any
 
 import jsonpatch
 
+from . import collector
 from .errors import api_error
 from .resources import NAMESPACES, ResourceType, Route
 from .schema import Cause
-from .store import ObjectStore
+from .store import ObjectKey, ObjectStore
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -283,18 +284,51 @@ def _update(
     namespace = route.namespace if rtype.namespaced else None
     if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
         store.objects[(rtype.key, namespace, route.name or "")] = new
-        result = store.commit(rtype, namespace, route.name or "", None, "DELETED", new)
-        _finish_namespace_if_empty(store, namespace)
-        return result
+        return _gone(store, rtype, namespace, new)
     return store.commit(rtype, namespace, route.name or "", new, "MODIFIED", old)
 
 
-def delete(store: ObjectStore, route: Route) -> dict[str, Any]:
+def delete(store: ObjectStore, route: Route, body: Any = None, params: dict[str, str] | None = None) -> dict[str, Any]:
+    """DeleteOptions: preconditions (uid, resourceVersion) and propagationPolicy (collector.py)."""
     obj = store.existing(route)
+    collector.check_preconditions(body, obj)
+    policy = collector.propagation(body, params or {})
     namespace = route.namespace if route.rtype.namespaced else None
     if route.rtype.plural == "namespaces":
         return _delete_namespace(store, obj)
-    return _delete_object(store, route.rtype, namespace, obj)
+    if policy == "Background" or obj["metadata"].get("deletionTimestamp"):
+        return _delete_object(store, route.rtype, namespace, obj)
+    key = store.key(route)
+    finalizer = collector.ORPHAN if policy == "Orphan" else collector.FOREGROUND
+    marked = copy.deepcopy(obj)
+    marked["metadata"]["finalizers"] = [*(obj["metadata"].get("finalizers") or []), finalizer]
+    marked["metadata"]["deletionTimestamp"] = now_rfc3339()
+    marked["metadata"]["deletionGracePeriodSeconds"] = 0
+    shown = store.commit(route.rtype, namespace, key[2], marked, "MODIFIED", obj)
+    if policy == "Foreground":
+        collector.foreground(store, key, marked, _delete_stored)
+        return store.objects.get(key, shown)
+    collector.orphan(store, marked, namespace)
+    current = store.objects[key]
+    kept = copy.deepcopy(current)
+    kept["metadata"]["finalizers"] = [f for f in current["metadata"]["finalizers"] if f != collector.ORPHAN]
+    if kept["metadata"]["finalizers"]:
+        return store.commit(route.rtype, namespace, key[2], kept, "MODIFIED", current)
+    del kept["metadata"]["finalizers"]
+    store.objects[key] = kept
+    return _gone(store, route.rtype, namespace, kept)
+
+
+def _gone(store: ObjectStore, rtype: ResourceType, namespace: str | None, obj: dict[str, Any]) -> dict[str, Any]:
+    """Removed for good: the watchers are told, then its dependents are collected (collector.py)."""
+    result = store.commit(rtype, namespace, obj["metadata"]["name"], None, "DELETED", obj)
+    collector.removed(store, obj, namespace, _delete_stored)
+    _finish_namespace_if_empty(store, namespace)
+    return result
+
+
+def _delete_stored(store: ObjectStore, key: ObjectKey, obj: dict[str, Any]) -> None:
+    _delete_object(store, store.types[key[0]], key[1], obj)
 
 
 def _delete_object(
@@ -309,9 +343,7 @@ def _delete_object(
         marked["metadata"]["deletionTimestamp"] = now_rfc3339()
         marked["metadata"]["deletionGracePeriodSeconds"] = 0
         return store.commit(rtype, namespace, name, marked, "MODIFIED", obj)
-    result = store.commit(rtype, namespace, name, None, "DELETED", obj)
-    _finish_namespace_if_empty(store, namespace)
-    return result
+    return _gone(store, rtype, namespace, obj)
 
 
 def _delete_namespace(store: ObjectStore, namespace: dict[str, Any]) -> dict[str, Any]:

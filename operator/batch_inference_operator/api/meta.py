@@ -25,6 +25,10 @@ PROJECT_POLICY_ANNOTATION = f"{GROUP}/allowed-projects"
 # A new value re-runs a finished job (core/rerun.py); the value last acted on is status.rerun.value.
 RERUN_ANNOTATION = f"{GROUP}/rerun"
 
+# A sharded resource's children (core/shards.py): Kubernetes labels on each child resource.
+SHARD_OF_LABEL = f"{GROUP}/shard-of"  # the parent's name
+SHARD_INDEX_LABEL = f"{GROUP}/shard-index"  # "00001"
+
 # The labels the operator puts on every Vertex job (see core/identity.py for their values).
 OPERATOR_LABEL_PREFIX = "bij-"
 LABEL_MANAGED_BY = "bij-managed-by"
@@ -33,7 +37,16 @@ LABEL_ATTEMPT = "bij-attempt"
 LABEL_NAMESPACE = "bij-namespace"
 LABEL_NAME = "bij-name"
 LABEL_SPEC_HASH = "bij-spec-hash"
-RESERVED_LABELS = (LABEL_MANAGED_BY, LABEL_UID, LABEL_ATTEMPT, LABEL_NAMESPACE, LABEL_NAME, LABEL_SPEC_HASH)
+LABEL_SHARD = "bij-shard"  # a shard's index ("00001") on the Vertex jobs of a child resource
+RESERVED_LABELS = (
+    LABEL_MANAGED_BY,
+    LABEL_UID,
+    LABEL_ATTEMPT,
+    LABEL_NAMESPACE,
+    LABEL_NAME,
+    LABEL_SPEC_HASH,
+    LABEL_SHARD,
+)
 VERTEX_MAX_LABELS = 64
 MAX_USER_LABELS = VERTEX_MAX_LABELS - len(RESERVED_LABELS)
 

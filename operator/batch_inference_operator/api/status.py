@@ -136,20 +136,6 @@ class Estimate(ApiModel):
     method: str = Field(default="", max_length=512, description="How the tokens were estimated.")
 
 
-class Shard(ApiModel):
-    """One part of a split input, run by a Vertex job of its own."""
-
-    index: int = Field(ge=1)
-    input: str = Field(description="The shard's input: a gs:// file, or a bq:// table.")
-    rows: int = 0
-    bytes: int = 0
-    resource: str | None = Field(default=None, description="The BatchInferenceJob that runs this shard.")
-    job: str | None = Field(default=None, description="The shard's current Vertex job.")
-    state: str | None = Field(default=None, description="The phase of the shard's resource.")
-    attempts: int | None = None
-    completion_stats: CompletionStats | None = None
-
-
 class Usage(ApiModel):
     requests: int = 0
     succeeded: int = 0
@@ -199,6 +185,20 @@ class Rerun(ApiModel):
     )
 
 
+class Shard(ApiModel):
+    """One shard of a sharded resource: its planned input, and the child resource that runs it."""
+
+    index: int = Field(ge=1, description="1-based; the child is <name>-shard-<index as 5 digits>.")
+    input: list[str] = Field(default_factory=list, description="The shard's input files, or its BigQuery table.")
+    rows: int | None = Field(default=None, description="Requests in the shard's input.")
+    bytes: int | None = None
+    resource: str | None = Field(default=None, description="The child BatchInferenceJob running this shard.")
+    job: str | None = Field(default=None, description="The Vertex job the child currently follows.")
+    state: str | None = Field(default=None, description="The child's phase.")
+    attempts: int | None = Field(default=None, description="Vertex jobs of this shard so far.")
+    completion_stats: CompletionStats | None = None
+
+
 class BatchInferenceJobStatus(ApiModel):
     observed_generation: int | None = None
     phase: Phase | None = None
@@ -220,8 +220,11 @@ class BatchInferenceJobStatus(ApiModel):
     )
     estimate: Estimate | None = None
     shards: list[Shard] = Field(
-        default_factory=list, description="The input's shards, when it was split (one Vertex job each)."
+        default_factory=list,
+        description="A sharded resource's shards, each run by a child BatchInferenceJob; phase, counts and "
+        "usage above are their sums.",
     )
+    shards_done: str | None = Field(default=None, description='Shards finished of all, as "2/3".')
     rerun: Rerun | None = None
     conditions: list[Condition] = Field(default_factory=list)
     message: str | None = None

@@ -304,14 +304,8 @@ async def perform(
         events = [missing_event(missing, action.attempt, missing_input, problem)] if missing else []
         return record_missing(status, action.attempt, missing, missing_input), None, events
     if isinstance(action, WriteManifest):
-        try:
-            totals = await asyncio.to_thread(results.write_manifest, runtime.gcs, runtime.bigquery, action)
-        except AdapterError as error:
-            if error.retryable and error.code != FORBIDDEN:
-                raise  # a grant does not come by waiting here: a 403 does not hold the resource back
-            message = f"the results manifest {action.uri} was not written: {error.message}"
-            return record_manifest_failed(status), None, [Event("Warning", "ManifestNotWritten", message)]
-        return record_manifest(status, action.uri, totals), None, []
+        written, events = await write_manifest(runtime, status, action)
+        return written, None, events
     if isinstance(action, CancelJob):
         await cancel(runtime.vertex, action.project, action.location, action.job_name)
         seen = runtime.observations.get(action.job_name)
@@ -319,3 +313,18 @@ async def perform(
             runtime.observations[action.job_name] = dataclasses.replace(seen, state=CANCELLING)
         return status, None, [Event("Normal", "Cancelling", f"cancelling Vertex job {action.job_name}")]
     raise TypeError(f"unknown action {action!r}")
+
+
+async def write_manifest(
+    runtime: Runtime, status: BatchInferenceJobStatus, action: WriteManifest
+) -> tuple[BatchInferenceJobStatus, list[Event]]:
+    """Write a finished resource's results manifest (a single job's, or a sharded parent's over all shards)
+    and record its row totals; a retryable failure raises, to be tried again after a backoff."""
+    try:
+        totals = await asyncio.to_thread(results.write_manifest, runtime.gcs, runtime.bigquery, action)
+    except AdapterError as error:
+        if error.retryable and error.code != FORBIDDEN:
+            raise  # a grant does not come by waiting here: a 403 does not hold the resource back
+        message = f"the results manifest {action.uri} was not written: {error.message}"
+        return record_manifest_failed(status), [Event("Warning", "ManifestNotWritten", message)]
+    return record_manifest(status, action.uri, totals), []

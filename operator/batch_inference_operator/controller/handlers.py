@@ -16,15 +16,18 @@ from typing import Any
 import kopf
 
 from .. import api, metrics
+from ..api.meta import SHARD_INDEX_LABEL
 from ..core.actions import Event
 from ..core.admission import Peer, Queue
 from ..core.identity import MANAGED_BY, Resource
 from ..core.policy import NamespaceAnnotations, Tenancy
+from ..core.shards import Child
 from ..core.watchdog import StallLimits
 from ..settings import Settings
 from .expiry import expire
 from .kube import StatusConflict, WriteFailed, involved_object
 from .lifecycle import reconcile_resource, release_resource
+from .parents import as_child, delete_children, family_of, owner_uid
 from .poller import poll_forever
 from .runtime import Runtime
 
@@ -103,6 +106,18 @@ async def post(runtime: Runtime, body: kopf.Body, events: list[Event]) -> None:
         logging.getLogger("batch_inference_operator").warning("posting Events failed: %s", error)
 
 
+def children(uid: str, name: str, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, **_: Any) -> dict[str, Child]:
+    """Shard resources by their parent's uid, from the same watch (core/shards.py)."""
+    owner = owner_uid(meta)
+    child = as_child(name, uid, meta, spec, status) if owner else None
+    return {owner: child} if owner and child else {}
+
+
+def resource_names(namespace: str, name: str, **_: Any) -> dict[str, str]:
+    """Every BatchInferenceJob's name, by namespace: a shard's name held by another resource is a conflict."""
+    return {namespace: name}
+
+
 def namespace_annotations(name: str, annotations: kopf.Annotations, **_: Any) -> dict[str, NamespaceAnnotations]:
     return {name: NamespaceAnnotations.read(annotations)}
 
@@ -110,7 +125,10 @@ def namespace_annotations(name: str, annotations: kopf.Annotations, **_: Any) ->
 def peers(
     uid: str, namespace: str, name: str, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, **_: Any
 ) -> dict[str, Peer]:
-    """Every BatchInferenceJob, for the concurrency queue (one watch, no extra API calls)."""
+    """Every BatchInferenceJob, for the concurrency queue (one watch, no extra API calls); a sharded parent
+    holds no Vertex job (its children do), so it neither runs nor waits in the queue."""
+    if status.get("shards"):
+        return {}
     project = status.get("project") or spec.get("project")
     location = status.get("location") or spec.get("location")
     created = meta.get("creationTimestamp") or ""
@@ -129,11 +147,15 @@ async def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
     return info
 
 
-def wake(uid: str, memo: kopf.Memo, **_: Any) -> None:
-    """Every watch event of a resource (its creation, a spec edit, a status write echoed) wakes its loop."""
+def wake(uid: str, meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
+    """Every watch event of a resource (its creation, a spec edit, a status write echoed) wakes its loop,
+    and its parent's, when it is a shard: the parent rolls it up."""
     runtime: Runtime | None = getattr(memo, "runtime", None)
     if runtime is not None:
         runtime.wake(uid)
+        owner = owner_uid(meta)
+        if owner:
+            runtime.wake(owner)
 
 
 async def reconcile(
@@ -146,6 +168,8 @@ async def reconcile(
     stopped: kopf.DaemonStopped,
     namespace_annotations: kopf.Index[str, NamespaceAnnotations],
     peers: kopf.Index[str, Peer],
+    children: kopf.Index[str, Child],
+    resource_names: kopf.Index[str, str],
     **_: Any,
 ) -> None:
     """One loop per resource: a turn, then sleep until a watch event, a poll that moved its job, or the
@@ -155,7 +179,9 @@ async def reconcile(
     resync = runtime.settings.reconcile_interval
     while not stopped and not meta.get("deletionTimestamp"):
         waker.clear()
-        delay = await turn(runtime, body, meta, namespace, name, uid, namespace_annotations, peers)
+        delay = await turn(
+            runtime, body, meta, namespace, name, uid, namespace_annotations, peers, children, resource_names
+        )
         if stopped or meta.get("deletionTimestamp"):
             break
         await sleep_until_woken(waker, stopped, resync if delay is None else min(delay, resync))
@@ -182,6 +208,8 @@ async def turn(
     uid: str,
     namespace_annotations: kopf.Index[str, NamespaceAnnotations],
     peers: kopf.Index[str, Peer],
+    children: kopf.Index[str, Child] | None = None,
+    resource_names: kopf.Index[str, str] | None = None,
 ) -> float | None:
     """One resource's turn; returns the delay its decision asked for (None: until woken)."""
     if runtime.held(uid):
@@ -189,7 +217,8 @@ async def turn(
     if runtime.stale(uid, body.get("status") or {}):  # this process's last write is not in the body yet
         return runtime.write_grace
     rerun = (meta.get("annotations") or {}).get(api.RERUN_ANNOTATION) or ""
-    resource = Resource(namespace, name, uid, meta.get("generation") or 1, rerun)
+    shard = (meta.get("labels") or {}).get(SHARD_INDEX_LABEL, "") if owner_uid(meta) else ""
+    resource = Resource(namespace, name, uid, meta.get("generation") or 1, rerun, shard)
     ttl = await expire(runtime, body, resource)  # spec.ttlSecondsAfterFinished
     if ttl.done:
         return ttl.again_in
@@ -197,8 +226,13 @@ async def turn(
     if tenancy is None:
         return runtime.settings.retry_base
     created = meta.get("creationTimestamp") or ""
+    family = None
+    if (body.get("status") or {}).get("shards"):
+        mine = list(children[uid]) if children is not None and uid in children else []
+        names = list(resource_names[namespace]) if resource_names is not None and namespace in resource_names else []
+        family = family_of(mine, names)
     done = await reconcile_resource(
-        runtime, body, runtime.kube, resource, created, tenancy, queue_of(peers, runtime.settings)
+        runtime, body, runtime.kube, resource, created, tenancy, queue_of(peers, runtime.settings), family
     )
     await post(runtime, body, done.events)
     return soonest(done.requeue_after, ttl.again_in)
@@ -210,7 +244,13 @@ def soonest(*delays: float | None) -> float | None:
     return min(given) if given else None
 
 
-async def release(body: kopf.Body, uid: str, memo: kopf.Memo, retry: int, **_: Any) -> None:
+async def release(
+    body: kopf.Body, uid: str, memo: kopf.Memo, retry: int, children: kopf.Index[str, Child], **_: Any
+) -> None:
+    try:
+        await post(memo.runtime, body, await delete_children(memo.runtime.kube, body, children.get(uid, [])))
+    except (StatusConflict, WriteFailed) as error:
+        raise kopf.TemporaryError(f"deleting the shard resources failed: {error}", delay=2) from error
     done = await release_resource(memo.runtime, body, uid, retry)
     await post(memo.runtime, body, done.events)
     if done.again_in is not None:  # a create may still land: keep the finalizer, look (and cancel) again
@@ -223,6 +263,8 @@ def register(settings: Settings) -> kopf.Memo:
     kopf.on.cleanup()(shutdown)
     kopf.index("namespaces")(namespace_annotations)
     kopf.index(*GVR)(peers)
+    kopf.index(*GVR)(children)
+    kopf.index(*GVR)(resource_names)
     kopf.on.login()(login)
     kopf.on.event(*GVR)(wake)
     kopf.daemon(*GVR, cancellation_timeout=settings.vertex_timeout + 30)(reconcile)

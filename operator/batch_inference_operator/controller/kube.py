@@ -113,6 +113,16 @@ class Kube:
         path = f"/apis/{api.GROUP}/{api.VERSION}/namespaces/{namespace}/{api.PLURAL}/{name}/status"
         return await self._send("PATCH", path, body, "application/merge-patch+json")
 
+    async def create_job(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a BatchInferenceJob (a shard's child); StatusConflict when the name is taken."""
+        path = f"/apis/{api.GROUP}/{api.VERSION}/namespaces/{namespace}/{api.PLURAL}"
+        return await self._send("POST", path, body, "application/json")
+
+    async def patch_spec(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """A merge patch of a BatchInferenceJob's spec (a parent's suspend reaching its children)."""
+        path = f"/apis/{api.GROUP}/{api.VERSION}/namespaces/{namespace}/{api.PLURAL}/{name}"
+        return await self._send("PATCH", path, {"spec": patch}, "application/merge-patch+json")
+
     async def delete_job(self, namespace: str, name: str, uid: str) -> bool:
         """Delete this BatchInferenceJob only if it is still the object with this uid (one re-created under
         the same name is never deleted in its place). False: it is gone, or another object has its name."""

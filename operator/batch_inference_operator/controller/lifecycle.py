@@ -23,9 +23,11 @@ from ..core.identity import Resource, attempt_labels, owner_labels
 from ..core.policy import Tenancy
 from ..core.pricing import model_id
 from ..core.record import record_create_queued, record_failure, record_invalid_spec_of_live_job
+from ..core.shards import decide_parent
 from ..core.vertex_jobs import TERMINAL_STATES
-from . import executor
+from . import executor, parents
 from .kube import StatusConflict, StatusWriter, WriteFailed
+from .parents import Family
 from .runtime import Marker, Runtime, Tracked
 from .status_patch import internal_error_patch, status_diff
 
@@ -64,12 +66,13 @@ async def reconcile_resource(
     created: str,
     tenancy: Tenancy,
     queue: Queue,
+    family: Family | None = None,
 ) -> Turn:
     """One turn for one resource. Any exception ends in a condition, an Event and a backoff, never in
     a traceback retried forever with nothing on the resource."""
     old = {k: v for k, v in dict(body.get("status") or {}).items() if k != "kopf"}
     try:
-        return await _reconcile(runtime, body, writer, old, resource, created, tenancy, queue)
+        return await _reconcile(runtime, body, writer, old, resource, created, tenancy, queue, family or Family())
     except StatusConflict as conflict:  # the object moved on under this turn: its watch event brings the next
         log.debug("%s/%s changed under its turn: %s", resource.namespace, resource.name, conflict)
         return Turn([], runtime.settings.retry_base)
@@ -102,6 +105,7 @@ async def _reconcile(
     created: str,
     tenancy: Tenancy,
     queue: Queue,
+    family: Family,
 ) -> Turn:
     current = BatchInferenceJobStatus.model_validate(old)
     try:
@@ -119,6 +123,20 @@ async def _reconcile(
         if current.phase == "Failed" or await write_status(runtime, writer, resource, old, decision.status) is None:
             return Turn([])
         return Turn(decision.events)
+    if current.shards:  # a parent: its children run the shards (core/shards.py); it never creates a Vertex job
+        wire = dict(body.get("spec") or {})
+        planned = decide_parent(spec, wire, current, resource, family.children, family.taken, runtime.clock())
+        if planned.manifest is not None:  # every shard ended: the manifest first, then the final phase
+            written, noted = await executor.write_manifest(runtime, planned.status, planned.manifest)
+            final = decide_parent(spec, wire, written, resource, family.children, family.taken, runtime.clock())
+            planned = dataclasses.replace(final, events=planned.events + noted + final.events)
+        failures, failed = await parents.act(runtime.kube, resource.namespace, planned)
+        await write_status(runtime, writer, resource, old, planned.status)
+        metrics.move(runtime.phases.get(resource.uid), planned.status.phase)
+        runtime.phases[resource.uid] = planned.status.phase
+        if not failed:
+            runtime.backoff.pop(resource.uid, None)
+        return Turn(planned.events + failures, runtime.delay_for(resource.uid) if failed else None)
     job_name = current.attempts[-1].job_name if current.attempts else None
     observed = runtime.observations.get(job_name or "")
     decision = decide(spec, current, observed, resource, tenancy, runtime.clock(), queue, created)

@@ -41,7 +41,7 @@ def split_input(gcs: ShardFiles, bigquery: ShardTables, action: RunPreflight, ch
         for index, (first, last) in enumerate(ranges, 1):
             target = shard_table(dataset, source, index, len(ranges))
             bigquery.make_shard_table(source, target, first, last, checked.order, action.project, action.location)
-            shards.append(Shard(index=index, input=target, rows=last - first + 1))
+            shards.append(Shard(index=index, input=[target], rows=last - first + 1))
         return shards
     assert action.gcs_output, "a Cloud Storage input is split only under a Cloud Storage output"
     prefix = action.gcs_output
@@ -50,6 +50,6 @@ def split_input(gcs: ShardFiles, bigquery: ShardTables, action: RunPreflight, ch
     with ThreadPoolExecutor(max_workers=PARALLEL_SHARDS, thread_name_prefix="split") as pool:
         list(pool.map(lambda p, uri: gcs.write_shard(uri, p.pieces, p.bytes), checked.shards, uris))
     return [
-        Shard(index=planned.index, input=uri, rows=planned.rows, bytes=planned.bytes)
+        Shard(index=planned.index, input=[uri], rows=planned.rows, bytes=planned.bytes)
         for planned, uri in zip(checked.shards, uris, strict=True)
     ]

@@ -57,6 +57,8 @@ def decide(
         return rerun
     if status.phase in TERMINAL_PHASES:
         return Decision(status)
+    if status.shards:  # a sharded parent: its children submit the shards (core/shards.py), never the parent
+        return _sharded(status, now, generation)
 
     project = status.project or spec.project or tenancy.project
     location = status.location or spec.location or tenancy.location
@@ -131,8 +133,6 @@ def _before_first_attempt(
         status.message = "checking the input against Vertex's import rules"
         set_condition(status, "Ready", False, "Preflight", status.message, now, generation)
         return Decision(status, actions=[preflight_of(spec, status)])
-    if status.shards:
-        return _sharded(status, now, generation)
     if spec.suspend:
         return _suspended(status, now, generation)
     status.start_time = status.start_time or now

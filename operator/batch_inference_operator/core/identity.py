@@ -18,6 +18,7 @@ from ..api.meta import (
     LABEL_MANAGED_BY,
     LABEL_NAME,
     LABEL_NAMESPACE,
+    LABEL_SHARD,
     LABEL_SPEC_HASH,
     LABEL_UID,
 )
@@ -32,6 +33,7 @@ class Resource:
     uid: str
     generation: int = 1
     rerun: str = ""  # the batchinference.dev/rerun annotation's value (core/rerun.py)
+    shard: str = ""  # a shard's index ("00001") when this resource runs one shard of a parent (core/shards.py)
 
 
 LABEL_VALUE_MAX = 63
@@ -88,4 +90,10 @@ def recreated_labels(resource: Resource, digest: str) -> dict[str, str]:
 
 
 def operator_labels(resource: Resource, attempt: int, digest: str) -> dict[str, str]:
-    return {**managed_labels(), **attempt_labels(resource.uid, attempt), **recreated_labels(resource, digest)}
+    shard = {LABEL_SHARD: label_value(resource.shard)} if resource.shard else {}
+    return {
+        **managed_labels(),
+        **attempt_labels(resource.uid, attempt),
+        **recreated_labels(resource, digest),
+        **shard,
+    }

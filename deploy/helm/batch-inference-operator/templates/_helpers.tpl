@@ -40,7 +40,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "bio.namespacedRules" -}}
 - apiGroups: ["batchinference.dev"]
   resources: ["batchinferencejobs"]
-  verbs: ["list", "watch", "patch", "delete"]
+  verbs: ["list", "watch", "patch", "delete", "create"]  # create: a sharded resource's children
 - apiGroups: ["batchinference.dev"]
   resources: ["batchinferencejobs/status"]
   verbs: ["patch"]
