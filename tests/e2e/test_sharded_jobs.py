@@ -1,12 +1,10 @@
-"""A sharded resource end to end: one child per shard, one Vertex job per shard attempt, a shard failing
-half-way resumed alone, the parent rolled up, suspend propagated, and the children deleted with it.
-
-Until preflight plans shards itself, the test writes the plan into status.shards (what preflight
-records) while the operator is stopped: nothing is decided for the parent before its plan is there, and
-only the operator writes status while it runs (its read-your-writes guard waits for its own writes)."""
+"""A sharded resource end to end: preflight splits its input, one child per shard, one Vertex job per
+shard attempt, a shard failing half-way resumed alone, the parent rolled up with one results manifest
+over every shard, suspend held, and the children deleted with it."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from test_bigquery import bq_manifest
@@ -22,25 +20,33 @@ from conftest import (
     make_table,
     read_table,
     requests_rows,
-    shard_plan,
     write_jsonl,
 )
 
 MERGE = {"Content-Type": "application/merge-patch+json"}
+
+
+def read_line(bucket: Any, uri: str, line: int) -> dict[str, Any]:
+    """Line `line` (1-based) of a Cloud Storage file."""
+    data = bucket.blob(uri.removeprefix(f"gs://{bucket.name}/")).download_as_bytes()
+    return json.loads(data.splitlines()[line - 1])
+
+
 SIZES = [4, 4, 3]
 
 
 async def planned_parent(stack: Any, bucket: Any, name: str, sizes: list[int], **spec: Any) -> dict[str, Any]:
-    """A parent with its shard plan in status, as preflight leaves it; returns it."""
+    """A resource whose input preflight cuts into shards of these sizes (`maxRequestsPerShard` is the
+    first size: the splitter cuts in input order); returns it once its plan is recorded."""
+    assert all(size == sizes[0] for size in sizes[:-1]) and sizes[-1] <= sizes[0], "sizes the splitter makes"
     src = write_jsonl(bucket, f"{name}.jsonl", requests_rows(sum(sizes)))
-    manifest = job_manifest(name, src, f"gs://{bucket.name}/{name}/", **spec)
-    await stack.stop_operator()
+    manifest = job_manifest(
+        name, src, f"gs://{bucket.name}/{name}/", sharding={"maxRequestsPerShard": sizes[0]}, **spec
+    )
+    manifest["spec"]["input"]["keyField"] = "id"
     await call(stack.kube, "POST", bij_path(), manifest)
-    plan = shard_plan(bucket, f"{name}/", sizes)
-    patch = {"status": {"shards": plan}}
-    status, body = await call(stack.kube, "PATCH", bij_path(name=name, status=True), patch, MERGE)
-    assert status == 200, body
-    await stack.start_operator()
+    body = await eventually(lambda: (stored(stack, name) or {}).get("status", {}).get("shards") and stored(stack, name))
+    assert [shard["rows"] for shard in body["status"]["shards"]] == sizes
     return body
 
 
@@ -58,12 +64,12 @@ async def test_three_shards_run_as_three_children_and_a_failed_shard_resumes_alo
     parent = await planned_parent(stack, bucket, "sharded", SIZES, suspend=True, resume={"backoffSeconds": 0})
     uid = parent["metadata"]["uid"]
 
-    # suspended: the children are made, suspended too, and nothing is paid for yet
-    await eventually(lambda: len(children_of(stack, uid)) == 3, timeout=20, message="three children")
+    # suspended: split, but no shard started, and nothing is paid for yet
     held = await phase_of(stack, "sharded", {"Suspended"})
-    assert held["status"]["shardsDone"] == "0/3"
-    assert all(child["spec"]["suspend"] is True for child in children_of(stack, uid))
+    assert held["status"]["shardsDone"] == "0/3" and children_of(stack, uid) == []
+    assert (await control(stack, "GET", "/emulator/v1/jobs")).get("jobs", []) == []
     await call(stack.kube, "PATCH", bij_path(name="sharded"), {"spec": {"suspend": False}}, MERGE)
+    await eventually(lambda: len(children_of(stack, uid)) == 3, timeout=20, message="three children")
 
     done = await phase_of(stack, "sharded", within=90)
     status = done["status"]
@@ -100,6 +106,18 @@ async def test_three_shards_run_as_three_children_and_a_failed_shard_resumes_alo
         per_shard["sharded-shard-00002"][-1]["id"]
     )
 
+    # one manifest over every shard: each input key once, with the shard and the line of its answer
+    assert status["rows"] == {"total": 11, "succeeded": 11, "failed": 0, "missing": 0}
+    assert status["manifest"] == f"gs://{bucket.name}/sharded/results-manifest.jsonl"
+    entries = [
+        json.loads(line) for line in bucket.blob("sharded/results-manifest.jsonl").download_as_bytes().splitlines()
+    ]
+    assert sorted(e["key"] for e in entries) == sorted(f"r{i}" for i in range(11))
+    assert [e["shard"] for e in entries] == [1] * 4 + [2] * 4 + [3] * 3
+    for entry in entries:
+        answer = read_line(bucket, entry["file"], entry["line"])
+        assert answer["id"] == entry["key"] and answer["response"] and not answer["status"]
+
     code, out, err = await kubectl(stack, "get", "bij", "sharded")
     assert code == 0, err
     header, row = out.splitlines()[:2]
@@ -113,11 +131,11 @@ async def test_three_shards_run_as_three_children_and_a_failed_shard_resumes_alo
 async def test_a_shard_that_fails_for_good_leaves_the_parent_partially_succeeded(stack: Any, bucket: Any) -> None:
     rule = {"outcome": "FAILED", "code": 3, "message": "bad shard", "match": {"labels": {"bij-shard": "00001"}}}
     await control(stack, "POST", "/emulator/v1/faults", {"jobs": [rule]})
-    await planned_parent(stack, bucket, "split-two", [2, 3], resume={"maxAttempts": 1})
+    await planned_parent(stack, bucket, "split-two", [3, 2], resume={"maxAttempts": 1})
     done = await phase_of(stack, "split-two", within=60)
     status = done["status"]
     assert status["phase"] == "PartiallySucceeded", status.get("message")
-    assert status["completionStats"]["successful"] == 3 and status["shardsDone"] == "2/2"
+    assert status["completionStats"]["successful"] == 2 and status["shardsDone"] == "2/2"
     assert [s["state"] for s in status["shards"]] == ["Failed", "Succeeded"]
     await eventually(lambda: ("Warning", "ShardFailed") in events_for(stack, "split-two"), timeout=10)
     assert events_for(stack, "split-two").count(("Warning", "ShardFailed")) == 1
@@ -128,15 +146,13 @@ async def test_a_bigquery_input_runs_its_shard_tables_into_the_parents_dataset(
 ) -> None:
     rows = tickets(12)
     source = make_table(bigquery, f"{dataset}.tickets", rows, TICKET_COLUMNS)
-    plan = [
-        {"index": i + 1, "input": [make_table(bigquery, f"{dataset}.tickets_shard_{i + 1:05d}", part, TICKET_COLUMNS)]}
-        for i, part in enumerate((rows[:7], rows[7:]))
-    ]
-    manifest = bq_manifest("bq-split", {"bigquery": {"table": source}}, {"bigquery": {"table": f"bq://{dataset}.out"}})
-    await stack.stop_operator()
+    manifest = bq_manifest(
+        "bq-split",
+        {"bigquery": {"table": source}, "keyField": "id"},
+        {"bigquery": {"table": f"bq://{dataset}.out"}},
+        sharding={"maxRequestsPerShard": 7},
+    )
     await call(stack.kube, "POST", bij_path(), manifest)
-    await call(stack.kube, "PATCH", bij_path(name="bq-split", status=True), {"status": {"shards": plan}}, MERGE)
-    await stack.start_operator()
     done = (await phase_of(stack, "bq-split", within=90))["status"]
     assert done["phase"] == "Succeeded", done.get("message")
     assert done["completionStats"]["successful"] == 12 and done["usage"]["requests"] == 12
@@ -145,6 +161,10 @@ async def test_a_bigquery_input_runs_its_shard_tables_into_the_parents_dataset(
     assert len(set(outputs)) == 2, "one output table per shard, none shared"
     seen = sorted(row["id"] for output in outputs for row in read_table(bigquery, output))
     assert seen == sorted(row["id"] for row in rows), "every row exactly once across the shards"
+    assert done["rows"] == {"total": 12, "succeeded": 12, "failed": 0, "missing": 0}
+    assert [s["rows"] for s in done["shards"]] == [6, 6]
+    keys = sorted(row["key"] for row in read_table(bigquery, done["manifest"]))
+    assert keys == sorted(row["id"] for row in rows), "the manifest table holds every key once"
 
 
 async def test_a_shards_name_held_by_another_resource_is_said_and_not_taken_over(stack: Any, bucket: Any) -> None:
@@ -154,7 +174,9 @@ async def test_a_shards_name_held_by_another_resource_is_said_and_not_taken_over
     await call(stack.kube, "POST", bij_path(), other)
     await phase_of(stack, "taken-shard-00002")
     await planned_parent(stack, bucket, "taken", [1, 1])
-    waiting = await phase_of(stack, "taken", {"Pending"})
+    waiting = await eventually(
+        lambda: "shardsDone" in (stored(stack, "taken") or {}).get("status", {}) and stored(stack, "taken")
+    )
     await eventually(
         lambda: "ShardNameTaken" in {c["reason"] for c in (stored(stack, "taken") or {})["status"]["conditions"]},
         timeout=20,

@@ -32,12 +32,15 @@ def request_lines(data: bytes) -> list[bytes]:
 async def test_an_input_over_the_limit_is_split_into_shards_holding_exactly_its_lines(stack: Any, bucket: Any) -> None:
     rows = requests_rows(45)
     src = write_jsonl(bucket, "in.jsonl", rows)
-    manifest = job_manifest("split", src, f"gs://{bucket.name}/out/", sharding={"maxRequestsPerShard": 10})
+    # Suspended: the split happens, its shards' resources wait (tests/e2e/test_sharded_jobs.py runs them).
+    manifest = job_manifest(
+        "split", src, f"gs://{bucket.name}/out/", sharding={"maxRequestsPerShard": 10}, suspend=True
+    )
     await call(stack.kube, "POST", bij_path(), manifest)
     done = (await eventually(lambda: sharded(stack, "split"), timeout=30, message="split recorded"))["status"]
-    assert done["phase"] == "Pending" and "5 shards" in done["message"]
+    assert done["phase"] in ("Pending", "Suspended") and any("5 shards" in c["message"] for c in done["conditions"])
     assert [(s["index"], s["rows"]) for s in done["shards"]] == [(1, 10), (2, 10), (3, 10), (4, 10), (5, 5)]
-    files = [s["input"] for s in done["shards"]]
+    files = [s["input"][0] for s in done["shards"]]
     assert files == [f"gs://{bucket.name}/out/shards/input-{i:05d}.jsonl" for i in range(1, 6)]
     blobs = shard_objects(bucket, "out/shards/")
     contents = [blobs[uri.removeprefix(f"gs://{bucket.name}/")].download_as_bytes() for uri in files]
@@ -52,7 +55,9 @@ async def test_an_input_over_the_limit_is_split_into_shards_holding_exactly_its_
 
 async def test_a_split_cut_off_by_a_kill_is_finished_once_after_the_restart(stack: Any, bucket: Any) -> None:
     src = write_jsonl(bucket, "in.jsonl", requests_rows(400))
-    manifest = job_manifest("crash-split", src, f"gs://{bucket.name}/out/", sharding={"maxRequestsPerShard": 1})
+    manifest = job_manifest(
+        "crash-split", src, f"gs://{bucket.name}/out/", sharding={"maxRequestsPerShard": 1}, suspend=True
+    )
     await call(stack.kube, "POST", bij_path(), manifest)
     await eventually(lambda: len(shard_objects(bucket, "out/shards/")) >= 20, timeout=60, message="shards written")
     await stack.stop_operator(kill=True)
@@ -116,11 +121,12 @@ async def test_a_bigquery_table_over_the_limit_is_split_into_shard_tables_by_key
         {"bigquery": {"table": source}, "keyField": "id"},
         {"bigquery": {"dataset": f"bq://{dataset}"}},
         sharding={"maxRequestsPerShard": 10},
+        suspend=True,
     )
     await call(stack.kube, "POST", bij_path(), manifest)
     done = (await eventually(lambda: sharded(stack, "bq-split"), timeout=60, message="split recorded"))["status"]
     tables = [f"bq://{dataset}.tickets_shard{i:05d}of00003" for i in (1, 2, 3)]
-    assert [(s["input"], s["rows"]) for s in done["shards"]] == list(zip(tables, [9, 8, 8], strict=True))
+    assert [(s["input"][0], s["rows"]) for s in done["shards"]] == list(zip(tables, [9, 8, 8], strict=True))
     ids = [sorted(row["id"] for row in read_table(bigquery, table)) for table in tables]
     everything = sorted(f"r{i}" for i in range(25))
     assert ids == [everything[:9], everything[9:17], everything[17:]], "cut in key order, each row once"

@@ -245,3 +245,11 @@ def test_the_index_of_children_takes_only_shards_controlled_by_a_batch_inference
     assert odd is not None and odd.status.phase is None, "a status this version cannot read shows as not started"
     family = family_of([seen], ["x-shard-00003", "other", "x-shard-00001"])
     assert family.taken == {"other", "x-shard-00001"}
+
+
+def test_a_suspended_parent_starts_no_shard_and_says_so() -> None:
+    decision = decide(planned(3), [], suspend=True)
+    assert decision.create == [] and decision.status.phase == "Suspended"
+    assert "3 shards held (3 not started)" in (decision.status.message or "")
+    resumed = decide(decision.status, [])
+    assert len(resumed.create) == 3 and resumed.status.phase == "Pending"

@@ -160,7 +160,7 @@ def decide_parent(
         if child is None:
             if shard.resource in taken:
                 conflicts.append(shard.resource)
-            else:
+            elif not spec.suspend:  # a suspended parent starts no shard: nothing to hold but the plan
                 decision.create.append(child_body(parent, wire, shard))
             continue
         patch: dict[str, Any] = {}
@@ -232,6 +232,15 @@ def _roll_up(
             "is not a shard of this resource; delete or rename it"
         )
         set_condition(status, "Ready", False, "ShardNameTaken", status.message, now, generation)
+        return
+    if spec.suspend and all(state in (None, "Suspended") for state in states):
+        status.phase = "Suspended"
+        status.message = (
+            f"suspended: {plural(len(shards), 'shard')} held ({sum(s is None for s in states)} not started); "
+            "set spec.suspend to false to run them"
+        )
+        set_condition(status, "Suspended", True, "Suspended", status.message, now, generation)
+        set_condition(status, "Ready", False, "Suspended", status.message, now, generation)
         return
     if any(state is None for state in states):
         status.phase = "Pending"
