@@ -172,7 +172,9 @@ def _shard(plan: Plan, rng: random.Random) -> None:
             continue
         count = rng.choice([2, 3])
         resource.rows = max(resource.rows, count)
-        resource.shards = [resource.rows // count + (i < resource.rows % count) for i in range(count)]
+        per = -(-resource.rows // count)  # the splitter cuts in input order, `per` rows a shard
+        count = -(-resource.rows // per)
+        resource.shards = [per] * (count - 1) + [resource.rows - per * (count - 1)]
         if resource.job_fault is not None:
             resource.job_fault["match"] = {"displayName": f"{plan.namespace}-{resource.name}-shard-*"}
         plan.kinds.append("sharded")

@@ -145,23 +145,11 @@ class Trial:
             resume={"maxAttempts": 3, "backoffSeconds": resource.backoff_seconds},
             deletionPolicy="Cancel",
         )
-        if resource.shards:  # stored with its plan, as preflight leaves a sharded resource
-            manifest["status"] = {"shards": self.shard_plan(resource, output)}
-            body = self.stack.kube.put_object("batchinferencejobs", manifest)
-        else:
-            code, body = await call(self.stack.kube, "POST", bij_path(self.plan.namespace), manifest)
-            assert code == 201, body
+        if resource.shards:  # preflight splits it (kills may land during the split and the shards' submits)
+            manifest["spec"]["sharding"] = {"maxRequestsPerShard": resource.shards[0]}
+        code, body = await call(self.stack.kube, "POST", bij_path(self.plan.namespace), manifest)
+        assert code == 201, body
         self.run.uids[resource.name] = body["metadata"]["uid"]
-
-    def shard_plan(self, resource: ResourcePlan, output: str) -> list[dict[str, Any]]:
-        """The shards' inputs, where the splitter writes them, and the plan preflight records."""
-        plan, start = [], 0
-        for index, size in enumerate(resource.shards, 1):
-            blob = f"{output.removeprefix(f'gs://{self.bucket.name}/')}shards/input-{index:05d}.jsonl"
-            uri = write_jsonl(self.bucket, blob, requests_rows(size, start=start))
-            plan.append({"index": index, "input": [uri], "rows": size})
-            start += size
-        return plan
 
     def family(self, resource: ResourcePlan) -> list[str]:
         """The resource's name and its shards' children's names."""

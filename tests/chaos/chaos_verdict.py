@@ -26,10 +26,11 @@ lost        resources (not deleted, settled) whose status
                 other than the job's successful count, or attempt.completionStats other than the job's;
             (e) ended Succeeded or PartiallySucceeded with usage.requests other than the input's row count, or
                 usage.succeeded other than completionStats.successful;
-            (f) for a sharded resource: a shard whose child resource is missing, a shard's job without that
-                shard's bij-shard label, or, once it ended, a roll-up that disagrees with the children
-                (shardsDone, shards[].state and .job, completionStats.successful; usage.requests when it
-                Succeeded); each child is judged as a resource of its own, with its shard's rows.
+            (f) for a sharded resource: a planned shard whose child resource is missing (unless the parent
+                was held suspended throughout), a shard's job without that shard's bij-shard label, or, once
+                it ended, a roll-up that disagrees with the children (shardsDone, shards[].state and .job,
+                completionStats.successful; usage.requests and the manifest's rows when it Succeeded); each
+                child is judged as a resource of its own, with its shard's rows.
 stuck       resources neither terminal nor (when the plan left them so) Suspended within {FINAL_WAIT:.0f} s after the
             plan ended; deleted resources still present then; or an end state without a condition saying why
             (terminal: Finished=True, and Complete=True or Failed=True with a reason; suspended: Suspended=True,
@@ -138,7 +139,10 @@ def sharded(
     for index, child in enumerate(children, 1):
         obj = run.objects.get(child)
         if obj is None:
-            verdict.lost.append(f"{name}: (f) shard {index}: its resource {child} is missing")
+            # expected only for shards the parent planned, and started (a suspended parent starts none)
+            planned = index <= len(status.get("shards") or [])
+            if planned and not (resource.suspended_at_end and status.get("phase") == "Suspended"):
+                verdict.lost.append(f"{name}: (f) shard {index}: its resource {child} is missing")
             continue
         child_status = obj.get("status") or {}
         if not stuck(child, child_status, resource.suspended_at_end, verdict):
@@ -164,6 +168,14 @@ def rolled_up(name: str, status: dict[str, Any], children: list[dict[str, Any]],
     # every shard succeeded: each child's output held its shard's rows (a failed shard may have none to read)
     if status.get("phase") == "Succeeded" and (status.get("usage") or {}).get("requests") != rows:
         problems.append(f"usage.requests {(status.get('usage') or {}).get('requests')}, input rows {rows}")
+    # the parent's results manifest joined every input row once, over all shards
+    if status.get("phase") == "Succeeded" and status.get("rows") != {
+        "total": rows,
+        "succeeded": rows,
+        "failed": 0,
+        "missing": 0,
+    }:
+        problems.append(f"rows {status.get('rows')}, input rows {rows} all succeeded")
     verdict.lost += [f"{name}: (f) {problem}" for problem in problems]
 
 

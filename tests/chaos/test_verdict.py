@@ -125,6 +125,7 @@ def sharded_run(jobs: list[dict[str, Any]]) -> Run:
     parent["status"].update(
         attempts=[],
         shardsDone="2/2",
+        rows={"total": 4, "succeeded": 4, "failed": 0, "missing": 0},
         shards=[
             {"index": i, "state": "Succeeded", "job": c["status"]["attempts"][0]["jobName"]}
             for i, c in enumerate(children.values(), 1)
@@ -144,6 +145,11 @@ def shard_job(number: int, index: int, uid: str, states: list[str] = RAN) -> dic
 def test_a_sharded_resource_is_judged_by_its_children_and_its_roll_up() -> None:
     jobs = [shard_job(1, 1, "c1"), shard_job(2, 2, "c2")]
     assert not judge(sharded_run(jobs)).failed
+    unjoined = sharded_run(jobs)
+    unjoined.objects["job-0"]["status"]["rows"]["missing"] = 1
+    assert judge(unjoined).lost == [
+        "job-0: (f) rows {'total': 4, 'succeeded': 4, 'failed': 0, 'missing': 1}, input rows 4 all succeeded"
+    ]
     # a second paid job for shard 1's attempt 1, from another child object of the same name
     twice = judge(sharded_run([*jobs, shard_job(3, 1, "c9")]))
     assert [item[:22] for item in twice.duplicates] == ["job-0 shard 1 attempt "]
