@@ -113,6 +113,19 @@ def _results(stack: LocalStack, output: str, count: int = 3) -> list[str]:
     return lines
 
 
+def _manifest_rows(stack: LocalStack, uri: str, count: int = 3) -> list[str]:
+    """The first rows of a results manifest: key, outcome, shard, and where the answer is."""
+    bucket, name = split_gcs(uri)
+    blob = stack.gcs.client().bucket(bucket).blob(name)  # type: ignore[union-attr]
+    with blob.open("r") as reader:
+        rows = [json.loads(line) for line, _ in zip(reader, range(count), strict=False)]
+    return [
+        f"{row['key']}: {row['outcome']}, shard {row['shard']}, {row.get('file', row.get('table'))} "
+        f"line {row.get('line', row.get('row'))}"
+        for row in rows
+    ]
+
+
 async def _demo(folder: pathlib.Path, console: Console) -> int:
     runnable = load_manifests(folder)
     if not runnable:
@@ -176,6 +189,15 @@ async def _demo(folder: pathlib.Path, console: Console) -> int:
                     if len(outputs) > 1:
                         console.print(f"    shard output {output}:")
                     for line in await asyncio.to_thread(_results, stack, output, 3 if len(outputs) == 1 else 1):
+                        console.print(f"    {line}")
+                if status.get("manifest", "").startswith("gs://"):
+                    rows = status.get("rows") or {}
+                    console.print(
+                        f"    results manifest {status['manifest']}: {rows.get('total', 0)} rows, "
+                        f"{rows.get('succeeded', 0)} succeeded, {rows.get('failed', 0)} failed, "
+                        f"{rows.get('missing', 0)} missing"
+                    )
+                    for line in await asyncio.to_thread(_manifest_rows, stack, status["manifest"]):
                         console.print(f"    {line}")
             if len(objects) < len(runnable) or not all(o.get("status", {}).get("phase") in TERMINAL for o in objects):
                 console.print(f"[red]not every job finished within {DEADLINE_SECONDS}s[/]")

@@ -23,6 +23,9 @@ async def test_demo_runs_every_example_to_success() -> None:
     assert process.returncode == 0, text
     assert "reviews-sentiment: 300 requests succeeded" in text
     assert "catalog-descriptions: 200 requests succeeded" in text
+    assert "reviews-sharded: 300 requests succeeded in 3 shards" in text
+    assert "reviews-sharded/results-manifest.jsonl: 300 rows, 300 succeeded, 0 failed, 0 missing" in text
+    assert "review-0000: succeeded, shard 1, gs://demo-batch-outputs/reviews-sharded/shards/output-00001/" in text
     assert (
         "support-tickets-triage: 120 requests succeeded; output: bq://demo-project.support_results.predictions_" in text
     )

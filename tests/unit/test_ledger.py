@@ -287,3 +287,13 @@ def test_rows_the_manifest_finds_missing_keep_a_succeeded_job_from_reading_as_su
     status = record_manifest(status, "bq://p.d.results_manifest_x", Totals(total=10, succeeded=9, missing=1))
     final = settle(spec(), status, status.attempts[-1], NOW, 1)
     assert final.status.phase == "PartiallySucceeded" and "1 request did not succeed" in (final.status.message or "")
+
+
+def test_identical_requests_without_keys_take_one_answer_each() -> None:
+    same = {"request": request("same question")}
+    inputs = [same, {"request": request("other")}, same, same]
+    outputs = lines([ok(same), ok(inputs[1]), ok(same)])
+    rows, totals = manifest(inputs, outputs)
+    assert [r["outcome"] for r in rows] == ["succeeded", "succeeded", "succeeded", "missing"]
+    assert sorted(r["line"] for r in rows if r["key"] == rows[0]["key"] and "line" in r) == [1, 3]
+    assert (totals.total, totals.succeeded, totals.missing, totals.duplicates, totals.unmatched) == (4, 3, 1, 0, 0)

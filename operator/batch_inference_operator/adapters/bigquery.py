@@ -156,10 +156,16 @@ class BigQuery:
             f"GROUP BY k HAVING COUNT(*) > 1 ORDER BY k LIMIT {MAX_DUPLICATES_REPORTED}"
         )
         found = self._query(uri, project, location, query)
-        what = "key" if key.startswith("`") else "request"
+        keyed = key.startswith("`")
+        hint = (
+            "each row's key must be unique"
+            if keyed
+            else "a table cut into shards needs a column of unique keys, named by spec.input.keyField: rows "
+            "with the same request could land in two shards, or in none"
+        )
         return [
-            f"{uri}: {row['n']} rows hold the same {what} {str(row['k'])[:200]!r}: each row's key must be unique "
-            "[duplicate-key]"
+            f"{uri}: {row['n']} rows hold the same {'key' if keyed else 'request'} {str(row['k'])[:200]!r}: "
+            f"{hint} [duplicate-key]"
             for row in found
         ]
 

@@ -88,8 +88,11 @@ def check_input(gcs: Objects, bigquery: Tables, action: RunPreflight) -> Checked
         tally.input_tokens, tally.requests, tally.unbounded = -(-table.bytes // 4), rows, rows
         report = PreflightReport(requests=rows, bytes=table.bytes)
         names = {column.name for column in table.columns}
-        order = f"`{action.key_field}`" if action.key_field in names else "TO_JSON_STRING(request)"
-        if not problems:
+        keyed = action.key_field in names
+        order = f"`{action.key_field}`" if keyed else "TO_JSON_STRING(request)"
+        # Without a key column, identical requests are interchangeable, except when the table is cut by
+        # request order: rows that tie could land in two shards, or none.
+        if not problems and (keyed or split):
             problems += bigquery.duplicate_keys(uri, order, action.project, action.location)
         return Checked(report, problems, tally, split=split, table_rows=rows, order=order)
     planner = Planner(action.max_rows, action.max_bytes) if action.gcs_output else None

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from .keys import content_key, row_key
+from .keys import CONTENT_KEY_PREFIX, content_key, row_key
 
 SUCCEEDED, FAILED, MISSING = "succeeded", "failed", "missing"
 NOT_RUN = "not run: the Vertex job stopped before this request"
@@ -44,9 +44,13 @@ class Shard(NamedTuple):
 
 @dataclass
 class OutputIndex:
-    """Where each key's answer is in one output; rows that cannot be keyed are counted, not kept."""
+    """Where each key's answer is in one output; rows that cannot be keyed are counted, not kept.
+
+    Identical requests without a key of their own share a content key: their answers are kept in output
+    order and handed out one per input row (`take`), as any of them answers any of those rows."""
 
     answers: dict[str, Answer] = field(default_factory=dict)
+    repeats: dict[str, list[Answer]] = field(default_factory=dict)  # content keys answered more than once
     duplicates: int = 0
     unreadable: int = 0
 
@@ -55,9 +59,24 @@ class OutputIndex:
         if seen is None:
             self.answers[key] = answer
             return
+        if key.startswith(CONTENT_KEY_PREFIX):
+            self.repeats.setdefault(key, []).append(answer)
+            return
         self.duplicates += 1
         if _RANK[answer.outcome] < _RANK[seen.outcome]:
             self.answers[key] = answer
+
+    def take(self, key: str, taken: set[str]) -> Answer | None:
+        """The answer for one input row with this key; a content key's next answer on each call."""
+        if key not in taken:
+            taken.add(key)
+            return self.answers.get(key)
+        more = self.repeats.get(key)
+        return more.pop(0) if more else None
+
+    def left_over(self, taken: set[str]) -> int:
+        """Answers no input row took: output rows that answer nothing in this shard's input."""
+        return len(self.answers.keys() - taken) + sum(len(more) for more in self.repeats.values())
 
 
 def key_of(row: dict[str, Any], key_field: str) -> str:
@@ -153,12 +172,11 @@ def join(shard: Shard, inputs: Iterable[InputRow], index: OutputIndex, totals: T
     totals.unreadable += index.unreadable
     for item in inputs:
         totals.total += 1
-        answer = index.answers.get(item.key)
+        answer = index.take(item.key, used)
         row: dict[str, Any] = {"key": item.key, "outcome": MISSING, "shard": shard.index}
         if answer is None:
             totals.missing += 1
         else:
-            used.add(item.key)
             row["outcome"] = answer.outcome
             row[where[0]], row[where[1]] = shard.output, answer.position
             if answer.outcome == SUCCEEDED:
@@ -171,7 +189,7 @@ def join(shard: Shard, inputs: Iterable[InputRow], index: OutputIndex, totals: T
             item.position,
         )
         yield Entry(row, item)
-    totals.unmatched += len(index.answers.keys() - used)
+    totals.unmatched += index.left_over(used)
 
 
 def manifest_lines(entries: Iterable[Entry]) -> Iterator[bytes]:

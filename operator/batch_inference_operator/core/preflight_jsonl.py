@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 
 from ..api import PreflightReport
-from .keys import KeyDigests, row_key
+from .keys import CONTENT_KEY_PREFIX, KeyDigests, row_key
 from .request_fields import request_field_problems
 from .sharding import Planner
 from .tokens import Tally
@@ -153,7 +153,8 @@ class Preflight:
                 "a row's key is a string or an integer (spec.input.keyField names the field)",
             )
             return
-        self.keys.add(key)
+        if not key.startswith(CONTENT_KEY_PREFIX):  # identical requests without a key are interchangeable
+            self.keys.add(key)
         self.tally.add(row["request"])
         reserved = sorted(_VERTEX_OUTPUT_KEYS & row.keys())
         if reserved:
