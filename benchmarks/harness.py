@@ -35,6 +35,7 @@ class Harness:
     def __init__(self, stack: Stack, session: aiohttp.ClientSession, kube_url: str) -> None:
         self.stack, self.session, self.kube_url = stack, session, kube_url
         self.applied: dict[str, float] = {}
+        self.answered: dict[str, float] = {}
         self.seen: dict[str, list[tuple[float, str | None, str | None]]] = {}  # name -> (time, phase, state)
         self.rss_peak = 0.0
 
@@ -100,6 +101,7 @@ class Harness:
         async with self.session.post(f"{self.kube_url}{GROUP}", json=manifest) as response:
             if response.status != 201:
                 raise RuntimeError(f"apply {name}: {response.status} {await response.text()}")
+        self.answered[name] = time.time() - self.applied[name]  # the stand-in's own time for the apply
 
     async def apply_all(self, names: list[str], concurrency: int = 50) -> None:
         gate = asyncio.Semaphore(concurrency)
@@ -147,6 +149,12 @@ class Harness:
             phases = [phase for _, phase, _ in self.seen.get(name, []) if phase]
             changes.append(sum(1 for i, phase in enumerate(phases) if i == 0 or phase != phases[i - 1]))
         return changes
+
+    async def distinct_events_of(self) -> dict[str, int]:
+        """Distinct Event objects per resource name, as the API server keeps them."""
+        async with self.session.get(f"{self.kube_url}/api/v1/namespaces/default/events") as response:
+            items = (await response.json()).get("items") or []
+        return dict(Counter(item["involvedObject"]["name"] for item in items))
 
     def status_delays(self, names: list[str], jobs: dict[str, dict[str, Any]]) -> tuple[list[float], int, int]:
         """Seconds from each Vertex state change to the resource showing it; states never shown; states."""

@@ -14,7 +14,7 @@ from ..core.preflight_bigquery import bigquery_input_problems, region_problem
 from ..core.preflight_gcs import bucket_region_problem, listed_twice
 from ..core.preflight_jsonl import Preflight
 from ..core.uris import is_bigquery, predictions_file
-from ..core.usage import OutputScan, scan
+from ..core.usage import OutputScan, scan_stream
 
 if TYPE_CHECKING:  # google-cloud-bigquery is imported when a BigQuery job is first checked, not at start
     from ..adapters.bigquery import TableInfo
@@ -25,6 +25,7 @@ class Objects(Protocol):
 
     def objects(self, uri: str) -> list[tuple[str, int]]: ...
     def lines(self, uri: str) -> Iterable[bytes]: ...
+    def chunks(self, uri: str) -> Iterable[bytes]: ...
     def bucket_location(self, uri: str) -> str | None: ...
 
 
@@ -72,4 +73,4 @@ def scan_output(gcs: Objects, bigquery: Tables, output_location: str, status: Ba
     """An attempt's output: a BigQuery table is summed by a query, a Cloud Storage file is streamed."""
     if is_bigquery(output_location):
         return bigquery.scan(output_location, status.project or "", status.location or "")
-    return scan(gcs.lines(predictions_file(output_location)))
+    return scan_stream(gcs.chunks(predictions_file(output_location)))
