@@ -21,6 +21,8 @@ Key = tuple[str, str]
 # Seconds past the time it was told to come back after which a waiter that did not is dropped from the
 # line (deleted, or no longer submitting), so those behind it are not held for it.
 GONE_AFTER = 10.0
+# Seconds past its time after which a waiter no longer holds up those behind it.
+LATE = 0.5
 # The wait per place in line while every create slot is in flight (creates take tens of milliseconds),
 # and its cap.
 IN_FLIGHT_WAIT = 0.05
@@ -95,14 +97,15 @@ class CreateLimiter:
 
     @staticmethod
     def _ahead(bucket: _Bucket, uid: str, now: float) -> int:
-        """Waiters before `uid` in the line (all of them for a newcomer); drops those long overdue."""
+        """Waiters before `uid` in the line (all of them for a newcomer) that are on time: one that is late
+        back (its turn delayed) keeps its place but holds no one up. Drops those long overdue."""
         for gone in [other for other, due in bucket.waiting.items() if due + GONE_AFTER < now and other != uid]:
             del bucket.waiting[gone]
         ahead = 0
-        for other in bucket.waiting:
+        for other, due in bucket.waiting.items():
             if other == uid:
                 return ahead
-            ahead += 1
+            ahead += due + LATE >= now
         return ahead
 
     @property
