@@ -7,6 +7,7 @@ import asyncio
 import datetime
 import json
 import math
+import sys
 import time
 from collections import Counter
 from typing import Any
@@ -62,19 +63,31 @@ class Harness:
         return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
 
     async def watch(self) -> None:
-        """Every change to every resource, timed on arrival (one watch, as a controller would)."""
-        url = f"{self.kube_url}{GROUP}?watch=true&allowWatchBookmarks=false"
-        async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=None)) as response:
-            async for raw in response.content:
-                if not raw.strip():
-                    continue
-                event = json.loads(raw)
-                obj = event.get("object", {})
-                status = obj.get("status") or {}
-                name = obj.get("metadata", {}).get("name", "")
-                self.seen.setdefault(name, []).append(
-                    (time.time(), status.get("phase"), (status.get("job") or {}).get("state"))
-                )
+        """Every change to every resource, timed on arrival (one watch, as a controller would); reopened
+        from the last version seen when the stream ends or breaks, so no change goes unseen."""
+        version = ""
+        while True:
+            url = f"{self.kube_url}{GROUP}?watch=true&allowWatchBookmarks=false"
+            url += f"&resourceVersion={version}" if version else ""
+            try:
+                async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=None)) as response:
+                    while raw := await response.content.readuntil(b"\n"):
+                        if not raw.strip():
+                            continue
+                        event = json.loads(raw)
+                        obj = event.get("object", {})
+                        if event.get("type") == "ERROR":  # too old a version: start from now
+                            version = ""
+                            break
+                        status = obj.get("status") or {}
+                        metadata = obj.get("metadata", {})
+                        version = metadata.get("resourceVersion") or version
+                        self.seen.setdefault(metadata.get("name", ""), []).append(
+                            (time.time(), status.get("phase"), (status.get("job") or {}).get("state"))
+                        )
+            except (aiohttp.ClientError, ValueError) as error:
+                print(f"  the harness's watch broke ({error!r}); reopened", file=sys.stderr, flush=True)
+            await asyncio.sleep(0.1)  # a pause before reopening, not a wait for a condition
 
     async def sample_rss(self) -> None:
         assert self.stack.operator is not None
@@ -135,8 +148,20 @@ class Harness:
         return found
 
     async def until_finished(self, names: list[str], within: float) -> None:
+        """All finished, as the watch shows, or as a list says every 15 s (should the watch fall behind)."""
+        checks = 0
+
         async def done() -> bool:
-            return all(self.seen.get(n) and self.seen[n][-1][1] in TERMINAL_PHASES for n in names)
+            nonlocal checks
+            checks += 1
+            if all(self.seen.get(n) and self.seen[n][-1][1] in TERMINAL_PHASES for n in names):
+                return True
+            if checks % 30:
+                return False
+            async with self.session.get(f"{self.kube_url}{GROUP}") as response:
+                items = (await response.json()).get("items") or []
+            phases = {item["metadata"]["name"]: (item.get("status") or {}).get("phase") for item in items}
+            return all(phases.get(n) in TERMINAL_PHASES for n in names)
 
         await self.until(done, within, f"{len(names)} resources finished", 0.5)
 

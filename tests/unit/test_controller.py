@@ -731,6 +731,10 @@ async def test_a_poll_round_lists_live_jobs_reads_a_finished_one_once_and_wakes_
     assert runtime.observations[finished.name].state == "JOB_STATE_SUCCEEDED"
     assert runtime.wakers["b"].is_set() and not runtime.wakers["a"].is_set(), "only the resource whose job moved"
 
+    vertex.calls.clear()
+    assert not await poller.poll_round(runtime)
+    assert vertex.calls == ["list"], "a job seen finished is not read again while its resource records it"
+
     del runtime.tracked["b"]
     assert not await poller.poll_round(runtime), "nothing moved"
     assert poller.next_interval(runtime, moved=False) == runtime.settings.queued_poll_interval

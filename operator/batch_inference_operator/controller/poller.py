@@ -63,12 +63,15 @@ async def poll_round(runtime: Runtime) -> bool:
             metrics.RECONCILE_ERRORS.labels("PollFailed").inc()
             log.warning("polling %s/%s failed: %s", project, location, getattr(error, "message", repr(error)))
             continue
-        left = [(uid, tracked) for uid, tracked in members if tracked.job_name not in live]
+        # A job seen finished is not read again (a finished job never changes) while its resource records it.
+        known = {t.job_name: runtime.observations.get(t.job_name) for _, t in members if t.job_name not in live}
+        done = {name: job for name, job in known.items() if job is not None and job.terminal}
+        left = [(uid, t) for uid, t in members if t.job_name in known and t.job_name not in done]
         # Jobs that left the live list (finished, or a state we do not list) are read once each, a few at
         # a time: read one after another, hundreds finishing together made a round last many seconds.
         gate = asyncio.Semaphore(GETS_AT_ONCE)
         read = await asyncio.gather(*(read_job(runtime, gate, project, location, t.job_name) for _, t in left))
-        found = {**{t.job_name: job for (_, t), job in zip(left, read, strict=True) if job is not None}, **live}
+        found = {**done, **{t.job_name: job for (_, t), job in zip(left, read, strict=True) if job is not None}, **live}
         for uid, tracked in members:
             job = found.get(tracked.job_name)
             if job is not None and observe(runtime, job):
