@@ -65,14 +65,11 @@ def _shape(value: Any) -> Any:
     pass or fail the rules alike, so a shape that passed once is not walked again (the walk, not the
     parse, was most of preflight's time)."""
     kind = type(value)
-    if kind is dict:  # leaves inline: a call per string or number was most of the walk
-        return tuple([(key, _shape(child) if type(child) in _NESTED else type(child)) for key, child in value.items()])
+    if kind is dict:
+        return tuple([(key, _shape(child)) for key, child in value.items()])
     if kind is list:
-        return (list, *[_shape(item) if type(item) in _NESTED else type(item) for item in value])
+        return (list, *[_shape(item) for item in value])
     return kind
-
-
-_NESTED = (dict, list)
 
 
 @dataclass
