@@ -7,6 +7,7 @@ import asyncio
 import datetime
 import json
 import math
+import sys
 import time
 from collections import Counter
 from typing import Any
@@ -35,6 +36,7 @@ class Harness:
     def __init__(self, stack: Stack, session: aiohttp.ClientSession, kube_url: str) -> None:
         self.stack, self.session, self.kube_url = stack, session, kube_url
         self.applied: dict[str, float] = {}
+        self.answered: dict[str, float] = {}
         self.seen: dict[str, list[tuple[float, str | None, str | None]]] = {}  # name -> (time, phase, state)
         self.rss_peak = 0.0
 
@@ -61,19 +63,31 @@ class Harness:
         return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
 
     async def watch(self) -> None:
-        """Every change to every resource, timed on arrival (one watch, as a controller would)."""
-        url = f"{self.kube_url}{GROUP}?watch=true&allowWatchBookmarks=false"
-        async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=None)) as response:
-            async for raw in response.content:
-                if not raw.strip():
-                    continue
-                event = json.loads(raw)
-                obj = event.get("object", {})
-                status = obj.get("status") or {}
-                name = obj.get("metadata", {}).get("name", "")
-                self.seen.setdefault(name, []).append(
-                    (time.time(), status.get("phase"), (status.get("job") or {}).get("state"))
-                )
+        """Every change to every resource, timed on arrival (one watch, as a controller would); reopened
+        from the last version seen when the stream ends or breaks, so no change goes unseen."""
+        version = ""
+        while True:
+            url = f"{self.kube_url}{GROUP}?watch=true&allowWatchBookmarks=false"
+            url += f"&resourceVersion={version}" if version else ""
+            try:
+                async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=None)) as response:
+                    while raw := await response.content.readuntil(b"\n"):
+                        if not raw.strip():
+                            continue
+                        event = json.loads(raw)
+                        obj = event.get("object", {})
+                        if event.get("type") == "ERROR":  # too old a version: start from now
+                            version = ""
+                            break
+                        status = obj.get("status") or {}
+                        metadata = obj.get("metadata", {})
+                        version = metadata.get("resourceVersion") or version
+                        self.seen.setdefault(metadata.get("name", ""), []).append(
+                            (time.time(), status.get("phase"), (status.get("job") or {}).get("state"))
+                        )
+            except (aiohttp.ClientError, ValueError) as error:
+                print(f"  the harness's watch broke ({error!r}); reopened", file=sys.stderr, flush=True)
+            await asyncio.sleep(0.1)  # a pause before reopening, not a wait for a condition
 
     async def sample_rss(self) -> None:
         assert self.stack.operator is not None
@@ -100,6 +114,7 @@ class Harness:
         async with self.session.post(f"{self.kube_url}{GROUP}", json=manifest) as response:
             if response.status != 201:
                 raise RuntimeError(f"apply {name}: {response.status} {await response.text()}")
+        self.answered[name] = time.time() - self.applied[name]  # the stand-in's own time for the apply
 
     async def apply_all(self, names: list[str], concurrency: int = 50) -> None:
         gate = asyncio.Semaphore(concurrency)
@@ -133,8 +148,20 @@ class Harness:
         return found
 
     async def until_finished(self, names: list[str], within: float) -> None:
+        """All finished, as the watch shows, or as a list says every 15 s (should the watch fall behind)."""
+        checks = 0
+
         async def done() -> bool:
-            return all(self.seen.get(n) and self.seen[n][-1][1] in TERMINAL_PHASES for n in names)
+            nonlocal checks
+            checks += 1
+            if all(self.seen.get(n) and self.seen[n][-1][1] in TERMINAL_PHASES for n in names):
+                return True
+            if checks % 30:
+                return False
+            async with self.session.get(f"{self.kube_url}{GROUP}") as response:
+                items = (await response.json()).get("items") or []
+            phases = {item["metadata"]["name"]: (item.get("status") or {}).get("phase") for item in items}
+            return all(phases.get(n) in TERMINAL_PHASES for n in names)
 
         await self.until(done, within, f"{len(names)} resources finished", 0.5)
 
@@ -147,6 +174,12 @@ class Harness:
             phases = [phase for _, phase, _ in self.seen.get(name, []) if phase]
             changes.append(sum(1 for i, phase in enumerate(phases) if i == 0 or phase != phases[i - 1]))
         return changes
+
+    async def distinct_events_of(self) -> dict[str, int]:
+        """Distinct Event objects per resource name, as the API server keeps them."""
+        async with self.session.get(f"{self.kube_url}/api/v1/namespaces/default/events") as response:
+            items = (await response.json()).get("items") or []
+        return dict(Counter(item["involvedObject"]["name"] for item in items))
 
     def status_delays(self, names: list[str], jobs: dict[str, dict[str, Any]]) -> tuple[list[float], int, int]:
         """Seconds from each Vertex state change to the resource showing it; states never shown; states."""

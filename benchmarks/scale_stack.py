@@ -77,6 +77,16 @@ class KubeProcess(LoopbackServer):
             *("--kubeconfig", str(self.kubeconfig)),
         ]
 
+    def cpu_seconds(self) -> float:
+        assert self._process is not None
+        return cpu_seconds(self._process.pid)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of a process so far (/proc)."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 
 class VertexProcess(LoopbackServer):
     name = "Vertex emulator"
@@ -128,8 +138,7 @@ class OperatorProcess:
 
     def cpu_seconds(self) -> float:
         assert self.process is not None
-        fields = pathlib.Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.process.pid)
 
 
 class Stack:

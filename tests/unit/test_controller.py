@@ -256,6 +256,9 @@ class FakeStorage:
     def lines(self, uri: str) -> Iterator[bytes]:
         yield from self.files[uri]
 
+    def chunks(self, uri: str) -> Iterator[bytes]:
+        yield b"".join(line + b"\n" for line in self.files[uri])
+
 
 class FakeTables:
     def __init__(self, datasets: dict[str, str], tables: dict[str, TableInfo]) -> None:
@@ -648,7 +651,7 @@ async def test_the_same_retried_problem_writes_status_once() -> None:
 async def test_a_burst_beyond_the_create_pace_waits_in_queued_without_a_marker() -> None:
     vertex, kube = FakeVertex(), FakeKube()
     runtime = runtime_with(vertex)
-    runtime.limiter = CreateLimiter(rate=1.0, concurrency=0, burst=1)
+    runtime.limiter = CreateLimiter(rate=0.4, concurrency=0, burst=1)  # the next slot in 2.5 s: beyond patience
     await reconcile_resource(runtime, body_of({}), kube, RESOURCE, "", TENANCY, Queue())
     assert vertex.calls.count("create") == 1
     other, other_kube = Resource("team-a", "second", "uid-2"), FakeKube()
@@ -657,8 +660,45 @@ async def test_a_burst_beyond_the_create_pace_waits_in_queued_without_a_marker()
     assert vertex.calls.count("create") == 1, "no slot: no create"
     assert other_kube.status["phase"] == "Queued" and not other_kube.status.get("attempts"), "no marker while waiting"
     ready = next(c for c in other_kube.status["conditions"] if c["type"] == "Ready")
-    assert ready["reason"] == "CreatePaced" and paced.requeue_after and 0 < paced.requeue_after <= 1.0
+    assert ready["reason"] == "CreatePaced" and paced.requeue_after and 1.0 < paced.requeue_after <= 2.5
     assert [e.reason for e in paced.events] == ["Queued"]
+
+
+async def test_a_slot_that_comes_within_the_patience_is_waited_for_in_the_turn_without_queued() -> None:
+    vertex, kube = FakeVertex(), FakeKube()
+    runtime = runtime_with(vertex)
+    runtime.limiter = CreateLimiter(rate=5.0, concurrency=0, burst=1)  # the next slot in 0.2 s
+    await reconcile_resource(runtime, body_of({}), kube, RESOURCE, "", TENANCY, Queue())
+    other, other_kube = Resource("team-a", "second", "uid-2"), FakeKube()
+    body = kopf.Body({"metadata": {"name": "second", "namespace": "team-a"}, "spec": spec().to_wire(), "status": {}})
+    await reconcile_resource(runtime, body, other_kube, other, "", TENANCY, Queue())
+    assert vertex.calls.count("create") == 2
+    assert all(patch.get("phase") != "Queued" for patch in other_kube.patches), other_kube.patches
+
+
+def test_create_slots_go_first_come_first_served_and_each_waiter_is_told_its_own_turn() -> None:
+    limiter = CreateLimiter(rate=10.0, concurrency=0, burst=2)
+    key = ("p", "l")
+    assert limiter.acquire(key, 0.0, "a") == 0 and limiter.acquire(key, 0.0, "b") == 0, "the burst"
+    waits = [limiter.acquire(key, 0.0, uid) for uid in ("c", "d", "e")]
+    assert waits == pytest.approx([0.1, 0.2, 0.3]), "by place in line, not all at 1/rate"
+    assert limiter.acquire(key, 0.15, "e") > 0 and limiter.acquire(key, 0.15, "d") > 0, "one token: c's"
+    assert limiter.acquire(key, 0.15, "c") == 0
+    assert limiter.acquire(key, 0.2, "d") == 0, "d is first in line now"
+    limiter.forget("e")
+    assert limiter.acquire(key, 0.3, "f") == 0, "e was deleted: it holds no one up"
+    assert limiter.acquire(key, 0.3, "g") > 0
+    assert limiter.acquire(key, 100.0, "h") == 0, "g never came back: dropped from the line"
+
+
+def test_concurrency_waiters_keep_their_order() -> None:
+    limiter = CreateLimiter(rate=0, concurrency=1)
+    key = ("p", "l")
+    assert limiter.acquire(key, 0.0, "a") == 0
+    assert 0 < limiter.acquire(key, 0.0, "b") < limiter.acquire(key, 0.0, "c")
+    limiter.release(key)
+    assert limiter.acquire(key, 0.01, "c") > 0, "b is ahead"
+    assert limiter.acquire(key, 0.01, "b") == 0
 
 
 class ListingVertex(FakeVertex):
@@ -691,6 +731,10 @@ async def test_a_poll_round_lists_live_jobs_reads_a_finished_one_once_and_wakes_
     assert vertex.calls == ["list", "get"], "one LIST of live jobs, one GET for the job that left it"
     assert runtime.observations[finished.name].state == "JOB_STATE_SUCCEEDED"
     assert runtime.wakers["b"].is_set() and not runtime.wakers["a"].is_set(), "only the resource whose job moved"
+
+    vertex.calls.clear()
+    assert not await poller.poll_round(runtime)
+    assert vertex.calls == ["list"], "a job seen finished is not read again while its resource records it"
 
     del runtime.tracked["b"]
     assert not await poller.poll_round(runtime), "nothing moved"

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from batch_inference_operator.adapters.gcs import split_lines
-from batch_inference_operator.core.usage import scan
+from batch_inference_operator.core.usage import scan, scan_stream
 
 USAGE = {"promptTokenCount": 10, "candidatesTokenCount": 2, "totalTokenCount": 12}
 ODD_ROWS = [
@@ -80,3 +80,34 @@ def test_lines_are_split_the_same_however_the_stream_is_chunked(data: bytes, cut
     whole = data.split(b"\n")
     expected = whole[:-1] if whole[-1] == b"" else whole
     assert list(split_lines(chunks)) == expected
+
+
+def cut(data: bytes, cuts: list[int]) -> list[bytes]:
+    chunks, rest = [], data
+    for size in cuts:
+        chunks.append(rest[:size])
+        rest = rest[size:]
+    return [*chunks, rest]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from([*ODD_ROWS, b'{"status": "", "response": {"usageMetadata": {"totalTokenCount": 3}}}'])),
+    st.lists(st.integers(0, 90), max_size=12),
+    st.sampled_from([b"", b"\n"]),
+)
+def test_a_stream_cut_anywhere_scans_as_its_lines_do(rows: list[bytes], cuts: list[int], tail: bytes) -> None:
+    """Rows decoded from views into the chunks: the same counts, and failed rows keep their line numbers
+    (blank lines count), whatever the chunk boundaries."""
+    data = b"\n".join(rows) + tail
+    lines = list(split_lines([data]))
+    assert scan_stream(cut(data, cuts)) == scan(lines)
+
+
+def test_a_stream_keeps_row_numbers_and_checks_utf8_in_views() -> None:
+    failed = b'{"status": "Bad Request: {\\"error\\": {\\"code\\": 400}}"}'
+    data = b"\n".join([b"", b"  ", failed, b'{"request": "caf\xe9", "status": ""}', failed, b"\t"]) + b"\n"
+    found = scan_stream(cut(data, [3, 40]))
+    assert [error.line for error in found.errors] == [3, 5]
+    assert found.rows.unreadable == 1
+    assert found == scan(data.split(b"\n")[:-1])

@@ -116,11 +116,15 @@ class CloudStorage:
         return None
 
     def lines(self, uri: str) -> Iterator[bytes]:
+        return split_lines(self.chunks(uri))
+
+    def chunks(self, uri: str) -> Iterator[bytes]:
+        """The object's bytes as read, in chunks cut anywhere (core.usage.scan_stream splits them)."""
         parsed = GcsUri.parse(uri)
         bucket_name, name = parsed.bucket, parsed.name
         try:
             with self.client.bucket(bucket_name).blob(name).open("rb", chunk_size=CHUNK) as reader:
-                yield from split_lines(iter(lambda: reader.read(CHUNK), b""))
+                yield from iter(lambda: reader.read(CHUNK), b"")
         except gexc.NotFound:
             raise _missing(f"{uri} does not exist") from None
         except gexc.GoogleAPIError as error:

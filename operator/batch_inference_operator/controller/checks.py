@@ -20,7 +20,7 @@ from ..core.preflight_jsonl import Preflight
 from ..core.sharding import PlannedShard, Planner
 from ..core.tokens import Tally
 from ..core.uris import is_bigquery, predictions_file
-from ..core.usage import OutputScan, scan
+from ..core.usage import OutputScan, scan_stream
 
 if TYPE_CHECKING:  # google-cloud-bigquery is imported when a BigQuery job is first checked, not at start
     from ..adapters.bigquery import TableInfo
@@ -31,6 +31,7 @@ class Objects(Protocol):
 
     def objects(self, uri: str) -> list[tuple[str, int]]: ...
     def lines(self, uri: str) -> Iterable[bytes]: ...
+    def chunks(self, uri: str) -> Iterable[bytes]: ...
     def bucket_location(self, uri: str) -> str | None: ...
 
 
@@ -131,4 +132,4 @@ def scan_output(gcs: Objects, bigquery: Tables, output_location: str, status: Ba
     """An attempt's output: a BigQuery table is summed by a query, a Cloud Storage file is streamed."""
     if is_bigquery(output_location):
         return bigquery.scan(output_location, status.project or "", status.location or "")
-    return scan(gcs.lines(predictions_file(output_location)))
+    return scan_stream(gcs.chunks(predictions_file(output_location)))

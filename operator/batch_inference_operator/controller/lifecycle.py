@@ -3,7 +3,6 @@ what to follow; and its release when it is deleted (cancel or abandon its Vertex
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime
 import logging
@@ -149,7 +148,7 @@ async def _reconcile(
             if marker is not None:
                 if permit is None:
                     key = (decision.status.project or "", decision.status.location or "")
-                    wait = runtime.limiter.acquire(key, asyncio.get_running_loop().time())
+                    wait = await runtime.limiter.slot(key, resource.uid, PACE_PATIENCE)
                     if wait > 0:  # no create slot: Queued, without the marker, until one frees
                         decision = record_create_queued(
                             before, decision, *key, wait, runtime.clock(), resource.generation
@@ -181,6 +180,8 @@ async def _reconcile(
     return Turn(events + decision.events + runtime.notices.pop(resource.uid, []), decision.requeue_after)
 
 
+# Seconds a turn waits in place for a create slot before it says Queued (and waits outside its turn).
+PACE_PATIENCE = 1.0
 # A turn writes at most this many markers before its create (a first one, or one replacing a marker
 # whose settle window has passed).
 MARKER_ROUNDS = 3
@@ -218,7 +219,10 @@ def count(
         ):
             metrics.STALLED.labels(condition.reason).inc()
     finished = after.phase in TERMINAL_PHASES and before.phase not in TERMINAL_PHASES
-    if finished:  # a concurrency slot may have freed: resources waiting for one decide again now
+    # A concurrency slot (BIJ_MAX_CONCURRENT_JOBS) may have freed: resources waiting for one decide again
+    # now. Without that limit Queued means paced creates, whose waits the limiter times: no wake-ups (a
+    # thousand of them per finished job were a thousand turns each).
+    if finished and runtime.settings.max_concurrent_jobs > 0:
         for uid, phase in list(runtime.phases.items()):
             if phase == "Queued":
                 runtime.wake(uid)

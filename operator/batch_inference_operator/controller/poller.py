@@ -20,6 +20,8 @@ from .runtime import Runtime, Tracked
 
 log = logging.getLogger("batch_inference_operator")
 WAITING_STATES = frozenset({QUEUED, PENDING})
+# GETs of jobs that left the live list, in flight at once in one round.
+GETS_AT_ONCE = 8
 
 
 async def poll_forever(runtime: Runtime) -> None:
@@ -61,15 +63,18 @@ async def poll_round(runtime: Runtime) -> bool:
             metrics.RECONCILE_ERRORS.labels("PollFailed").inc()
             log.warning("polling %s/%s failed: %s", project, location, getattr(error, "message", repr(error)))
             continue
+        # A job seen finished is not read again (a finished job never changes) while its resource records it.
+        known = {t.job_name: runtime.observations.get(t.job_name) for _, t in members if t.job_name not in live}
+        done = {name: job for name, job in known.items() if job is not None and job.terminal}
+        left = [(uid, t) for uid, t in members if t.job_name in known and t.job_name not in done]
+        # Jobs that left the live list (finished, or a state we do not list) are read once each, a few at
+        # a time: read one after another, hundreds finishing together made a round last many seconds.
+        gate = asyncio.Semaphore(GETS_AT_ONCE)
+        read = await asyncio.gather(*(read_job(runtime, gate, project, location, t.job_name) for _, t in left))
+        found = {**done, **{t.job_name: job for (_, t), job in zip(left, read, strict=True) if job is not None}, **live}
         for uid, tracked in members:
-            job = live.get(tracked.job_name)
-            if job is None:  # left the live list: finished (or a state we do not list); read it once
-                try:
-                    job = await runtime.vertex.get(project, location, tracked.job_name)
-                except AdapterError as error:
-                    log.warning("reading %s failed: %s", tracked.job_name, error.message)
-                    continue
-            if observe(runtime, job):
+            job = found.get(tracked.job_name)
+            if job is not None and observe(runtime, job):
                 moved = True
                 runtime.wake(uid)
     await reap_duplicates(runtime)
@@ -78,6 +83,17 @@ async def poll_round(runtime: Runtime) -> bool:
         if name not in followed:
             del runtime.observations[name]
     return moved
+
+
+async def read_job(
+    runtime: Runtime, gate: asyncio.Semaphore, project: str, location: str, name: str
+) -> ObservedJob | None:
+    async with gate:
+        try:
+            return await runtime.vertex.get(project, location, name)
+        except AdapterError as error:
+            log.warning("reading %s failed: %s", name, error.message)
+            return None
 
 
 def observe(runtime: Runtime, job: ObservedJob) -> bool:

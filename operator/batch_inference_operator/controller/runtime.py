@@ -184,6 +184,7 @@ class Runtime:
         self.tracked.pop(uid, None)
         self.backoff.pop(uid, None)
         self.awaiting.pop(uid, None)
+        self.limiter.forget(uid)
 
     def expect(self, uid: str, written: BatchInferenceJobStatus) -> None:
         """Remember a status this process has just written."""

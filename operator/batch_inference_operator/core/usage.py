@@ -115,24 +115,73 @@ def scan(lines: Iterable[bytes], loads: Callable[[bytes], Any] | None = None) ->
             continue
         if loads is not None:
             tally.generic(line, number, loads)
-            continue
-        try:
-            if not line.isascii():
-                line.decode()  # skipped strings are not checked by msgspec; invalid UTF-8 is unreadable
-            row = _ROW.decode(line)
-        except msgspec.ValidationError:  # not shaped as Vertex writes rows, or not JSON further on
-            tally.generic(line, number, orjson.loads)
-            continue
-        except ValueError:
-            tally.rows["unreadable"] += 1
-            continue
-        if row.status:
-            tally.failed(row.status, number)
-        elif not row.response:
-            tally.rows["incomplete"] += 1
         else:
-            tally.succeeded(_typed_counts(row.response.get("usageMetadata")))
+            _classify(tally, line, number, line.isascii())
     return tally.scan()
+
+
+def scan_stream(chunks: Iterable[bytes]) -> OutputScan:
+    """`scan()` of the lines of a byte stream cut anywhere (as the storage adapter reads it), without
+    copying each line out of its chunk: rows are decoded from views into the chunk, and only a row
+    cut by a chunk's end is joined. Same lines, same numbers, same result as `scan()` of the lines
+    split on \\n; the copy per line was most of the scan's time once decoding was selective."""
+    tally = _Tally()
+    number, pending = 0, b""
+    for chunk in chunks:
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            pending += chunk
+            continue
+        first = chunk.find(b"\n")
+        number += 1
+        head = pending + chunk[:first]
+        if head.strip():
+            _classify(tally, head, number, head.isascii())
+        number = _scan_lines(tally, chunk, first + 1, end, number)
+        pending = chunk[end + 1 :]
+    if pending:
+        number += 1
+        if pending.strip():
+            _classify(tally, pending, number, pending.isascii())
+    return tally.scan()
+
+
+_BLANK = frozenset(b" \t\n\r\x0b\x0c")  # what bytes.strip() strips
+
+
+def _scan_lines(tally: _Tally, chunk: bytes, start: int, end: int, number: int) -> int:
+    """The lines of chunk[start:end] (each ended by the \\n at its end), classified from views; returns
+    the number of the last line."""
+    view, ascii_only, find = memoryview(chunk), chunk.isascii(), chunk.find
+    while start <= end:
+        stop = find(b"\n", start, end + 1)
+        number += 1
+        line = view[start:stop]
+        start = stop + 1
+        if (not line or line[0] in _BLANK) and not bytes(line).strip():  # a row starting with "{" is not blank
+            continue
+        _classify(tally, line, number, ascii_only)
+    return number
+
+
+def _classify(tally: _Tally, line: bytes | memoryview, number: int, ascii_only: bool) -> None:
+    """One non-blank row, decoded selectively (its echoed request skipped, never built)."""
+    try:
+        if not ascii_only:
+            str(line, "utf-8")  # skipped strings are not checked by msgspec; invalid UTF-8 is unreadable
+        row = _ROW.decode(line)
+    except msgspec.ValidationError:  # not shaped as Vertex writes rows, or not JSON further on
+        tally.generic(line, number, orjson.loads)
+        return
+    except ValueError:
+        tally.rows["unreadable"] += 1
+        return
+    if row.status:
+        tally.failed(row.status, number)
+    elif not row.response:
+        tally.rows["incomplete"] += 1
+    else:
+        tally.succeeded(_typed_counts(row.response.get("usageMetadata")))
 
 
 def usage_query(table_id: str) -> str:
