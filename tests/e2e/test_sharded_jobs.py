@@ -140,6 +140,21 @@ async def test_a_shard_that_fails_for_good_leaves_the_parent_partially_succeeded
     await eventually(lambda: ("Warning", "ShardFailed") in events_for(stack, "split-two"), timeout=10)
     assert events_for(stack, "split-two").count(("Warning", "ShardFailed")) == 1
 
+    # the re-run annotation on the parent re-runs only the failed shard; the parent ends with every row
+    await control(stack, "DELETE", "/emulator/v1/faults")
+    before = {c["metadata"]["name"]: c["status"]["attempt"] for c in children_of(stack, done["metadata"]["uid"])}
+    patch = {"metadata": {"annotations": {"batchinference.dev/rerun": "fixed-1"}}}
+    await call(stack.kube, "PATCH", bij_path(name="split-two"), patch, MERGE)
+    await eventually(lambda: (stored(stack, "split-two") or {})["status"].get("phase") == "Succeeded", timeout=60)
+    again = stored(stack, "split-two")["status"]
+    assert again["rows"] == {"total": 5, "succeeded": 5, "failed": 0, "missing": 0}
+    assert [s["state"] for s in again["shards"]] == ["Succeeded", "Succeeded"]
+    after = {c["metadata"]["name"]: c["status"]["attempt"] for c in children_of(stack, done["metadata"]["uid"])}
+    assert after == {
+        "split-two-shard-00001": before["split-two-shard-00001"] + 1,
+        "split-two-shard-00002": before["split-two-shard-00002"],
+    }, "only the failed shard ran again"
+
 
 async def test_a_bigquery_input_runs_its_shard_tables_into_the_parents_dataset(
     stack: Any, bigquery: Any, dataset: str

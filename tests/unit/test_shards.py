@@ -7,8 +7,9 @@ import datetime
 from typing import Any
 
 from batch_inference_operator import api
-from batch_inference_operator.api.meta import LABEL_SHARD, SHARD_INDEX_LABEL, SHARD_OF_LABEL
+from batch_inference_operator.api.meta import LABEL_SHARD, RERUN_ANNOTATION, SHARD_INDEX_LABEL, SHARD_OF_LABEL
 from batch_inference_operator.core.identity import Resource, operator_labels
+from batch_inference_operator.core.rerun import digest as rerun_digest
 from batch_inference_operator.core.shards import Child, child_name, child_spec, decide_parent, parent_label, sum_usage
 
 T0 = datetime.datetime(2026, 11, 24, 10, 0, tzinfo=datetime.UTC)
@@ -206,8 +207,8 @@ def test_suspend_and_deletion_policy_reach_the_children() -> None:
     children = [child(1, "Running"), child(2, "Suspended")]
     decision = decide(planned(2), children, suspend=True, deletionPolicy="Abandon")
     assert decision.update == [
-        ("reviews-shard-00001", {"suspend": True, "deletionPolicy": "Abandon"}),
-        ("reviews-shard-00002", {"suspend": True, "deletionPolicy": "Abandon"}),
+        ("reviews-shard-00001", {"spec": {"suspend": True, "deletionPolicy": "Abandon"}}),
+        ("reviews-shard-00002", {"spec": {"suspend": True, "deletionPolicy": "Abandon"}}),
     ]
     suspended = [Child(c.name, c.uid, c.index, True, "Cancel", c.status) for c in children]
     assert decide(planned(2), suspended, suspend=True).update == []
@@ -253,3 +254,55 @@ def test_a_suspended_parent_starts_no_shard_and_says_so() -> None:
     assert "3 shards held (3 not started)" in (decision.status.message or "")
     resumed = decide(decision.status, [])
     assert len(resumed.create) == 3 and resumed.status.phase == "Pending"
+
+
+def rerun_parent(value: str) -> Resource:
+    return dataclasses.replace(PARENT, rerun=value)
+
+
+def took(one: Child, value: str, phase: str) -> Child:
+    """The child after it acted on the re-run value (core/rerun.py records its digest)."""
+    seen = one.status.model_copy(deep=True)
+    seen.rerun = api.Rerun(value=value, time=T0, state="Started", seen=[rerun_digest(value)])
+    seen.phase = phase
+    return dataclasses.replace(one, status=seen)
+
+
+def test_a_finished_parents_rerun_reaches_only_its_unfinished_shards_and_waits_for_them() -> None:
+    wire = dict(WIRE)
+    children = [child(1, "Succeeded", 10), child(2, "Failed", 0, 10, message="quota")]
+    ended = decide(planned(2), children).status
+    assert ended.phase == "PartiallySucceeded" and ended.rows is not None
+
+    def turn(status: api.BatchInferenceJobStatus, kids: list[Child], value: str = "again-1") -> Any:
+        return decide_parent(api.parse_spec(wire), wire, status, rerun_parent(value), kids, frozenset(), T0)
+
+    first = turn(ended, children)
+    assert first.status.phase == "Pending" and first.status.rows is None and first.status.manifest is None
+    assert ("Normal", "Rerun") in [(e.type, e.reason) for e in first.events]
+    assert first.update == [("reviews-shard-00002", {"metadata": {"annotations": {RERUN_ANNOTATION: "again-1"}}})]
+    assert first.manifest is None, "the shards are still the finished ones: no roll-up to an end yet"
+    again = turn(first.status, children)
+    assert again.status.phase == "Pending" and again.update == first.update, "asked again until taken"
+    running = turn(first.status, [children[0], took(children[1], "again-1", "Running")])
+    assert running.update == [] and running.status.rerun.state == "Started" and running.status.phase == "Running"
+    done = decide(running.status, [children[0], took(children[1], "again-1", "Succeeded")])
+    assert done.status.phase == "Succeeded" and done.status.rows is not None
+    assert turn(done.status, children).update == [], "a value acts once"
+
+
+def test_a_rerun_of_a_parent_whose_shards_all_succeeded_reruns_every_shard() -> None:
+    wire = dict(WIRE)
+    children = [child(1, "Succeeded", 10), child(2, "Succeeded", 10)]
+    ended = decide(planned(2), children).status
+    first = decide_parent(api.parse_spec(wire), wire, ended, rerun_parent("fresh"), children, frozenset(), T0)
+    assert [name for name, _ in first.update] == ["reviews-shard-00001", "reviews-shard-00002"]
+    assert first.status.rerun.source == "Input"
+
+
+def test_a_rerun_of_a_live_parent_is_ignored_and_said() -> None:
+    wire = dict(WIRE)
+    live = decide(planned(2), [child(1, "Running"), child(2, "Succeeded", 10)]).status
+    decision = decide_parent(api.parse_spec(wire), wire, live, rerun_parent("now"), [], frozenset(), T0)
+    assert decision.status.rerun.state == "Ignored" and decision.update[:0] == []
+    assert ("Warning", "RerunIgnored") in [(e.type, e.reason) for e in decision.events]

@@ -118,10 +118,10 @@ class Kube:
         path = f"/apis/{api.GROUP}/{api.VERSION}/namespaces/{namespace}/{api.PLURAL}"
         return await self._send("POST", path, body, "application/json")
 
-    async def patch_spec(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        """A merge patch of a BatchInferenceJob's spec (a parent's suspend reaching its children)."""
+    async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """A merge patch of a BatchInferenceJob (a parent's suspend or re-run reaching its children)."""
         path = f"/apis/{api.GROUP}/{api.VERSION}/namespaces/{namespace}/{api.PLURAL}/{name}"
-        return await self._send("PATCH", path, {"spec": patch}, "application/merge-patch+json")
+        return await self._send("PATCH", path, patch, "application/merge-patch+json")
 
     async def delete_job(self, namespace: str, name: str, uid: str) -> bool:
         """Delete this BatchInferenceJob only if it is still the object with this uid (one re-created under

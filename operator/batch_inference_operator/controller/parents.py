@@ -83,7 +83,7 @@ async def act(kube: Kube, namespace: str, decision: ParentDecision) -> tuple[lis
             events.append(Event("Warning", "ShardCreateFailed", f"could not create shard {name}: {error}"))
     for name, patch in decision.update:
         try:
-            await kube.patch_spec(namespace, name, patch)
+            await kube.patch_job(namespace, name, patch)
         except (StatusConflict, WriteFailed) as error:
             events.append(Event("Warning", "ShardUpdateFailed", f"could not update shard {name}: {error}"))
     return events, bool(events)

@@ -25,6 +25,7 @@ from .conditions import set_condition
 from .identity import Resource
 from .ledger import Shard as LedgerShard
 from .manifest import final_output, manifest_for_shards
+from .parent_rerun import annotations, take_parent_rerun
 from .record import phase_event
 from .uris import BigQueryUri, is_bigquery
 from .wording import plural
@@ -81,7 +82,7 @@ class Child:
 class ParentDecision:
     status: BatchInferenceJobStatus
     create: list[dict[str, Any]] = field(default_factory=list)  # child objects to create
-    update: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (child name, spec merge patch)
+    update: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (child name, merge patch)
     events: list[Event] = field(default_factory=list)
     manifest: WriteManifest | None = None  # every shard ended: the results manifest to write before finishing
 
@@ -147,11 +148,12 @@ def decide_parent(
     other resources (not children of this parent): a shard's name held by one is a conflict, said so."""
     status = status.model_copy(deep=True)
     status.observed_generation = parent.generation
+    rerun_events = take_parent_rerun(status, parent.rerun, now, parent.generation) or []
     if status.phase in TERMINAL_PHASES:
-        return ParentDecision(status)
+        return ParentDecision(status, events=rerun_events)
     previous = status.phase
     status.start_time = status.start_time or now
-    decision = ParentDecision(status)
+    decision = ParentDecision(status, events=rerun_events)
     by_index = {child.index: child for child in children}
     conflicts = []
     for shard in status.shards:
@@ -169,8 +171,12 @@ def decide_parent(
         if child.deletion_policy != spec.deletion_policy:
             patch["deletionPolicy"] = spec.deletion_policy
         if patch:
-            decision.update.append((child.name, patch))
+            decision.update.append((child.name, {"spec": patch}))
         _follow(shard, child, decision.events)
+    decision.update += annotations(status, children, parent.rerun)
+    if status.rerun is not None and status.rerun.state == "Pending":  # until the chosen shards took it
+        status.shards_done = f"{sum(1 for s in status.shards if s.state in TERMINAL_PHASES)}/{len(status.shards)}"
+        return decision
     status.usage = sum_usage([c.status.usage for c in children if c.status.usage is not None]) or status.usage
     _roll_up(spec, status, conflicts, now, parent.generation)
     if status.phase not in TERMINAL_PHASES and _all_ended(status) and not conflicts:
