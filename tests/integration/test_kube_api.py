@@ -137,6 +137,14 @@ async def test_crd_is_enforced_with_field_named_causes(kube_api: Any) -> None:
     status, created = await call(kube_api, "POST", bij_path(), unknown)
     assert status == 201 and "colour" not in created["spec"], "unknown fields are pruned unless strict"
 
+    sharded = manifest()
+    sharded["metadata"]["name"], sharded["spec"]["sharding"] = "job-s", {"maxRequestsPerShard": 100}
+    status, _ = await call(kube_api, "POST", bij_path(), sharded)
+    assert status == 201
+    recut = {"spec": {"sharding": {"maxRequestsPerShard": 50}}}
+    status, error = await call(kube_api, "PATCH", bij_path(name="job-s"), recut, MERGE)
+    assert status == 422 and "spec.sharding is immutable" in error["message"], "the shards were planned from it"
+
     status, error = await call(kube_api, "PATCH", bij_path(name="job-a"), {"spec": {"model": "gemini-2.5-pro"}}, MERGE)
     assert status == 422 and error["details"]["causes"][0]["field"] == "spec.model"
     assert "immutable" in error["message"]

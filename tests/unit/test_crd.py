@@ -58,7 +58,7 @@ def test_crd_shape() -> None:
     spec_schema = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
     rules = spec_schema["x-kubernetes-validations"]
     immutable = {rule["fieldPath"] for rule in rules if "immutable" in rule["message"]}
-    assert immutable == {f".{name}" for name in api.JOB_DEFINING_FIELDS}
+    assert immutable == {f".{name}" for name in (*api.JOB_DEFINING_FIELDS, "sharding")}
     needs_preflight = {rule["fieldPath"] for rule in rules if "needs spec.preflight: Enabled" in rule["message"]}
     assert needs_preflight == {".maxEstimatedCostUSD", ".sharding"}
 

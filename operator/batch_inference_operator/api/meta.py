@@ -53,3 +53,5 @@ MAX_USER_LABELS = VERTEX_MAX_LABELS - len(RESERVED_LABELS)
 # Fields that define the Vertex job: immutable after creation (CEL rules), hashed into bij-spec-hash.
 JOB_DEFINING_FIELDS = ("model", "project", "location", "input", "output")
 OPTIONAL_JOB_FIELDS = ("project", "location")
+# Also immutable, not hashed: how the input is cut (a parent's shards are planned once, from it).
+IMMUTABLE_OPTIONAL_FIELDS = ("sharding",)

@@ -34,7 +34,7 @@ from .fields import (
     check_label_keys,
 )
 from .messages import format_validation_error
-from .meta import JOB_DEFINING_FIELDS, MAX_USER_LABELS, OPTIONAL_JOB_FIELDS
+from .meta import IMMUTABLE_OPTIONAL_FIELDS, JOB_DEFINING_FIELDS, MAX_USER_LABELS, OPTIONAL_JOB_FIELDS
 
 
 class OneOf(ApiModel):
@@ -218,6 +218,7 @@ class BatchInferenceJobSpec(ApiModel):
     model_config = ConfigDict(
         json_schema_extra=cel.validations(
             *(cel.immutable(f, f in OPTIONAL_JOB_FIELDS) for f in JOB_DEFINING_FIELDS),
+            *(cel.immutable(f, optional=True) for f in IMMUTABLE_OPTIONAL_FIELDS),
             *(_needs_preflight(field, why) for field, why in NEEDS_PREFLIGHT.items()),
         )
     )
