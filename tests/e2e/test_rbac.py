@@ -81,7 +81,7 @@ async def test_cluster_role_matches_the_operators_calls(stack: Any, bucket: Any)
     # A sharded resource, whose children the operator creates; its plan is written as preflight leaves it
     # while the operator is stopped (only the operator writes status while it runs).
     await stack.stop_operator()
-    await call(stack.kube, "POST", bij_path(), job_manifest("sharded", src, f"gs://{bucket.name}/s/", suspend=True))
+    await call(stack.kube, "POST", bij_path(), job_manifest("sharded", src, f"gs://{bucket.name}/s/"))
     plan = {"status": {"shards": shard_plan(bucket, "s/", [2, 3])}}
     await call(stack.kube, "PATCH", bij_path(name="sharded", status=True), plan, MERGE)
     await stack.start_operator()

@@ -137,11 +137,11 @@ async def first_broken_step(stack: Any, kube_client: Any, bucket: Any, namespace
         except AssertionError:
             return step
     # A sharded resource: the operator creates its children. Its plan is written as preflight leaves it,
-    # while the operator is stopped (only the operator writes status while it runs); it is suspended, so
-    # its children run nothing (the emulator's faults above are the flow's).
+    # while the operator is stopped (only the operator writes status while it runs). Not suspended (a
+    # suspended parent starts no shard); the flow above has spent its emulator faults by now.
     await stack.stop_operator()
     src = write_jsonl(bucket, "big.jsonl", requests_rows(2))
-    parent = job_manifest("sharded", src, f"gs://{bucket.name}/s/", namespace=namespace, suspend=True)
+    parent = job_manifest("sharded", src, f"gs://{bucket.name}/s/", namespace=namespace)
     jobs = kubernetes.client.CustomObjectsApi(kube_client)
     uid = jobs.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, parent)["metadata"]["uid"]
     plan = {"status": {"shards": shard_plan(bucket, "s/", [1, 1])}}
