@@ -5,6 +5,7 @@ kind, which fake-gcs-server alone enforces only on multipart uploads. Paging is 
 
 from __future__ import annotations
 
+import os
 import pathlib
 import sys
 
@@ -51,8 +52,12 @@ class GcsEmulator(LoopbackServer):
         self.backend = FakeGcsServer(self.url, log_path)
 
     def command(self) -> list[str]:
-        script = pathlib.Path(gcs_strict.__file__)
-        return [sys.executable, str(script), "--port", str(self.port), "--backend", self.backend.url]
+        return [sys.executable, "-m", gcs_strict.__name__, "--port", str(self.port), "--backend", self.backend.url]
+
+    def environment(self) -> dict[str, str]:
+        """This process's, with the local stack's own folder first on the path: the proxy is this copy."""
+        folder = str(pathlib.Path(gcs_strict.__file__).parents[1])
+        return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [folder, os.environ.get("PYTHONPATH")]))}
 
     def start(self, timeout: float | None = None) -> GcsEmulator:
         self.backend.start(timeout)

@@ -21,8 +21,9 @@ fake-gcs-server and refuses the write if a precondition does not hold, holding a
 read until the write's answer so two racing writers cannot both pass. Bodies are relayed as they arrive,
 never buffered whole (only a multipart upload's first 64 KiB, where its metadata names the object).
 
-Stdlib only and run as a script (`python gcs_strict.py --port P --backend URL`) in its own process, so a
-multi-hundred-MB upload does not contend with the caller's interpreter.
+Stdlib only (imports nothing else of the local stack but `http_relay`) and run as its own process
+(`python -m local_stack.gcs_strict --port P --backend URL`), so a multi-hundred-MB upload does not contend
+with the caller's interpreter: measured in benchmarks/bench_gcs_proxy.py.
 """
 
 from __future__ import annotations
@@ -32,12 +33,13 @@ import asyncio
 import contextlib
 import json
 import re
+import socket
 import urllib.parse
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-CHUNK = 1 << 20
-HEAD_LIMIT = 1 << 20
+from .http_relay import HEAD_LIMIT, Conn, Head, read_head, relay_body
+
 PEEK = 64 << 10
 CONDITIONS = ("ifGenerationMatch", "ifGenerationNotMatch", "ifMetagenerationMatch", "ifMetagenerationNotMatch")
 FAILED_MESSAGE = "At least one of the pre-conditions you specified did not hold."
@@ -48,33 +50,6 @@ COPY = re.compile(r"^/storage/v1/b/[^/]+/o/[^/]+/(?:copyTo|rewriteTo)/b/([^/]+)/
 FINAL_RANGE = re.compile(r"bytes (?:\d+-(\d+)|\*)/(\d+)")
 
 
-@dataclass
-class Head:
-    """A request or response head: its first line and its headers, in order."""
-
-    first: str
-    headers: list[tuple[str, str]] = field(default_factory=list)
-
-    def get(self, name: str) -> str | None:
-        for key, value in self.headers:
-            if key.lower() == name:
-                return value
-        return None
-
-    def encode(self) -> bytes:
-        lines = [self.first, *(f"{key}: {value}" for key, value in self.headers)]
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-    @property
-    def chunked(self) -> bool:
-        return "chunked" in (self.get("transfer-encoding") or "").lower()
-
-    @property
-    def length(self) -> int | None:
-        value = self.get("content-length")
-        return int(value) if value is not None else None
-
-
 @dataclass(frozen=True)
 class Target:
     """The object a write would create, and the preconditions it was given."""
@@ -82,64 +57,6 @@ class Target:
     bucket: str
     name: str
     conditions: dict[str, int]
-
-
-async def read_head(reader: asyncio.StreamReader) -> Head | None:
-    try:
-        raw = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.IncompleteReadError as error:
-        if not error.partial.strip():
-            return None
-        raise
-    first, *lines = raw[:-4].decode("latin-1").split("\r\n")
-    headers = []
-    for line in lines:
-        key, _, value = line.partition(":")
-        headers.append((key.strip(), value.strip()))
-    return Head(first, headers)
-
-
-async def copy_exact(reader: asyncio.StreamReader, writer: asyncio.StreamWriter | None, size: int) -> None:
-    while size > 0:
-        data = await reader.read(min(CHUNK, size))
-        if not data:
-            raise ConnectionError("the peer closed the connection in the middle of a body")
-        size -= len(data)
-        if writer is not None:
-            writer.write(data)
-            await writer.drain()
-
-
-async def relay_body(
-    head: Head, reader: asyncio.StreamReader, writer: asyncio.StreamWriter | None, *, skip: int = 0
-) -> bool:
-    """Relay (or, with no writer, discard) the body framed by `head`, less `skip` bytes already taken.
-    False when the body ends with the connection (a response with neither a length nor chunked)."""
-    if head.chunked:
-        while True:
-            line = await reader.readuntil(b"\r\n")
-            if writer is not None:
-                writer.write(line)
-            size = int(line.split(b";")[0], 16)
-            if size == 0:
-                while (trailer := await reader.readuntil(b"\r\n")) != b"\r\n":
-                    if writer is not None:
-                        writer.write(trailer)
-                if writer is not None:
-                    writer.write(b"\r\n")
-                    await writer.drain()
-                return True
-            await copy_exact(reader, writer, size + 2)
-    if head.length is not None:
-        await copy_exact(reader, writer, head.length - skip)
-        return True
-    if not head.first.startswith("HTTP/"):
-        return True  # a request without a length or chunks has no body
-    while data := await reader.read(CHUNK):
-        if writer is not None:
-            writer.write(data)
-            await writer.drain()
-    return False
 
 
 def conditions_of(query: dict[str, list[str]]) -> dict[str, int]:
@@ -177,7 +94,7 @@ def refusal(status: int) -> bytes:
     return head.encode() + body
 
 
-def multipart_name(head: Head, prefix: bytes) -> str | None:
+def multipart_name(prefix: bytes) -> str | None:
     """The object name in a multipart upload's first part (its JSON metadata)."""
     start = prefix.find(b"\r\n\r\n")
     if start < 0:
@@ -200,15 +117,16 @@ class StrictProxy:
 
     async def live(self, bucket: str, name: str) -> tuple[int, int] | None:
         """The object's (generation, metageneration) in fake-gcs-server; None when there is none."""
-        reader, writer = await asyncio.open_connection(self.host, self.port, limit=HEAD_LIMIT)
+        conn = await Conn.connect(self.host, self.port)
         try:
             path = f"/storage/v1/b/{urllib.parse.quote(bucket, safe='')}/o/{urllib.parse.quote(name, safe='')}"
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\nConnection: close\r\n\r\n".encode())
-            await writer.drain()
-            body = await reader.read()
+            conn.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\nConnection: close\r\n\r\n".encode())
+            await conn.drain()
+            while await conn.fill():
+                pass
         finally:
-            writer.close()
-        head, _, payload = body.partition(b"\r\n\r\n")
+            conn.close()
+        head, _, payload = bytes(conn.buffer).partition(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1])
         if status == 404:
             return None
@@ -219,32 +137,26 @@ class StrictProxy:
         metadata = json.loads(payload)
         return int(metadata.get("generation", 0)), int(metadata.get("metageneration", 1))
 
-    async def serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        backend: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+    async def serve(self, client: Conn) -> None:
+        backend: Conn | None = None
         try:
-            while (head := await read_head(client_reader)) is not None:
+            while (head := await read_head(client)) is not None:
                 if backend is None:
-                    backend = await asyncio.open_connection(self.host, self.port, limit=HEAD_LIMIT)
-                keep = await self.exchange(head, client_reader, client_writer, backend)
+                    backend = await Conn.connect(self.host, self.port)
+                keep = await self.exchange(head, client, backend)
                 if keep is None:
-                    backend[1].close()
+                    backend.close()
                     backend = None
                 elif not keep:
                     break
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
             if backend is not None:
-                backend[1].close()
-            client_writer.close()
+                backend.close()
+            client.close()
 
-    async def exchange(
-        self,
-        head: Head,
-        client_reader: asyncio.StreamReader,
-        client_writer: asyncio.StreamWriter,
-        backend: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-    ) -> bool | None:
+    async def exchange(self, head: Head, client: Conn, backend: Conn) -> bool | None:
         """One request and its answer. True: both connections go on; None: the backend's is spent; False:
         the client's is."""
         method, target, _ = head.first.split(" ", 2)
@@ -256,18 +168,15 @@ class StrictProxy:
         session = None
         upload = UPLOAD.match(url.path)
         kind = (query.get("uploadType") or [""])[0]
-        if target in self.sessions or target in self.refused:
+        if target in self.refused:
+            return await self.refuse(412, head, client, prefix)
+        if target in self.sessions:
             final = FINAL_RANGE.fullmatch(head.get("content-range") or "")
-            if target in self.refused:
-                await relay_body(head, client_reader, None)
-                client_writer.write(refusal(412))
-                await client_writer.drain()
-                return True
             if method == "PUT" and final and (final.group(1) is None or int(final.group(1)) + 1 == int(final.group(2))):
                 write = self.sessions[target]
         elif upload and method == "POST" and kind == "resumable" and conditions:
             length = head.length or 0
-            prefix = await client_reader.readexactly(length) if length <= HEAD_LIMIT else b""
+            prefix = await client.readexactly(length) if length <= HEAD_LIMIT else b""
             name = (query.get("name") or [None])[0]
             if name is None and prefix:
                 with contextlib.suppress(ValueError, AttributeError):
@@ -277,58 +186,54 @@ class StrictProxy:
         elif upload and method == "POST" and kind in ("media", "multipart") and conditions:
             name = (query.get("name") or [None])[0]
             if name is None and head.length is not None:
-                prefix = await client_reader.readexactly(min(PEEK, head.length))
-                name = multipart_name(head, prefix)
+                prefix = await client.readexactly(min(PEEK, head.length))
+                name = multipart_name(prefix)
             if name:
                 write = Target(urllib.parse.unquote(upload.group(1)), name, conditions)
         elif method == "POST" and conditions and (place := COMPOSE.match(url.path) or COPY.match(url.path)):
             write = Target(*(urllib.parse.unquote(part) for part in place.groups()), conditions)
         if write is None:
-            return await self.forward(head, prefix, client_reader, client_writer, backend, session)
+            return await self.forward(head, prefix, client, backend, session)
         async with self.locks[(write.bucket, write.name)]:
             status = violated(write.conditions, await self.live(write.bucket, write.name))
-            if status is not None:
-                if write is self.sessions.get(target):
-                    del self.sessions[target]
-                    self.refused.add(target)
-                await relay_body(head, client_reader, None, skip=len(prefix))
-                client_writer.write(refusal(status))
-                await client_writer.drain()
-                return True
-            keep = await self.forward(head, prefix, client_reader, client_writer, backend, None)
-            if write is self.sessions.get(target):
+            if self.sessions.get(target) is write:
                 del self.sessions[target]
-            return keep
+                if status is not None:
+                    self.refused.add(target)
+            if status is not None:
+                return await self.refuse(status, head, client, prefix)
+            return await self.forward(head, prefix, client, backend, None)
+
+    @staticmethod
+    async def refuse(status: int, head: Head, client: Conn, prefix: bytes) -> bool:
+        """Answer `status` without forwarding; the request's body is read and dropped."""
+        await relay_body(head, client, None, skip=len(prefix))
+        client.write(refusal(status))
+        await client.drain()
+        return True
 
     async def forward(
-        self,
-        head: Head,
-        prefix: bytes,
-        client_reader: asyncio.StreamReader,
-        client_writer: asyncio.StreamWriter,
-        backend: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-        session: Target | None,
+        self, head: Head, prefix: bytes, client: Conn, backend: Conn, session: Target | None
     ) -> bool | None:
-        backend_reader, backend_writer = backend
-        backend_writer.write(head.encode() + prefix)
-        await relay_body(head, client_reader, backend_writer, skip=len(prefix))
+        backend.write(head.encode() + prefix)
+        await relay_body(head, client, backend, skip=len(prefix))
         while True:
-            answer = await read_head(backend_reader)
+            answer = await read_head(backend)
             if answer is None:
                 raise ConnectionError("fake-gcs-server closed the connection without answering")
             status = int(answer.first.split(" ", 2)[1])
             if status >= 200 or status == 101:
                 break
-            client_writer.write(answer.encode())
+            client.write(answer.encode())
         if session is not None and 200 <= status < 300 and (location := answer.get("location")):
             parsed = urllib.parse.urlsplit(location)
             self.sessions[parsed.path + (f"?{parsed.query}" if parsed.query else "")] = session
-        client_writer.write(answer.encode())
+        client.write(answer.encode())
         if head.first.startswith("HEAD ") or status in (204, 304):
-            await client_writer.drain()
+            await client.drain()
             complete = True
         else:
-            complete = await relay_body(answer, backend_reader, client_writer)
+            complete = await relay_body(answer, backend, client)
         if not complete:
             return False
         if (answer.get("connection") or "").lower() == "close":
@@ -338,9 +243,15 @@ class StrictProxy:
 
 async def main(port: int, backend: str) -> None:
     proxy = StrictProxy(backend)
-    server = await asyncio.start_server(proxy.serve, "127.0.0.1", port, limit=HEAD_LIMIT)
-    async with server:
-        await server.serve_forever()
+    listener = socket.create_server(("127.0.0.1", port), backlog=128)
+    listener.setblocking(False)
+    loop = asyncio.get_running_loop()
+    connections: set[asyncio.Task[None]] = set()
+    while True:
+        sock, _ = await loop.sock_accept(listener)
+        task = asyncio.create_task(proxy.serve(Conn(sock)))
+        connections.add(task)
+        task.add_done_callback(connections.discard)
 
 
 if __name__ == "__main__":
