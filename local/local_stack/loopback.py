@@ -33,11 +33,19 @@ class LoopbackServer:
     def command(self) -> list[str]:
         raise NotImplementedError
 
+    def environment(self) -> dict[str, str] | None:
+        """The subprocess's environment (None: this process's)."""
+        return None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
     def start(self, timeout: float | None = None) -> Self:
         timeout = timeout or self.start_timeout
         command = self.command()
         log = self._log_path.open("ab") if self._log_path else tempfile.TemporaryFile()  # noqa: SIM115 - the child keeps it
-        self._process = subprocess.Popen(command, stdout=log, stderr=log)
+        self._process = subprocess.Popen(command, stdout=log, stderr=log, env=self.environment())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

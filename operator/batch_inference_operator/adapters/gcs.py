@@ -8,6 +8,7 @@ so callers run these methods in a worker thread.
 from __future__ import annotations
 
 import base64
+import contextlib
 import fnmatch
 import os
 from collections.abc import Iterable, Iterator
@@ -15,6 +16,7 @@ from collections.abc import Iterable, Iterator
 import google_crc32c
 from google.api_core import exceptions as gexc
 from google.cloud import storage
+from google.cloud.storage.exceptions import InvalidResponse
 
 from ..core.sharding import Piece
 from ..core.uris import GcsUri
@@ -45,6 +47,18 @@ def _missing(message: str) -> AdapterError:
 
 def _failed(message: str) -> AdapterError:
     return AdapterError(message, retryable=True)
+
+
+@contextlib.contextmanager
+def _streamed_upload() -> Iterator[None]:
+    """A streamed writer (`blob.open("wb")`) reports a refused chunk as the media library's
+    `InvalidResponse`, not as the API error its status means (412 when a precondition failed at
+    finalization); raise the API error, as every other call does."""
+    try:
+        yield
+    except InvalidResponse as error:
+        status = getattr(error.response, "status_code", 500)
+        raise gexc.from_http_status(status, f"upload answered {status}", response=error.response) from None
 
 
 class CloudStorage:
@@ -150,9 +164,12 @@ class CloudStorage:
         blob = self.client.bucket(parsed.bucket).blob(parsed.name)
         blob.metadata = metadata
         try:
-            with blob.open(
-                "wb", chunk_size=CHUNK, if_generation_match=generation, content_type="application/jsonl"
-            ) as writer:
+            with (
+                _streamed_upload(),
+                blob.open(
+                    "wb", chunk_size=CHUNK, if_generation_match=generation, content_type="application/jsonl"
+                ) as writer,
+            ):
                 for line in lines:
                     writer.write(line)
         except gexc.PreconditionFailed:
@@ -194,7 +211,10 @@ class CloudStorage:
             if existing is None:
                 checksum = google_crc32c.Checksum()
                 try:
-                    with blob.open("wb", chunk_size=UPLOAD_CHUNK, if_generation_match=0, checksum=None) as writer:
+                    with (
+                        _streamed_upload(),
+                        blob.open("wb", chunk_size=UPLOAD_CHUNK, if_generation_match=0, checksum=None) as writer,
+                    ):
                         for chunk in self.read_pieces(pieces):
                             checksum.update(chunk)
                             writer.write(chunk)
