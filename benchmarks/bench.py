@@ -257,7 +257,7 @@ async def operator_rows(args: argparse.Namespace, directory: pathlib.Path) -> li
         request = {"request": {"contents": [{"role": "user", "parts": [{"text": "Label: fine value."}]}]}}
         bucket.bucket("bench-inputs").blob("one.jsonl").upload_from_string(json.dumps(request) + "\n")
         kube_url = yaml.safe_load(stack.kube.kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
-        operator = stack.start_operator({"BIJ_POLL_INTERVAL": str(args.poll)})
+        operator = stack.start_operator({"BIJ_POLL_INTERVAL": str(args.poll)}, args.profile)
         async with aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=120),
             headers=stack.kube.headers,
@@ -339,6 +339,7 @@ def main() -> None:
         default=os.environ.get("BIJ_BENCH_KUBE") or "stand-in",
         help="the Kubernetes API: the Python stand-in, or a real kube-apiserver and etcd (make control-plane)",
     )
+    parser.add_argument("--profile", type=pathlib.Path, help="run the operator under cProfile, statistics to this file")
     parser.add_argument("--skip-operator", action="store_true", help="only the scans and the emulator's list")
     args = parser.parse_args()
     args.jobs = [int(n) for n in str(args.jobs).split(",") if n]

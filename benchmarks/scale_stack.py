@@ -120,15 +120,19 @@ class VertexProcess(LoopbackServer):
 class OperatorProcess:
     """The operator as its container runs it, with /proc figures."""
 
-    def __init__(self, env: dict[str, str], log: pathlib.Path) -> None:
-        self.env, self.log = env, log
+    def __init__(self, env: dict[str, str], log: pathlib.Path, profile: pathlib.Path | None = None) -> None:
+        self.env, self.log, self.profile = env, log, profile
         self.metrics_url = f"http://127.0.0.1:{env['BIJ_METRICS_PORT']}/metrics"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "batch_inference_operator", "run"],
+                [
+                    sys.executable,
+                    *(("-m", "cProfile", "-o", str(self.profile)) if self.profile else ()),
+                    *("-m", "batch_inference_operator", "run"),
+                ],
                 env={**os.environ, **self.env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -189,7 +193,8 @@ class Stack:
             if server is not None:
                 server.stop()
 
-    def start_operator(self, env: dict[str, str]) -> OperatorProcess:
+    def start_operator(self, env: dict[str, str], profile: pathlib.Path | None = None) -> OperatorProcess:
+        """The operator; under cProfile when `profile` names the file for its statistics (written when it stops)."""
         assert self.vertex is not None
         self.operator = OperatorProcess(
             {
@@ -202,6 +207,7 @@ class Stack:
                 **env,
             },
             self.directory / "operator.log",
+            profile,
         )
         self.operator.start()
         return self.operator
