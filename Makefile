@@ -57,8 +57,10 @@ chart: $(STAMP)
 # One table of the performance figures (P1-P4) with goals; BIJ_BENCH_JOBS=1000,5000 adds the larger run.
 # The older single-purpose benchmarks (emulator rows/s, BigQuery usage) run on their own: bench-more.
 BIJ_BENCH_JOBS ?= 1000
+# BIJ_BENCH_KUBE=real runs the control-loop rows against a real kube-apiserver and etcd (make control-plane).
+BIJ_BENCH_KUBE ?= stand-in
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench.py --jobs $(BIJ_BENCH_JOBS)
+	$(BIN)/python benchmarks/bench.py --jobs $(BIJ_BENCH_JOBS) --kube $(BIJ_BENCH_KUBE)
 
 bench-more: $(STAMP)
 	$(BIN)/python benchmarks/bench_emulator.py && $(BIN)/python benchmarks/bench_bigquery_usage.py

@@ -39,12 +39,13 @@ class Harness:
         self.answered: dict[str, float] = {}
         self.seen: dict[str, list[tuple[float, str | None, str | None]]] = {}  # name -> (time, phase, state)
         self.rss_peak = 0.0
+        self.own_reads = 0  # the harness's own LISTs while it waits: not the operator's requests
 
     # ---------------------------------------------------------------- the three servers
 
     async def kube_counts(self) -> Counter[str]:
-        async with self.session.get(self.stack.kube.counts_url) as response:
-            return Counter(await response.json())
+        """Requests the Kubernetes API answered so far, by `VERB resource[/subresource]`."""
+        return await self.stack.kube.counts(self.session)
 
     async def emulator(self, path: str, method: str = "GET", body: Any = None) -> Any:
         assert self.stack.vertex is not None
@@ -114,7 +115,7 @@ class Harness:
         async with self.session.post(f"{self.kube_url}{GROUP}", json=manifest) as response:
             if response.status != 201:
                 raise RuntimeError(f"apply {name}: {response.status} {await response.text()}")
-        self.answered[name] = time.time() - self.applied[name]  # the stand-in's own time for the apply
+        self.answered[name] = time.time() - self.applied[name]  # the API server's own time for the apply
 
     async def apply_all(self, names: list[str], concurrency: int = 50) -> None:
         gate = asyncio.Semaphore(concurrency)
@@ -158,6 +159,7 @@ class Harness:
                 return True
             if checks % 30:
                 return False
+            self.own_reads += 1
             async with self.session.get(f"{self.kube_url}{GROUP}") as response:
                 items = (await response.json()).get("items") or []
             phases = {item["metadata"]["name"]: (item.get("status") or {}).get("phase") for item in items}

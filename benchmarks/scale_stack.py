@@ -18,13 +18,16 @@ import re
 import signal
 import subprocess
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from aiohttp import ClientSession, web
 
 from local_stack.gcs_server import GcsEmulator
 from local_stack.kube.launch import running_kube_api, server_url, write_kubeconfig
 from local_stack.loopback import LoopbackServer, free_port
+
+if TYPE_CHECKING:
+    from real_kube import RealKube
 
 _RESOURCE = re.compile(
     r"/apis?/(?:[^/]+/)?v1[^/]*/(?:namespaces/[^/]+/)?(?P<plural>[a-z]+)(?:/[^/]+(?P<sub>/status)?)?$"
@@ -63,7 +66,10 @@ async def serve_counting_kube(port: int, counts_port: int, kubeconfig: pathlib.P
 
 class KubeProcess(LoopbackServer):
     name = "Kubernetes API stand-in"
+    what = "(the test double: one Python process, schema and CEL checks on every write)"
     health_path = "/version"
+    headers: dict[str, str] = {}  # no authentication
+    ssl = True  # aiohttp's default; the stand-in speaks plain HTTP
 
     def __init__(self, kubeconfig: pathlib.Path) -> None:
         super().__init__()
@@ -80,6 +86,14 @@ class KubeProcess(LoopbackServer):
     def cpu_seconds(self) -> float:
         assert self._process is not None
         return cpu_seconds(self._process.pid)
+
+    async def counts(self, session: ClientSession) -> collections.Counter[str]:
+        async with session.get(self.counts_url) as response:
+            return collections.Counter(await response.json())
+
+    async def watches(self, session: ClientSession) -> int:
+        """Watches on batchinferencejobs opened so far (the stand-in counts a request when it starts)."""
+        return (await self.counts(session)).get("WATCH batchinferencejobs", 0)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -106,15 +120,19 @@ class VertexProcess(LoopbackServer):
 class OperatorProcess:
     """The operator as its container runs it, with /proc figures."""
 
-    def __init__(self, env: dict[str, str], log: pathlib.Path) -> None:
-        self.env, self.log = env, log
+    def __init__(self, env: dict[str, str], log: pathlib.Path, profile: pathlib.Path | None = None) -> None:
+        self.env, self.log, self.profile = env, log, profile
         self.metrics_url = f"http://127.0.0.1:{env['BIJ_METRICS_PORT']}/metrics"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "batch_inference_operator", "run"],
+                [
+                    sys.executable,
+                    *(("-m", "cProfile", "-o", str(self.profile)) if self.profile else ()),
+                    *("-m", "batch_inference_operator", "run"),
+                ],
                 env={**os.environ, **self.env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -144,17 +162,24 @@ class OperatorProcess:
 class Stack:
     """fake-gcs-server, the counting Kubernetes API and the Vertex emulator; the operator on demand."""
 
-    def __init__(self, directory: pathlib.Path, emulator_options: list[str]) -> None:
+    def __init__(self, directory: pathlib.Path, emulator_options: list[str], kube: str = "stand-in") -> None:
         self.directory = directory
         self.gcs = GcsEmulator(log_path=directory / "gcs.log")
-        self.kube = KubeProcess(directory / "kubeconfig")
+        self.kube: KubeProcess | RealKube
+        if kube == "real":
+            from real_kube import RealKube  # the control plane's binaries, built or cached on first use
+
+            self.kube = RealKube(directory)
+        else:
+            self.kube = KubeProcess(directory / "kubeconfig")
         self.emulator_options = emulator_options
         self.vertex: VertexProcess | None = None
         self.operator: OperatorProcess | None = None
 
     def __enter__(self) -> Stack:
         self.gcs.start()
-        self.kube._log_path = self.directory / "kube.log"
+        if isinstance(self.kube, KubeProcess):
+            self.kube._log_path = self.directory / "kube.log"
         self.kube.start()
         self.vertex = VertexProcess(self.gcs.url, *self.emulator_options)
         self.vertex._log_path = self.directory / "vertex.log"
@@ -168,7 +193,8 @@ class Stack:
             if server is not None:
                 server.stop()
 
-    def start_operator(self, env: dict[str, str]) -> OperatorProcess:
+    def start_operator(self, env: dict[str, str], profile: pathlib.Path | None = None) -> OperatorProcess:
+        """The operator; under cProfile when `profile` names the file for its statistics (written when it stops)."""
         assert self.vertex is not None
         self.operator = OperatorProcess(
             {
@@ -181,6 +207,7 @@ class Stack:
                 **env,
             },
             self.directory / "operator.log",
+            profile,
         )
         self.operator.start()
         return self.operator

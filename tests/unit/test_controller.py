@@ -691,6 +691,20 @@ def test_create_slots_go_first_come_first_served_and_each_waiter_is_told_its_own
     assert limiter.acquire(key, 100.0, "h") == 0, "g never came back: dropped from the line"
 
 
+def test_the_line_is_swept_for_waiters_gone_at_most_once_a_second_and_they_hold_no_one_up_meanwhile() -> None:
+    limiter = CreateLimiter(rate=10.0, concurrency=0, burst=1)
+    key = ("p", "l")
+    line = lambda: list(limiter.buckets[key].waiting)  # noqa: E731
+    assert limiter.acquire(key, 0.0, "a") == 0
+    assert limiter.acquire(key, 0.0, "gone") == pytest.approx(0.1), "told to come back at 0.1; never does"
+    assert limiter.acquire(key, 10.05, "b") == 0, "gone is late: it holds b up no longer"
+    assert limiter.acquire(key, 10.05, "c") > 0
+    assert line() == ["gone", "c"], "swept at 10.05, when gone was not yet 10 s overdue"
+    assert limiter.acquire(key, 10.5, "c") == 0, "gone, 10.4 s overdue, still in line until the next sweep"
+    assert line() == ["gone"]
+    assert limiter.acquire(key, 11.05, "d") == 0 and line() == [], "the next sweep, a second later, drops it"
+
+
 def test_concurrency_waiters_keep_their_order() -> None:
     limiter = CreateLimiter(rate=0, concurrency=1)
     key = ("p", "l")
