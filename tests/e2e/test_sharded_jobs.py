@@ -169,7 +169,7 @@ async def test_a_bigquery_input_runs_its_shard_tables_into_the_parents_dataset(
     )
     await call(stack.kube, "POST", bij_path(), manifest)
     done = (await phase_of(stack, "bq-split", within=90))["status"]
-    assert done["phase"] == "Succeeded", done.get("message")
+    assert done["phase"] == "Succeeded", [(stored(stack, s["resource"]) or {}).get("status") for s in done["shards"]]
     assert done["completionStats"]["successful"] == 12 and done["usage"]["requests"] == 12
     outputs = [stored(stack, shard["resource"])["status"]["outputLocation"] for shard in done["shards"]]
     assert all(output.startswith(f"bq://{dataset}.predictions_") for output in outputs), outputs
