@@ -4,6 +4,8 @@ and the `mb | put | bq-load | ls | cat` commands; each refusal says what to do i
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import pathlib
 import re
@@ -62,6 +64,15 @@ def make_bucket(gcs: storage.Client, uri: str) -> bool:
     return True
 
 
+def _md5(source: pathlib.Path) -> str:
+    """The file's MD5 as Cloud Storage reports an object's (`md5Hash`: base64)."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with source.open("rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return base64.b64encode(digest.digest()).decode()
+
+
 def upload(gcs: storage.Client, source: pathlib.Path, uri: str) -> str:
     """Upload a file; a URI ending in `/` (or naming only the bucket) keeps the file's name. Returns the URI."""
     bucket, name = split_gcs(uri)
@@ -73,6 +84,11 @@ def upload(gcs: storage.Client, source: pathlib.Path, uri: str) -> str:
         raise DataError(
             f"bucket gs://{bucket} does not exist: make it first with `python -m local_stack mb gs://{bucket}`"
         )
+    blob = gcs.bucket(bucket).get_blob(name)
+    if blob is not None and blob.md5_hash == _md5(source):
+        # Already there: not written again, as an overwrite is not atomic in fake-gcs-server (a job
+        # reading the object meanwhile may find it missing; in Cloud Storage it would see the old one).
+        return f"gs://{bucket}/{name}"
     gcs.bucket(bucket).blob(name).upload_from_filename(str(source))
     return f"gs://{bucket}/{name}"
 
